@@ -1,0 +1,422 @@
+//! The mesh endpoint: binding, addresses, pooled connections and requests.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use iroh::address_lookup::MemoryLookup;
+use iroh::endpoint::{Connection, presets};
+use iroh::protocol::Router;
+use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey, TransportAddr};
+use iroh_gossip::net::Gossip;
+use tracing::debug;
+
+use coop_identity::{Certificate, CloudId, PeerKey};
+use coop_types::PeerId;
+
+use crate::admission::{Admission, AdmissionHook};
+use crate::hello::{HelloProtocol, HelloReply, HelloRequest};
+use crate::liveness::Liveness;
+use crate::request::{HandlerTable, MAX_MESSAGE_BYTES, RequestHandler, RequestProtocol};
+use crate::{GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN};
+
+/// How long a dial may take before the peer counts as unreachable. On a LAN
+/// a QUIC handshake takes milliseconds; across continents well under a
+/// second; 5 s leaves room for a first hole punch.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the mesh needs to start.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    pub key: PeerKey,
+    pub cloud: CloudId,
+    /// This peer's certificate; `None` only while joining.
+    pub certificate: Option<Certificate>,
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Liveness thresholds.
+    pub liveness: crate::LivenessConfig,
+}
+
+/// Why a mesh operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("cannot reach peer {peer}: {reason}")]
+    Unreachable { peer: PeerId, reason: String },
+    #[error("peer {peer} refused us: {reason}")]
+    Refused { peer: PeerId, reason: String },
+    #[error("peer {peer} presented an invalid certificate: {reason}")]
+    BadPeer { peer: PeerId, reason: String },
+    #[error("request to peer {peer} failed: {reason}")]
+    Request { peer: PeerId, reason: String },
+    #[error("request to peer {peer} timed out after {secs} s")]
+    Timeout { peer: PeerId, secs: u64 },
+}
+
+struct Inner {
+    id: PeerId,
+    endpoint: Endpoint,
+    router: Router,
+    admission: Arc<Admission>,
+    addr_book: MemoryLookup,
+    addrs: RwLock<HashMap<PeerId, Vec<SocketAddr>>>,
+    handlers: HandlerTable,
+    pool: Mutex<HashMap<(PeerId, &'static [u8]), Connection>>,
+    greeted: Mutex<HashSet<PeerId>>,
+    gossip: Gossip,
+    liveness: Arc<Liveness>,
+}
+
+/// A handle to this peer's mesh endpoint; cheap to clone.
+#[derive(Clone)]
+pub struct Mesh(Arc<Inner>);
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mesh({})", self.0.id.short())
+    }
+}
+
+impl Mesh {
+    /// Binds the endpoint and starts serving the coop protocols. Relays and
+    /// third-party discovery stay off: addresses come from the cloud itself.
+    pub async fn bind(config: MeshConfig) -> Result<Self, MeshError> {
+        let id = config.key.id();
+        let admission = Arc::new(Admission::new(config.cloud, id, config.certificate));
+        let addr_book = MemoryLookup::new();
+        let bind_err = |reason: String| MeshError::Bind {
+            addr: config.listen,
+            reason,
+        };
+        let endpoint = Endpoint::builder(presets::Minimal)
+            .secret_key(SecretKey::from_bytes(&config.key.secret_bytes()))
+            .clear_ip_transports()
+            .bind_addr(config.listen)
+            .map_err(|e| bind_err(e.to_string()))?
+            .address_lookup(addr_book.clone())
+            .hooks(AdmissionHook(admission.clone()))
+            .bind()
+            .await
+            .map_err(|e| bind_err(e.to_string()))?;
+        let handlers: HandlerTable = Arc::default();
+        let gossip = Gossip::builder().alpn(GOSSIP_ALPN).spawn(endpoint.clone());
+        let request = |alpn| RequestProtocol {
+            alpn,
+            handlers: handlers.clone(),
+        };
+        let router = Router::builder(endpoint.clone())
+            .accept(
+                HELLO_ALPN,
+                HelloProtocol {
+                    admission: admission.clone(),
+                },
+            )
+            .accept(JOIN_ALPN, request(JOIN_ALPN))
+            .accept(RPC_ALPN, request(RPC_ALPN))
+            .accept(RAFT_ALPN, request(RAFT_ALPN))
+            .accept(GOSSIP_ALPN, gossip.clone())
+            .spawn();
+        let liveness = Arc::new(Liveness::new(id, config.liveness));
+        Ok(Mesh(Arc::new(Inner {
+            id,
+            endpoint,
+            router,
+            admission,
+            addr_book,
+            addrs: RwLock::default(),
+            handlers,
+            pool: Mutex::default(),
+            greeted: Mutex::default(),
+            gossip,
+            liveness,
+        })))
+    }
+
+    pub fn id(&self) -> PeerId {
+        self.0.id
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.0.admission
+    }
+
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.0.liveness
+    }
+
+    pub(crate) fn gossip(&self) -> &Gossip {
+        &self.0.gossip
+    }
+
+    /// The UDP addresses this endpoint is bound to, as `ip:port`. An
+    /// unspecified bind address is replaced by the addresses iroh found on
+    /// the local interfaces.
+    pub fn local_addrs(&self) -> Vec<String> {
+        let bound = self.0.endpoint.bound_sockets();
+        let mut out: Vec<String> = Vec::new();
+        let found: Vec<SocketAddr> = self.0.endpoint.addr().ip_addrs().copied().collect();
+        for sock in &bound {
+            if sock.ip().is_unspecified() {
+                for addr in &found {
+                    if addr.port() == sock.port() || found.len() == 1 {
+                        out.push(addr.to_string());
+                    }
+                }
+                if out.is_empty() {
+                    out.push(SocketAddr::new([127, 0, 0, 1].into(), sock.port()).to_string());
+                }
+            } else {
+                out.push(sock.to_string());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Learns addresses of a peer (from an invite, the control plane or a
+    /// status). Unparseable entries are skipped.
+    pub fn add_peer_addrs(&self, peer: PeerId, addrs: &[String]) {
+        if peer == self.0.id {
+            return;
+        }
+        let parsed: Vec<SocketAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        if parsed.is_empty() {
+            return;
+        }
+        let changed = match self.0.addrs.write() {
+            Ok(mut map) => {
+                let entry = map.entry(peer).or_default();
+                let before = entry.clone();
+                *entry = parsed.clone();
+                before != parsed
+            }
+            Err(_) => false,
+        };
+        if changed {
+            let Ok(endpoint_id) = EndpointId::from_bytes(peer.as_bytes()) else {
+                return;
+            };
+            let addr =
+                EndpointAddr::from_parts(endpoint_id, parsed.into_iter().map(TransportAddr::Ip));
+            self.0.addr_book.set_endpoint_info(addr);
+        }
+    }
+
+    /// Peers whose addresses this mesh knows.
+    pub fn known_peers(&self) -> Vec<PeerId> {
+        self.0
+            .addrs
+            .read()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Serves requests of `alpn` (one of the request ALPNs) with `handler`.
+    pub fn set_handler(&self, alpn: &'static [u8], handler: Arc<dyn RequestHandler>) {
+        if let Ok(mut table) = self.0.handlers.write() {
+            table.insert(alpn, handler);
+        }
+    }
+
+    fn endpoint_addr(&self, peer: PeerId) -> Result<EndpointAddr, MeshError> {
+        let endpoint_id =
+            EndpointId::from_bytes(peer.as_bytes()).map_err(|e| MeshError::Unreachable {
+                peer,
+                reason: format!("not a valid peer key: {e}"),
+            })?;
+        let addrs = self
+            .0
+            .addrs
+            .read()
+            .ok()
+            .and_then(|m| m.get(&peer).cloned())
+            .unwrap_or_default();
+        Ok(EndpointAddr::from_parts(
+            endpoint_id,
+            addrs.into_iter().map(TransportAddr::Ip),
+        ))
+    }
+
+    async fn dial(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
+        let addr = self.endpoint_addr(peer)?;
+        let connecting = self.0.endpoint.connect(addr, alpn);
+        match tokio::time::timeout(DIAL_TIMEOUT, connecting).await {
+            Err(_) => Err(MeshError::Unreachable {
+                peer,
+                reason: format!("no answer within {} s", DIAL_TIMEOUT.as_secs()),
+            }),
+            Ok(Err(err)) => Err(MeshError::Unreachable {
+                peer,
+                reason: err.to_string(),
+            }),
+            Ok(Ok(conn)) => Ok(conn),
+        }
+    }
+
+    /// Exchanges certificates with `peer`; afterwards both admit each other.
+    pub async fn hello(&self, peer: PeerId) -> Result<Certificate, MeshError> {
+        let own = self
+            .0
+            .admission
+            .own_cert()
+            .ok_or_else(|| MeshError::Refused {
+                peer,
+                reason: "this peer has no certificate yet".into(),
+            })?;
+        let conn = self.dial(peer, HELLO_ALPN).await?;
+        let request = postcard::to_stdvec(&HelloRequest { cert: own }).map_err(|e| {
+            MeshError::Request {
+                peer,
+                reason: e.to_string(),
+            }
+        })?;
+        let reply = roundtrip(&conn, peer, &request).await;
+        conn.close(0u32.into(), b"bye");
+        let reply: HelloReply = postcard::from_bytes(&reply?).map_err(|e| MeshError::Request {
+            peer,
+            reason: format!("malformed hello reply: {e}"),
+        })?;
+        match reply {
+            HelloReply::Refused(reason) => Err(MeshError::Refused { peer, reason }),
+            HelloReply::Welcome(cert) => {
+                self.0
+                    .admission
+                    .admit(peer, &cert)
+                    .map_err(|e| MeshError::BadPeer {
+                        peer,
+                        reason: e.to_string(),
+                    })?;
+                if let Ok(mut greeted) = self.0.greeted.lock() {
+                    greeted.insert(peer);
+                }
+                Ok(cert)
+            }
+        }
+    }
+
+    fn pooled(&self, peer: PeerId, alpn: &'static [u8]) -> Option<Connection> {
+        let pool = self.0.pool.lock().ok()?;
+        let conn = pool.get(&(peer, alpn))?;
+        conn.close_reason().is_none().then(|| conn.clone())
+    }
+
+    fn forget(&self, peer: PeerId, alpn: &'static [u8]) {
+        if let Ok(mut pool) = self.0.pool.lock() {
+            pool.remove(&(peer, alpn));
+        }
+        if let Ok(mut greeted) = self.0.greeted.lock() {
+            greeted.remove(&peer);
+        }
+    }
+
+    async fn connection(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
+        if let Some(conn) = self.pooled(peer, alpn) {
+            return Ok(conn);
+        }
+        let greeted = self
+            .0
+            .greeted
+            .lock()
+            .map(|g| g.contains(&peer))
+            .unwrap_or(false);
+        if !greeted {
+            self.hello(peer).await?;
+        }
+        let conn = self.dial(peer, alpn).await?;
+        if let Ok(mut pool) = self.0.pool.lock() {
+            pool.insert((peer, alpn), conn.clone());
+        }
+        Ok(conn)
+    }
+
+    /// Sends one request on a protected ALPN and waits for the answer.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        alpn: &'static [u8],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, MeshError> {
+        let attempt = async {
+            let conn = self.connection(peer, alpn).await?;
+            match roundtrip(&conn, peer, body).await {
+                Ok(reply) => Ok(reply),
+                Err(err) => {
+                    self.forget(peer, alpn);
+                    // A connection that died before the request went out
+                    // (the peer restarted, or it did not know us yet) is
+                    // safe to retry once on a fresh one.
+                    if conn.close_reason().is_some() {
+                        debug!(peer = %peer.short(), %err, "retrying on a fresh connection");
+                        let conn = self.connection(peer, alpn).await?;
+                        roundtrip(&conn, peer, body).await
+                    } else {
+                        Err(err)
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| MeshError::Timeout {
+                peer,
+                secs: timeout.as_secs(),
+            })?
+    }
+
+    /// Sends one request on an open ALPN (join) to explicit addresses,
+    /// without a hello: the caller has no certificate yet.
+    pub async fn request_open(
+        &self,
+        peer: PeerId,
+        addrs: &[String],
+        alpn: &'static [u8],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, MeshError> {
+        self.add_peer_addrs(peer, addrs);
+        let attempt = async {
+            let conn = self.dial(peer, alpn).await?;
+            let reply = roundtrip(&conn, peer, body).await;
+            conn.close(0u32.into(), b"done");
+            reply
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| MeshError::Timeout {
+                peer,
+                secs: timeout.as_secs(),
+            })?
+    }
+
+    /// The selected path to `peer`, if a connection is open.
+    pub fn path_to(&self, peer: &PeerId) -> Option<crate::PathInfo> {
+        self.0.admission.path_to(peer)
+    }
+
+    /// Closes every connection and stops serving.
+    pub async fn shutdown(&self) {
+        let _ = self.0.router.shutdown().await;
+        self.0.endpoint.close().await;
+    }
+}
+
+async fn roundtrip(conn: &Connection, peer: PeerId, body: &[u8]) -> Result<Vec<u8>, MeshError> {
+    let fail = |reason: String| MeshError::Request { peer, reason };
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| match conn.close_reason() {
+        Some(reason) => MeshError::Refused {
+            peer,
+            reason: reason.to_string(),
+        },
+        None => fail(e.to_string()),
+    })?;
+    send.write_all(body).await.map_err(|e| fail(e.to_string()))?;
+    send.finish().map_err(|e| fail(e.to_string()))?;
+    recv.read_to_end(MAX_MESSAGE_BYTES)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}

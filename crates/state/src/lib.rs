@@ -1,0 +1,34 @@
+//! The replicated control plane: openraft over the mesh, persisted in redb.
+//!
+//! Stewards hold voting replicas; every other peer keeps a read replica
+//! (a Raft learner). Writes are typed [`Command`]s applied to typed tables
+//! (cloud, peers, invites, tokens, config); reads are local. This crate owns
+//! the storage, the apply logic and the choice of stewards; it does not know
+//! about HTTP or the CLI.
+
+mod records;
+mod store;
+
+pub use records::{
+    CloudInfo, Command, CommandError, InviteRecord, PeerNode, PeerRecord, TokenRecord,
+};
+pub use store::{StateStore, StoreError};
+
+use std::io::Cursor;
+
+use coop_types::PeerId;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the coop control plane.
+    pub TypeConfig:
+        D = Command,
+        R = Result<(), CommandError>,
+        NodeId = PeerId,
+        Node = PeerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft handle for this configuration.
+pub type Raft = openraft::Raft<TypeConfig>;

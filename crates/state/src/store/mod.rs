@@ -1,0 +1,381 @@
+//! The durable home of the control plane: one redb file holding the Raft log,
+//! the vote and the applied state machine.
+//!
+//! [`StateStore`] opens the file and hands out the two halves openraft drives:
+//! the [`LogStore`] (log entries, vote, committed and purged pointers) and the
+//! [`StateMachine`] (the typed tables plus the applied pointer, membership and
+//! current snapshot). Both share one `Arc<redb::Database>`; every write is a
+//! single redb write transaction committed with the default, fsyncing
+//! durability, so nothing openraft was told is stored can be lost by a crash.
+//! The rest of the agent reads the applied tables through `StateStore`'s
+//! local read methods, which use read transactions and never wait on Raft.
+//!
+//! Layout: table `log` maps a log index to a postcard-encoded entry; table
+//! `meta` maps a fixed name to postcard bytes (see the `META_*` names); table
+//! `sm` maps `cloud`, `peer/<hex id>`, `invite/<hex id>`, `token/<hex hash>`
+//! and `config/<key>` to postcard-encoded records.
+
+mod log_store;
+mod machine;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{Entry, LogId, RaftTypeConfig};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use coop_types::PeerId;
+
+use crate::TypeConfig;
+use crate::records::{CloudInfo, Command, CommandError, InviteRecord, PeerRecord, TokenRecord};
+
+pub use log_store::LogStore;
+pub use machine::{SnapshotBuilder, StateMachine};
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SM: TableDefinition<&str, &[u8]> = TableDefinition::new("sm");
+
+const META_VOTE: &str = "vote";
+const META_COMMITTED: &str = "committed";
+const META_PURGED: &str = "last_purged";
+const META_APPLIED: &str = "applied";
+const META_MEMBERSHIP: &str = "membership";
+const META_SNAPSHOT_META: &str = "snapshot_meta";
+const META_SNAPSHOT_DATA: &str = "snapshot_data";
+/// Bumped by every snapshot build so snapshot ids stay unique even when two
+/// builds see the same applied log id, across restarts too.
+const META_SNAPSHOT_SEQ: &str = "snapshot_seq";
+
+const CLOUD_KEY: &str = "cloud";
+const PEER_PREFIX: &str = "peer/";
+const INVITE_PREFIX: &str = "invite/";
+const TOKEN_PREFIX: &str = "token/";
+const CONFIG_PREFIX: &str = "config/";
+
+/// The Raft type configurations this storage can serve: coop's commands and
+/// responses over any node id. Production uses [`TypeConfig`]; the tests also
+/// run openraft's conformance suite, which insists on `u64` node ids.
+pub trait StoreConfig:
+    RaftTypeConfig<
+        D = Command,
+        R = Result<(), CommandError>,
+        Entry = Entry<Self>,
+        SnapshotData = Cursor<Vec<u8>>,
+    >
+{
+}
+
+impl<C> StoreConfig for C where
+    C: RaftTypeConfig<
+            D = Command,
+            R = Result<(), CommandError>,
+            Entry = Entry<C>,
+            SnapshotData = Cursor<Vec<u8>>,
+        >
+{
+}
+
+/// Why the state database could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("state database failure while {context}")]
+    Db {
+        context: &'static str,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("the state database holds a corrupt {what}")]
+    Decode {
+        what: String,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("cannot encode {what} for the state database")]
+    Encode {
+        what: String,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("the state database is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("the storage worker thread failed")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+/// The control-plane database of one peer. Cheap to clone; all clones share
+/// the same open file.
+#[derive(Clone)]
+pub struct StateStore {
+    db: Arc<Database>,
+    applied: Arc<watch::Sender<u64>>,
+}
+
+impl StateStore {
+    /// Opens the database file at `path`, creating it (but not its parent
+    /// directory) when missing.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Creating every table up front lets read transactions open them
+        // without a "table does not exist" case on a fresh file.
+        let txn = db
+            .begin_write()
+            .map_err(db_err("starting the table set-up"))?;
+        txn.open_table(LOG)
+            .map_err(db_err("creating the log table"))?;
+        txn.open_table(META)
+            .map_err(db_err("creating the meta table"))?;
+        txn.open_table(SM)
+            .map_err(db_err("creating the state table"))?;
+        txn.commit().map_err(db_err("committing the table set-up"))?;
+
+        let store = StateStore {
+            db: Arc::new(db),
+            applied: Arc::new(watch::Sender::new(0)),
+        };
+        let applied = store.last_applied_index()?.unwrap_or(0);
+        store.applied.send_replace(applied);
+        Ok(store)
+    }
+
+    /// The Raft log and vote storage, for `openraft::Raft::new`.
+    pub fn log_store(&self) -> LogStore {
+        self.log_store_of()
+    }
+
+    /// The replicated state machine, for `openraft::Raft::new`.
+    pub fn state_machine(&self) -> StateMachine {
+        self.state_machine_of()
+    }
+
+    fn log_store_of<C: StoreConfig>(&self) -> LogStore<C> {
+        LogStore::new(self.db.clone())
+    }
+
+    fn state_machine_of<C: StoreConfig>(&self) -> StateMachine<C> {
+        StateMachine::new(self.db.clone(), self.applied.clone())
+    }
+
+    /// Whether this database already holds Raft state (a vote, a log entry,
+    /// a purge mark or an applied entry): tells a restart from a fresh data
+    /// directory.
+    pub fn has_raft_state(&self) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err("starting a read"))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(db_err("opening the meta table"))?;
+        for key in [META_VOTE, META_PURGED, META_APPLIED] {
+            if meta
+                .get(key)
+                .map_err(db_err("reading the meta table"))?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        let log = txn
+            .open_table(LOG)
+            .map_err(db_err("opening the log table"))?;
+        Ok(!log.is_empty().map_err(db_err("reading the log table"))?)
+    }
+
+    /// The cloud, once the founding entry is applied.
+    pub fn cloud(&self) -> Result<Option<CloudInfo>, StoreError> {
+        self.read_sm(|sm| get_value(sm, CLOUD_KEY))
+    }
+
+    /// Every member, revoked ones included, sorted by id.
+    pub fn peers(&self) -> Result<Vec<PeerRecord>, StoreError> {
+        self.read_sm(|sm| scan_values(sm, PEER_PREFIX))
+    }
+
+    /// One member, revoked or not.
+    pub fn peer(&self, id: &PeerId) -> Result<Option<PeerRecord>, StoreError> {
+        self.read_sm(|sm| get_value(sm, &peer_key(id)))
+    }
+
+    /// Every invite ever recorded, used ones included, sorted by id.
+    pub fn invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+        self.read_sm(|sm| scan_values(sm, INVITE_PREFIX))
+    }
+
+    /// The API token whose hash is `hash`.
+    pub fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        self.read_sm(|sm| get_value(sm, &token_key(hash)))
+    }
+
+    /// Every cloud setting.
+    pub fn config(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        self.read_sm(|sm| {
+            let mut settings = BTreeMap::new();
+            for (key, value) in scan(sm, CONFIG_PREFIX)? {
+                let name = key[CONFIG_PREFIX.len()..].to_owned();
+                settings.insert(name, value);
+            }
+            Ok(settings)
+        })
+    }
+
+    /// The index of the last entry applied to the state machine, if any.
+    pub fn last_applied_index(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err("starting a read"))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(db_err("opening the meta table"))?;
+        let applied: Option<LogId<PeerId>> = get_value(&meta, META_APPLIED)?;
+        Ok(applied.map(|id| id.index))
+    }
+
+    /// Follows the last applied log index: updated after every applied batch
+    /// and snapshot install, starting from the value on disk (0 when none).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    fn read_sm<T>(
+        &self,
+        read: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err("starting a read"))?;
+        let sm = txn
+            .open_table(SM)
+            .map_err(db_err("opening the state table"))?;
+        read(&sm)
+    }
+}
+
+type StrTable<'txn> = Table<'txn, &'static str, &'static [u8]>;
+
+/// Wraps a redb error with what the store was doing.
+fn db_err<E: Into<redb::Error>>(context: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |source| StoreError::Db {
+        context,
+        source: source.into(),
+    }
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(value).map_err(|source| StoreError::Encode {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|source| StoreError::Decode {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+/// Reads and decodes one value of a string-keyed table.
+fn get_value<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    match table.get(key).map_err(db_err("reading a value"))? {
+        Some(bytes) => decode(bytes.value(), key).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn put_value<T: Serialize + ?Sized>(
+    table: &mut StrTable<'_>,
+    key: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    let bytes = encode(value, key)?;
+    table
+        .insert(key, bytes.as_slice())
+        .map_err(db_err("writing a value"))?;
+    Ok(())
+}
+
+/// Every `(key, decoded value)` whose key starts with `prefix`, in key order.
+fn scan<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let mut found = Vec::new();
+    for row in table.range(prefix..).map_err(db_err("scanning a table"))? {
+        let (key, value) = row.map_err(db_err("scanning a table"))?;
+        let key = key.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        found.push((key.to_owned(), decode(value.value(), key)?));
+    }
+    Ok(found)
+}
+
+fn scan_values<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Vec<T>, StoreError> {
+    Ok(scan(table, prefix)?.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Runs `work` in one write transaction on a blocking thread, since the
+/// commit waits for fsync, and commits it only if `work` succeeded.
+async fn write_txn<T, F>(db: &Arc<Database>, work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+{
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let txn = db
+            .begin_write()
+            .map_err(db_err("starting a write transaction"))?;
+        let out = work(&txn)?;
+        txn.commit()
+            .map_err(db_err("committing a write transaction"))?;
+        Ok(out)
+    })
+    .await?
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+fn peer_key(id: &PeerId) -> String {
+    format!("{PEER_PREFIX}{}", hex(id.as_bytes()))
+}
+
+fn invite_key(id: &[u8; 16]) -> String {
+    format!("{INVITE_PREFIX}{}", hex(id))
+}
+
+fn token_key(hash: &[u8; 32]) -> String {
+    format!("{TOKEN_PREFIX}{}", hex(hash))
+}
+
+fn config_key(name: &str) -> String {
+    format!("{CONFIG_PREFIX}{name}")
+}

@@ -1,0 +1,11 @@
+//! Plain data shared by several coop rooms: peer ids, peer status and the
+//! wire shapes the API returns. Nothing here does I/O; everything here is
+//! serializable and cheap to clone.
+
+mod peer;
+mod time;
+
+pub use peer::{
+    Connection, DiskStatus, PeerId, PeerIdParseError, PeerState, PeerStatus, PeerView, Role,
+};
+pub use time::unix_now;
