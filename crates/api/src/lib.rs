@@ -1,1 +1,98 @@
-//! placeholder
+//! The REST API under `/v1` (axum), its OpenAPI document, Prometheus
+//! metrics and the web console. The API is the product: the CLI and the
+//! console are clients of it. Handlers stay thin; they read the local
+//! replica of the control plane and write through it.
+
+mod auth;
+mod cloud;
+mod console;
+mod error;
+mod metrics;
+mod openapi;
+mod peers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use tokio::net::TcpListener;
+
+use coop_identity::{CloudId, PeerKey};
+use coop_mesh::Mesh;
+use coop_state::ControlPlane;
+
+pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
+pub use error::ApiError;
+pub use openapi::openapi_json;
+
+/// Everything a handler may need; cloned into every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub key: PeerKey,
+    pub cloud: CloudId,
+    pub control: ControlPlane,
+    pub mesh: Mesh,
+    pub started: Instant,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(key: PeerKey, cloud: CloudId, control: ControlPlane, mesh: Mesh) -> Self {
+        AppState {
+            key,
+            cloud,
+            control,
+            mesh,
+            started: Instant::now(),
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/status", get(cloud::status))
+        .route("/peers", get(peers::list))
+        .route("/peers/{peer}/revoke", post(peers::revoke))
+        .route("/invites", post(cloud::create_invite))
+        .route("/config", get(cloud::get_config))
+        .route(
+            "/config/{key}",
+            put(cloud::set_config).delete(cloud::delete_config),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .route("/openapi.json", get(openapi::serve));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/metrics", get(metrics::serve))
+        .route("/", get(console::page))
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+/// Binds the API listener early, so `coop up` fails fast on a busy port.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves on an already bound listener until `shutdown` resolves.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The hash under which an API token is stored in the control plane.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    *blake3::hash(token.as_bytes()).as_bytes()
+}

@@ -116,7 +116,21 @@ impl fmt::Debug for PeerKey {
 
 /// The public key of a cloud's root key; names the cloud.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(from = "PeerId", into = "PeerId")]
 pub struct CloudId(pub [u8; 32]);
+
+// Same encoding as a peer id: hex for humans, bytes on the wire.
+impl From<PeerId> for CloudId {
+    fn from(id: PeerId) -> Self {
+        CloudId(id.0)
+    }
+}
+
+impl From<CloudId> for PeerId {
+    fn from(id: CloudId) -> Self {
+        PeerId(id.0)
+    }
+}
 
 impl CloudId {
     pub fn short(&self) -> String {

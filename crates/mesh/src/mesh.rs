@@ -206,6 +206,15 @@ impl Mesh {
         }
     }
 
+    /// Whether this mesh has any address for `peer`.
+    pub fn knows_addrs_of(&self, peer: &PeerId) -> bool {
+        self.0
+            .addrs
+            .read()
+            .map(|m| m.contains_key(peer))
+            .unwrap_or(false)
+    }
+
     /// Peers whose addresses this mesh knows.
     pub fn known_peers(&self) -> Vec<PeerId> {
         self.0

@@ -6,12 +6,17 @@
 //! the storage, the apply logic and the choice of stewards; it does not know
 //! about HTTP or the CLI.
 
+mod control;
+mod network;
 mod records;
+mod stewards;
 mod store;
 
 pub use records::{
     CloudInfo, Command, CommandError, InviteRecord, PeerNode, PeerRecord, TokenRecord,
 };
+pub use control::{ControlPlane, StartError, WriteError};
+pub use stewards::{StewardCandidate, StewardPolicy, ZoneSpread, steward_target};
 pub use store::{StateStore, StoreError};
 
 use std::io::Cursor;

@@ -4,11 +4,34 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The id of a peer: its ed25519 public key. Shown as 64 lowercase hex
 /// characters; the first 10 are enough for a human to tell peers apart.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct PeerId(pub [u8; 32]);
+
+// Hex in human-readable formats (JSON, TOML), raw bytes on the wire.
+impl Serialize for PeerId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_string())
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(deserializer).map(PeerId)
+        }
+    }
+}
 
 impl PeerId {
     /// The raw public key bytes.
@@ -94,7 +117,7 @@ pub struct PeerStatus {
 }
 
 /// Liveness of a peer as seen from the observing peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerState {
     /// A fresh status arrived recently.
@@ -119,7 +142,7 @@ impl fmt::Display for PeerState {
 }
 
 /// How the observing peer currently reaches another one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Connection {
     /// The observing peer itself.
@@ -145,8 +168,10 @@ impl fmt::Display for Connection {
 }
 
 /// One row of `coop peers`: what the API returns for every peer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PeerView {
+    /// The peer's public key, 64 hex characters.
+    #[schema(value_type = String)]
     pub id: PeerId,
     pub name: String,
     pub zone: String,
@@ -177,6 +202,17 @@ mod tests {
         assert_eq!(parsed, id);
         assert!("abc".parse::<PeerId>().is_err());
         assert!("zz".repeat(32).parse::<PeerId>().is_err());
+    }
+
+    #[test]
+    fn peer_id_is_hex_in_json_and_bytes_in_postcard() {
+        let id = PeerId([0xab; 32]);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
+        assert_eq!(serde_json::from_str::<PeerId>(&json).unwrap(), id);
+        let bytes = postcard::to_stdvec(&id).unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(postcard::from_bytes::<PeerId>(&bytes).unwrap(), id);
     }
 
     #[test]

@@ -56,7 +56,10 @@ impl<C: StoreConfig> LogStore<C> {
         Ok(entries)
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err("starting a read"))?;
         let meta = txn
             .open_table(META)
@@ -90,7 +93,11 @@ impl<C: StoreConfig> LogStore<C> {
         })
     }
 
-    async fn write_meta(&self, key: &'static str, bytes: Option<Vec<u8>>) -> Result<(), StoreError> {
+    async fn write_meta(
+        &self,
+        key: &'static str,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         write_txn(&self.db, move |txn| {
             let mut meta = txn
                 .open_table(META)
@@ -101,8 +108,7 @@ impl<C: StoreConfig> LogStore<C> {
                         .map_err(db_err("writing the meta table"))?;
                 }
                 None => {
-                    meta.remove(key)
-                        .map_err(db_err("writing the meta table"))?;
+                    meta.remove(key).map_err(db_err("writing the meta table"))?;
                 }
             }
             Ok(())
@@ -127,7 +133,9 @@ impl<C: StoreConfig> RaftLogStorage<C> for LogStore<C> {
     type LogReader = LogStore<C>;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
-        Ok(self.log_state().map_err(|e| StorageIOError::read_logs(&e))?)
+        Ok(self
+            .log_state()
+            .map_err(|e| StorageIOError::read_logs(&e))?)
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -152,7 +160,11 @@ impl<C: StoreConfig> RaftLogStorage<C> for LogStore<C> {
         &mut self,
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
-        let saved = match committed.as_ref().map(|id| encode(id, META_COMMITTED)).transpose() {
+        let saved = match committed
+            .as_ref()
+            .map(|id| encode(id, META_COMMITTED))
+            .transpose()
+        {
             Ok(bytes) => self.write_meta(META_COMMITTED, bytes).await,
             Err(e) => Err(e),
         };

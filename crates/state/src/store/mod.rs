@@ -40,7 +40,7 @@ use crate::TypeConfig;
 use crate::records::{CloudInfo, Command, CommandError, InviteRecord, PeerRecord, TokenRecord};
 
 pub use log_store::LogStore;
-pub use machine::{SnapshotBuilder, StateMachine};
+pub use machine::StateMachine;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -146,7 +146,8 @@ impl StateStore {
             .map_err(db_err("creating the meta table"))?;
         txn.open_table(SM)
             .map_err(db_err("creating the state table"))?;
-        txn.commit().map_err(db_err("committing the table set-up"))?;
+        txn.commit()
+            .map_err(db_err("committing the table set-up"))?;
 
         let store = StateStore {
             db: Arc::new(db),
@@ -158,12 +159,12 @@ impl StateStore {
     }
 
     /// The Raft log and vote storage, for `openraft::Raft::new`.
-    pub fn log_store(&self) -> LogStore {
+    pub fn log_store(&self) -> LogStore<TypeConfig> {
         self.log_store_of()
     }
 
     /// The replicated state machine, for `openraft::Raft::new`.
-    pub fn state_machine(&self) -> StateMachine {
+    pub fn state_machine(&self) -> StateMachine<TypeConfig> {
         self.state_machine_of()
     }
 

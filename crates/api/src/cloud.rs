@@ -1,0 +1,259 @@
+//! `/v1/status`, `/v1/invites` and `/v1/config`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::extract::rejection::JsonRejection;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use coop_identity::{BootstrapPeer, InviteToken};
+use coop_state::{Command, InviteRecord};
+use coop_types::{PeerState, PeerView, unix_now};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::peers::peer_views;
+
+/// Longest invite lifetime: a week. Invites are bearer secrets; one that
+/// lives longer is better replaced by a fresh one.
+const MAX_INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Default invite lifetime when none is given.
+const DEFAULT_INVITE_TTL_SECS: u64 = 3600;
+
+/// This peer, the cloud, its stewards and leader, and health.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    /// This peer as `coop peers` shows it.
+    pub peer: PeerView,
+    pub cloud: CloudView,
+    /// `ok`, or `degraded` with reasons in `problems`.
+    pub health: String,
+    pub problems: Vec<String>,
+    pub uptime_secs: u64,
+    pub version: String,
+}
+
+/// The cloud as this peer's replica knows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CloudView {
+    pub id: String,
+    pub name: String,
+    pub created_at: u64,
+    pub peers: usize,
+    pub peers_up: usize,
+    pub stewards: Vec<String>,
+    pub leader: Option<String>,
+    pub term: u64,
+    pub applied_index: Option<u64>,
+}
+
+/// Show this peer and the cloud.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    responses((status = 200, body = StatusView), (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
+    let views = peer_views(&state)?;
+    let own = state.key.id();
+    let peer = views
+        .iter()
+        .find(|v| v.id == own)
+        .cloned()
+        .ok_or_else(|| ApiError::Unavailable("this peer is not in its own replica yet".into()))?;
+    let info = state.control.store().cloud()?;
+    let voters = state.control.voters();
+    let leader = state.control.leader();
+    let (term, applied_index) = state.control.term_and_applied();
+    let mut problems = Vec::new();
+    if leader.is_none() {
+        problems.push("no control-plane leader: writes are blocked until stewards reach a quorum".to_string());
+    }
+    let stewards_up = views
+        .iter()
+        .filter(|v| v.steward && v.state == PeerState::Up)
+        .count();
+    if stewards_up * 2 <= voters.len() {
+        problems.push(format!(
+            "only {stewards_up} of {} stewards are up",
+            voters.len()
+        ));
+    }
+    for v in views.iter().filter(|v| matches!(v.state, PeerState::Unreachable | PeerState::Down)) {
+        problems.push(format!("peer {} ({}) is {}", v.name, v.id.short(), v.state));
+    }
+    let cloud = CloudView {
+        id: state.cloud.to_string(),
+        name: info.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+        created_at: info.as_ref().map(|c| c.created_at).unwrap_or(0),
+        peers: views.iter().filter(|v| v.state != PeerState::Revoked).count(),
+        peers_up: views.iter().filter(|v| v.state == PeerState::Up).count(),
+        stewards: voters.iter().map(|v| v.to_string()).collect(),
+        leader: leader.map(|l| l.to_string()),
+        term,
+        applied_index,
+    };
+    Ok(Json(StatusView {
+        peer,
+        cloud,
+        health: if problems.is_empty() { "ok" } else { "degraded" }.into(),
+        problems,
+        uptime_secs: state.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }))
+}
+
+/// Body of `POST /v1/invites`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    /// Lifetime in seconds (default 3600, at most 604800).
+    pub ttl_secs: Option<u64>,
+}
+
+/// A fresh invite.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InviteCreated {
+    /// The one line to give to `coop up --join`.
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Create a single-use invite for a new peer.
+#[utoipa::path(
+    post,
+    path = "/v1/invites",
+    request_body = InviteRequest,
+    responses(
+        (status = 200, body = InviteCreated),
+        (status = 400, description = "Bad body or TTL", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create_invite(
+    State(state): State<AppState>,
+    body: Result<Json<InviteRequest>, JsonRejection>,
+) -> Result<Json<InviteCreated>, ApiError> {
+    let Json(req) = body?;
+    let ttl = req.ttl_secs.unwrap_or(DEFAULT_INVITE_TTL_SECS);
+    if ttl == 0 || ttl > MAX_INVITE_TTL_SECS {
+        return Err(ApiError::BadRequest(format!(
+            "ttl_secs must be between 1 and {MAX_INVITE_TTL_SECS} (a week), got {ttl}"
+        )));
+    }
+    let now = unix_now();
+    let own = state.key.id();
+    // This peer first, then the stewards: whoever is up when the new
+    // machine starts can take the join.
+    let mut bootstrap = vec![BootstrapPeer {
+        id: own,
+        addrs: state.mesh.local_addrs(),
+    }];
+    for rec in state.control.store().peers()? {
+        let id = rec.id();
+        if id != own && rec.revoked_at.is_none() && state.control.voters().contains(&id) {
+            let addrs = state
+                .mesh
+                .liveness()
+                .status(&id)
+                .map(|(s, _)| s.addrs)
+                .unwrap_or(rec.addrs);
+            bootstrap.push(BootstrapPeer { id, addrs });
+        }
+    }
+    let token = InviteToken::new(state.cloud, own, now + ttl, bootstrap);
+    state
+        .control
+        .write(Command::CreateInvite(InviteRecord {
+            id: token.invite_id,
+            secret_hash: InviteToken::secret_hash(&token.secret),
+            expires_at: token.expires_at,
+            created_by: own,
+            created_at: now,
+            used_by: None,
+        }))
+        .await?;
+    Ok(Json(InviteCreated {
+        token: token.encode(&state.key),
+        expires_at: token.expires_at,
+    }))
+}
+
+/// A setting's value, as `PUT /v1/config/{key}` takes it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigValue {
+    pub value: String,
+}
+
+/// Result of a revocation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevokeResult {
+    pub id: String,
+    pub name: String,
+}
+
+/// Read every cloud setting.
+#[utoipa::path(
+    get,
+    path = "/v1/config",
+    responses((status = 200, body = BTreeMap<String, String>)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_config(
+    State(state): State<AppState>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    Ok(Json(state.control.store().config()?))
+}
+
+/// Set one cloud setting (replicated through the control plane).
+#[utoipa::path(
+    put,
+    path = "/v1/config/{key}",
+    params(("key" = String, Path, description = "1-128 characters of a-z 0-9 . _ -")),
+    request_body = ConfigValue,
+    responses(
+        (status = 200, body = BTreeMap<String, String>),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 503, description = "No leader reachable", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn set_config(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    body: Result<Json<ConfigValue>, JsonRejection>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    let Json(value) = body?;
+    state
+        .control
+        .write(Command::SetConfig {
+            key: key.clone(),
+            value: Some(value.value.clone()),
+        })
+        .await?;
+    Ok(Json(BTreeMap::from([(key, value.value)])))
+}
+
+/// Remove one cloud setting.
+#[utoipa::path(
+    delete,
+    path = "/v1/config/{key}",
+    params(("key" = String, Path)),
+    responses((status = 200, body = BTreeMap<String, String>)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn delete_config(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    state
+        .control
+        .write(Command::SetConfig { key, value: None })
+        .await?;
+    Ok(Json(state.control.store().config()?))
+}

@@ -1,0 +1,88 @@
+//! Prometheus metrics at `/metrics`, read from live state at scrape time
+//! so they can never drift from what the API shows.
+
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use coop_types::PeerState;
+
+use crate::AppState;
+use crate::peers::peer_views;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// The registry and the gauges refreshed on every scrape.
+pub(crate) struct Metrics {
+    registry: Registry,
+    peers: Family<StateLabel, Gauge>,
+    is_leader: Gauge,
+    is_steward: Gauge,
+    term: Gauge<u64, AtomicU64>,
+    applied: Gauge<u64, AtomicU64>,
+    uptime: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("coop");
+        let peers = Family::<StateLabel, Gauge>::default();
+        let is_leader = Gauge::default();
+        let is_steward = Gauge::default();
+        let term = Gauge::<u64, AtomicU64>::default();
+        let applied = Gauge::<u64, AtomicU64>::default();
+        let uptime = Gauge::default();
+        registry.register("peers", "Peers of the cloud by liveness state", peers.clone());
+        registry.register("raft_leader", "1 when this peer leads the control plane", is_leader.clone());
+        registry.register("raft_steward", "1 when this peer is a voting steward", is_steward.clone());
+        registry.register("raft_term", "Current Raft term", term.clone());
+        registry.register("raft_applied_index", "Last applied Raft log index", applied.clone());
+        registry.register("uptime_seconds", "Seconds since the agent started", uptime.clone());
+        Metrics {
+            registry,
+            peers,
+            is_leader,
+            is_steward,
+            term,
+            applied,
+            uptime,
+        }
+    }
+}
+
+pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    if let Ok(views) = peer_views(&state) {
+        for s in [PeerState::Up, PeerState::Unreachable, PeerState::Down, PeerState::Revoked] {
+            let n = views.iter().filter(|v| v.state == s).count();
+            m.peers
+                .get_or_create(&StateLabel { state: s.to_string() })
+                .set(n as i64);
+        }
+    }
+    m.is_leader.set(i64::from(state.control.is_leader()));
+    m.is_steward
+        .set(i64::from(state.control.voters().contains(&state.key.id())));
+    let (term, applied) = state.control.term_and_applied();
+    m.term.set(term);
+    m.applied.set(applied.unwrap_or(0));
+    m.uptime.set(state.started.elapsed().as_secs() as i64);
+    let mut body = String::new();
+    if encode(&mut body, &m.registry).is_err() {
+        body.clear();
+    }
+    (
+        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+}

@@ -1,0 +1,48 @@
+//! The OpenAPI document at `/v1/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "coop", description = "The REST API of a coop peer: peers, invites, cloud settings."),
+    paths(
+        crate::cloud::status,
+        crate::peers::list,
+        crate::peers::revoke,
+        crate::cloud::create_invite,
+        crate::cloud::get_config,
+        crate::cloud::set_config,
+        crate::cloud::delete_config,
+    ),
+    components(schemas(
+        coop_types::PeerView,
+        coop_types::PeerState,
+        coop_types::Connection,
+        crate::error::ErrorBody,
+    )),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// The document as JSON text.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+pub(crate) async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,174 @@
+//! `/v1/peers`: every peer as this peer sees it, and revocation.
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use coop_state::{Command, PeerRecord};
+use coop_types::{Connection, PeerId, PeerState, PeerView, unix_now};
+
+use crate::AppState;
+use crate::cloud::RevokeResult;
+use crate::error::ApiError;
+
+/// Builds the view of every member, this peer first, then by name.
+pub(crate) fn peer_views(state: &AppState) -> Result<Vec<PeerView>, ApiError> {
+    let records = state.control.store().peers()?;
+    let voters = state.control.voters();
+    let leader = state.control.leader();
+    let own = state.key.id();
+    let mut views: Vec<PeerView> = records
+        .iter()
+        .map(|rec| view_of(state, rec, own, leader, &voters))
+        .collect();
+    views.sort_by(|a, b| {
+        (a.id != own, a.name.as_str(), a.id).cmp(&(b.id != own, b.name.as_str(), b.id))
+    });
+    Ok(views)
+}
+
+fn view_of(
+    state: &AppState,
+    rec: &PeerRecord,
+    own: PeerId,
+    leader: Option<PeerId>,
+    voters: &std::collections::BTreeSet<PeerId>,
+) -> PeerView {
+    let id = rec.id();
+    let live = state.mesh.liveness();
+    let peer_state = if rec.revoked_at.is_some() {
+        PeerState::Revoked
+    } else {
+        live.state(&id)
+    };
+    let (connection, rtt_ms) = if id == own {
+        (Connection::Myself, Some(0.0))
+    } else if peer_state == PeerState::Revoked {
+        (Connection::None, None)
+    } else {
+        match state.mesh.path_to(&id) {
+            Some(path) => (path.kind, path.rtt.map(|d| d.as_secs_f64() * 1000.0)),
+            None => (Connection::None, None),
+        }
+    };
+    let status = live.status(&id);
+    let mut view = PeerView {
+        id,
+        name: rec.cert.body.name.clone(),
+        zone: rec.cert.body.zone.clone(),
+        state: peer_state,
+        connection,
+        rtt_ms,
+        steward: voters.contains(&id),
+        leader: leader == Some(id),
+        cpus: 0,
+        memory_bytes: 0,
+        disk_free_bytes: 0,
+        load: 0.0,
+        arch: String::new(),
+        addrs: rec.addrs.clone(),
+        relay: rec.cert.body.roles.contains(&coop_types::Role::Relay),
+        last_seen_secs: None,
+    };
+    if let Some((s, age)) = status {
+        view.cpus = s.cpus;
+        view.memory_bytes = s.memory_bytes;
+        view.disk_free_bytes = s.disks.iter().map(|d| d.free_bytes).sum();
+        view.load = f64::from(s.load_centi) / 100.0;
+        view.arch = s.arch;
+        view.relay = view.relay || s.relay;
+        if !s.addrs.is_empty() {
+            view.addrs = s.addrs;
+        }
+        view.last_seen_secs = Some(age.as_secs());
+    }
+    view
+}
+
+/// List every peer of the cloud.
+#[utoipa::path(
+    get,
+    path = "/v1/peers",
+    responses(
+        (status = 200, description = "Every peer, this one first", body = [PeerView]),
+        (status = 401, description = "Missing or unknown token", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<PeerView>>, ApiError> {
+    peer_views(&state).map(Json)
+}
+
+/// Finds a peer by full id, unique id prefix (at least 4 characters) or name.
+pub(crate) fn resolve_peer(state: &AppState, needle: &str) -> Result<PeerRecord, ApiError> {
+    let records = state.control.store().peers()?;
+    if let Ok(id) = needle.parse::<PeerId>() {
+        return records
+            .into_iter()
+            .find(|r| r.id() == id)
+            .ok_or_else(|| ApiError::NotFound(format!("no peer {id} in this cloud")));
+    }
+    let by_name: Vec<&PeerRecord> = records
+        .iter()
+        .filter(|r| r.cert.body.name == needle)
+        .collect();
+    if by_name.len() == 1 {
+        return Ok(by_name[0].clone());
+    }
+    if by_name.len() > 1 {
+        return Err(ApiError::Conflict(format!(
+            "{} peers are named `{needle}`; give the peer id instead",
+            by_name.len()
+        )));
+    }
+    let lower = needle.to_ascii_lowercase();
+    let by_prefix: Vec<&PeerRecord> = if lower.len() >= 4 {
+        records
+            .iter()
+            .filter(|r| r.id().to_string().starts_with(&lower))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match by_prefix.len() {
+        1 => Ok(by_prefix[0].clone()),
+        0 => Err(ApiError::NotFound(format!(
+            "no peer named `{needle}` or with an id starting with it; see `coop peers`"
+        ))),
+        n => Err(ApiError::Conflict(format!(
+            "{n} peers have ids starting with `{needle}`; give more characters"
+        ))),
+    }
+}
+
+/// Revoke a peer: its certificate is void for good and every peer cuts it off.
+#[utoipa::path(
+    post,
+    path = "/v1/peers/{peer}/revoke",
+    params(("peer" = String, Path, description = "Peer id, unique id prefix, or name")),
+    responses(
+        (status = 200, description = "Revoked", body = RevokeResult),
+        (status = 404, description = "No such peer", body = crate::error::ErrorBody),
+        (status = 409, description = "Already revoked, or this peer itself", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Json<RevokeResult>, ApiError> {
+    let rec = resolve_peer(&state, &peer)?;
+    let id = rec.id();
+    if id == state.key.id() {
+        return Err(ApiError::Conflict(
+            "a peer cannot revoke itself; run the command on another peer".into(),
+        ));
+    }
+    state
+        .control
+        .write(Command::RevokePeer { peer: id, at: unix_now() })
+        .await?;
+    Ok(Json(RevokeResult {
+        id: id.to_string(),
+        name: rec.cert.body.name,
+    }))
+}

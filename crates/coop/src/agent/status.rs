@@ -1,0 +1,84 @@
+//! This machine's resources, published in its status once a second.
+
+use std::path::PathBuf;
+
+use coop_mesh::{Mesh, StatusSource};
+use coop_types::{DiskStatus, PeerId, PeerStatus};
+
+/// Reads CPU, memory, load and disk figures from the host.
+pub struct HostStatus {
+    pub id: PeerId,
+    pub name: String,
+    pub zone: String,
+    pub boot: u64,
+    pub relay: bool,
+    pub data_dir: PathBuf,
+    pub mesh: Mesh,
+}
+
+impl StatusSource for HostStatus {
+    fn status(&self) -> PeerStatus {
+        let (memory_bytes, memory_free_bytes) = memory();
+        PeerStatus {
+            peer: self.id,
+            seq: 0,
+            boot: self.boot,
+            name: self.name.clone(),
+            zone: self.zone.clone(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            memory_bytes,
+            memory_free_bytes,
+            load_centi: load_centi(),
+            arch: std::env::consts::ARCH.to_string(),
+            disks: disk(&self.data_dir).into_iter().collect(),
+            addrs: self.mesh.local_addrs(),
+            relay: self.relay,
+        }
+    }
+}
+
+/// Total and available memory from /proc/meminfo, in bytes.
+fn memory() -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
+        return (0, 0);
+    };
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .unwrap_or(0)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+/// One-minute load average times 100.
+fn load_centi() -> u32 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|l| (l * 100.0) as u32)
+        .unwrap_or(0)
+}
+
+/// Size and free space of the filesystem holding `path`.
+fn disk(path: &std::path::Path) -> Option<DiskStatus> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is a valid NUL-terminated string and stat a valid
+    // out-pointer for the duration of the call.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return None;
+    }
+    let frsize = stat.f_frsize as u64;
+    Some(DiskStatus {
+        path: path.display().to_string(),
+        total_bytes: stat.f_blocks as u64 * frsize,
+        free_bytes: stat.f_bavail as u64 * frsize,
+    })
+}

@@ -1,0 +1,257 @@
+//! The client subcommands: thin wrappers over the REST API that print
+//! tables for people and JSON for scripts.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use coop_api::{InviteCreated, RevokeResult, StatusView};
+use coop_types::PeerView;
+
+use crate::GlobalArgs;
+use crate::datadir::{DataDir, default_data_dir};
+
+/// A client request should not hang a script; writes wait up to 10 s for
+/// the control plane, so allow a little more.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(global: &GlobalArgs) -> Result<Self> {
+        let dir = DataDir::new(global.data_dir.clone().unwrap_or_else(default_data_dir));
+        let base = match &global.api {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
+            Some(addr) => format!("http://{addr}"),
+            None => dir.api_info()?.url,
+        };
+        let token = match &global.token {
+            Some(t) => t.clone(),
+            None => dir.read_token()?,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|err| {
+            if err.is_connect() {
+                anyhow!("cannot reach the coop API at {}: is `coop up` running?", self.base)
+            } else if err.is_timeout() {
+                anyhow!("the coop API at {} did not answer in time", self.base)
+            } else {
+                anyhow!("request to {url} failed: {err}")
+            }
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.context("cannot read the API response")?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+                .unwrap_or(text);
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        serde_json::from_str(&text).with_context(|| format!("unexpected API response: {text}"))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub async fn invite(global: &GlobalArgs, ttl: u64) -> Result<()> {
+    let client = Client::new(global)?;
+    let created: InviteCreated = client
+        .call(reqwest::Method::POST, "/v1/invites", Some(json!({ "ttl_secs": ttl })))
+        .await?;
+    if global.json {
+        print_json(&created)
+    } else {
+        println!("{}", created.token);
+        Ok(())
+    }
+}
+
+pub async fn peers(global: &GlobalArgs) -> Result<()> {
+    let client = Client::new(global)?;
+    let peers: Vec<PeerView> = client.get("/v1/peers").await?;
+    if global.json {
+        return print_json(&peers);
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(vec![
+        "NAME", "ID", "ZONE", "STATE", "CONNECTION", "RTT", "STEWARD", "CPUS", "MEMORY", "DISK FREE",
+    ]);
+    for p in &peers {
+        let steward = match (p.steward, p.leader) {
+            (_, true) => "leader",
+            (true, false) => "yes",
+            _ => "",
+        };
+        table.add_row(vec![
+            p.name.clone(),
+            p.id.short(),
+            p.zone.clone(),
+            p.state.to_string(),
+            p.connection.to_string(),
+            p.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_default(),
+            steward.to_string(),
+            p.cpus.to_string(),
+            human_bytes(p.memory_bytes),
+            human_bytes(p.disk_free_bytes),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub async fn status(global: &GlobalArgs) -> Result<()> {
+    let client = Client::new(global)?;
+    let s: StatusView = client.get("/v1/status").await?;
+    if global.json {
+        return print_json(&s);
+    }
+    let leader = s.cloud.leader.as_deref().map(short).unwrap_or("none");
+    println!("peer     {} ({}) zone {}", s.peer.name, s.peer.id, s.peer.zone);
+    println!("cloud    {} {}", s.cloud.id, s.cloud.name);
+    println!("peers    {} up of {}", s.cloud.peers_up, s.cloud.peers);
+    println!(
+        "stewards {} ({})",
+        s.cloud.stewards.len(),
+        s.cloud.stewards.iter().map(|id| short(id)).collect::<Vec<_>>().join(", ")
+    );
+    println!("leader   {leader}   term {}", s.cloud.term);
+    println!("health   {}", s.health);
+    for problem in &s.problems {
+        println!("  - {problem}");
+    }
+    Ok(())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
+}
+
+pub async fn revoke(global: &GlobalArgs, peer: &str) -> Result<()> {
+    let client = Client::new(global)?;
+    let path = format!("/v1/peers/{}/revoke", urlencode(peer));
+    let result: RevokeResult = client.call(reqwest::Method::POST, &path, None).await?;
+    if global.json {
+        print_json(&result)
+    } else {
+        println!("revoked {} ({})", result.name, result.id);
+        Ok(())
+    }
+}
+
+pub async fn config_get(global: &GlobalArgs, key: Option<&str>) -> Result<()> {
+    let client = Client::new(global)?;
+    let all: std::collections::BTreeMap<String, String> = client.get("/v1/config").await?;
+    match key {
+        Some(key) => {
+            let value = all
+                .get(key)
+                .ok_or_else(|| anyhow!("no setting `{key}`"))?;
+            if global.json {
+                print_json(&json!({ key: value }))
+            } else {
+                println!("{value}");
+                Ok(())
+            }
+        }
+        None if global.json => print_json(&all),
+        None => {
+            for (k, v) in &all {
+                println!("{k} = {v}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn config_set(global: &GlobalArgs, key: &str, value: &str) -> Result<()> {
+    let client = Client::new(global)?;
+    let path = format!("/v1/config/{}", urlencode(key));
+    let result: Value = client
+        .call(reqwest::Method::PUT, &path, Some(json!({ "value": value })))
+        .await?;
+    if global.json {
+        print_json(&result)
+    } else {
+        println!("{key} = {value}");
+        Ok(())
+    }
+}
+
+pub async fn config_unset(global: &GlobalArgs, key: &str) -> Result<()> {
+    let client = Client::new(global)?;
+    let path = format!("/v1/config/{}", urlencode(key));
+    let result: Value = client.call(reqwest::Method::DELETE, &path, None).await?;
+    if global.json {
+        print_json(&result)
+    } else {
+        println!("removed {key}");
+        Ok(())
+    }
+}
+
+/// Percent-encodes a path segment (names and keys are plain, but a user
+/// may type anything).
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,144 @@
+//! Settings of `coop up`: flags, then `COOP_*` environment variables (both
+//! through clap), then `coop.toml` in the data dir, then embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+
+use crate::GlobalArgs;
+use crate::datadir::default_data_dir;
+
+/// Flags of `coop up`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct UpArgs {
+    /// Name of this peer [default: the hostname]
+    #[arg(long, env = "COOP_NAME")]
+    pub name: Option<String>,
+    /// Zone (location / failure domain) of this peer [default: default]
+    #[arg(long, env = "COOP_ZONE")]
+    pub zone: Option<String>,
+    /// S3 endpoint address (served once storage exists) [default: 0.0.0.0:7401]
+    #[arg(long, env = "COOP_S3", value_name = "ADDR")]
+    pub s3: Option<SocketAddr>,
+    /// Peer mesh UDP address [default: 0.0.0.0:7402]
+    #[arg(long, env = "COOP_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Join the cloud of this invite token (first start only)
+    #[arg(long, env = "COOP_JOIN", value_name = "TOKEN", hide_env_values = true)]
+    pub join: Option<String>,
+    /// Serve as a relay for the cloud's peers
+    #[arg(long, env = "COOP_RELAY")]
+    pub relay: bool,
+    /// Seconds of silence after which an unreachable peer counts as down [default: 60]
+    #[arg(long, env = "COOP_DOWN_AFTER", value_name = "SECS")]
+    pub down_after: Option<u64>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "COOP_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// `coop.toml`: the same settings, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    name: Option<String>,
+    zone: Option<String>,
+    api: Option<SocketAddr>,
+    s3: Option<SocketAddr>,
+    listen: Option<SocketAddr>,
+    relay: Option<bool>,
+    down_after: Option<u64>,
+    log_format: Option<String>,
+}
+
+/// The resolved settings of a peer.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub name: String,
+    pub zone: String,
+    pub api: SocketAddr,
+    pub s3: SocketAddr,
+    pub listen: SocketAddr,
+    pub join: Option<String>,
+    pub relay: bool,
+    pub down_after: u64,
+    pub json_logs: bool,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "peer".into())
+}
+
+fn read_file_settings(path: &Path) -> Result<FileSettings> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("invalid {}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(FileSettings::default()),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Names and zones end up in certificates, tables and DNS-like places.
+fn check_label(what: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !ok {
+        bail!("invalid {what} `{value}`: use 1-63 characters of letters, digits, `-`, `_` and `.`");
+    }
+    Ok(())
+}
+
+/// `coop up --api` takes `ip:port`, or the URL a client would use.
+fn parse_listen_addr(text: &str) -> Result<SocketAddr> {
+    let bare = text
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    bare.parse()
+        .with_context(|| format!("invalid API address `{text}`: expected ip:port, e.g. 127.0.0.1:7400"))
+}
+
+impl Settings {
+    pub fn resolve(global: &GlobalArgs, args: UpArgs) -> Result<Self> {
+        let data_dir = global.data_dir.clone().unwrap_or_else(default_data_dir);
+        let file = read_file_settings(&crate::datadir::DataDir::new(data_dir.clone()).config_file())?;
+        let name = args.name.or(file.name).unwrap_or_else(hostname);
+        let zone = args.zone.or(file.zone).unwrap_or_else(|| "default".into());
+        check_label("name", &name)?;
+        check_label("zone", &zone)?;
+        let log_format = args
+            .log_format
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
+        let json_logs = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => bail!("unknown log format `{other}`: use text or json"),
+        };
+        let defaults = |s: &str| -> SocketAddr { s.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))) };
+        Ok(Settings {
+            data_dir,
+            name,
+            zone,
+            api: match &global.api {
+                Some(text) => parse_listen_addr(text)?,
+                None => file.api.unwrap_or_else(|| defaults("127.0.0.1:7400")),
+            },
+            s3: args.s3.or(file.s3).unwrap_or_else(|| defaults("0.0.0.0:7401")),
+            listen: args.listen.or(file.listen).unwrap_or_else(|| defaults("0.0.0.0:7402")),
+            join: args.join,
+            relay: args.relay || file.relay.unwrap_or(false),
+            down_after: args.down_after.or(file.down_after).unwrap_or(60),
+            json_logs,
+        })
+    }
+}

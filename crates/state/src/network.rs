@@ -1,0 +1,186 @@
+//! Raft messages over the mesh (`coop/raft/1`): the client side used by
+//! openraft, and the service answering other replicas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use coop_mesh::{Mesh, MeshError, RAFT_ALPN, RequestHandler};
+use coop_types::PeerId;
+
+use crate::{Command, CommandError, PeerNode, Raft, TypeConfig};
+
+/// A message from one control-plane replica to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RaftMessage {
+    /// The leader replicates log entries (or heartbeats) to a follower.
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// A candidate asks for a vote.
+    Vote(VoteRequest<PeerId>),
+    /// The leader sends a snapshot chunk to a lagging replica.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A replica forwards a client write to the peer it believes leads.
+    ClientWrite(Command),
+}
+
+/// The answer to a [`RaftMessage`], variant by variant.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RaftAnswer {
+    Append(Result<AppendEntriesResponse<PeerId>, RaftError<PeerId>>),
+    Vote(Result<VoteResponse<PeerId>, RaftError<PeerId>>),
+    Snapshot(Result<InstallSnapshotResponse<PeerId>, RaftError<PeerId, InstallSnapshotError>>),
+    /// `Ok(Ok)` applied; `Ok(Err)` refused by the state machine; `Err` not
+    /// written here (not the leader, or Raft failed).
+    ClientWrite(Result<Result<(), CommandError>, RaftError<PeerId, ClientWriteError<PeerId, PeerNode>>>),
+    /// The message could not be decoded.
+    Malformed(String),
+}
+
+/// Hands openraft a client per target peer.
+pub(crate) struct MeshNetwork {
+    pub mesh: Mesh,
+}
+
+impl RaftNetworkFactory<TypeConfig> for MeshNetwork {
+    type Network = MeshRaftClient;
+
+    async fn new_client(&mut self, target: PeerId, node: &PeerNode) -> Self::Network {
+        // Addresses in the membership may be older than what gossip told us.
+        if !self.mesh.knows_addrs_of(&target) {
+            self.mesh.add_peer_addrs(target, &node.addrs);
+        }
+        MeshRaftClient {
+            mesh: self.mesh.clone(),
+            target,
+        }
+    }
+}
+
+/// Sends Raft messages to one peer.
+pub(crate) struct MeshRaftClient {
+    mesh: Mesh,
+    target: PeerId,
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<PeerId, PeerNode, RaftError<PeerId, E>>;
+
+fn transport_error<E: std::error::Error>(err: MeshError) -> RPCError<PeerId, PeerNode, E> {
+    match err {
+        MeshError::Unreachable { .. } | MeshError::Refused { .. } | MeshError::Timeout { .. } => {
+            RPCError::Unreachable(Unreachable::new(&err))
+        }
+        _ => RPCError::Network(NetworkError::new(&err)),
+    }
+}
+
+fn unexpected<E: std::error::Error>(what: &str) -> RPCError<PeerId, PeerNode, E> {
+    let err = std::io::Error::other(format!("unexpected raft answer: {what}"));
+    RPCError::Network(NetworkError::new(&err))
+}
+
+pub(crate) async fn call(
+    mesh: &Mesh,
+    target: PeerId,
+    message: &RaftMessage,
+    timeout: Duration,
+) -> Result<RaftAnswer, MeshError> {
+    let body = postcard::to_stdvec(message).map_err(|e| MeshError::Request {
+        peer: target,
+        reason: e.to_string(),
+    })?;
+    let reply = mesh.request(target, RAFT_ALPN, &body, timeout).await?;
+    postcard::from_bytes(&reply).map_err(|e| MeshError::Request {
+        peer: target,
+        reason: format!("malformed raft answer: {e}"),
+    })
+}
+
+impl MeshRaftClient {
+    async fn send<E: std::error::Error>(
+        &self,
+        message: RaftMessage,
+        option: &RPCOption,
+    ) -> Result<RaftAnswer, RPCError<PeerId, PeerNode, E>> {
+        call(&self.mesh, self.target, &message, option.hard_ttl())
+            .await
+            .map_err(transport_error)
+    }
+}
+
+impl RaftNetwork<TypeConfig> for MeshRaftClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<PeerId>, RpcErr> {
+        match self.send(RaftMessage::Append(rpc), &option).await? {
+            RaftAnswer::Append(Ok(resp)) => Ok(resp),
+            RaftAnswer::Append(Err(err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
+            other => Err(unexpected(&format!("{other:?}"))),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<PeerId>, RpcErr<InstallSnapshotError>> {
+        match self.send(RaftMessage::Snapshot(rpc), &option).await? {
+            RaftAnswer::Snapshot(Ok(resp)) => Ok(resp),
+            RaftAnswer::Snapshot(Err(err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
+            other => Err(unexpected(&format!("{other:?}"))),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<PeerId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<PeerId>, RpcErr> {
+        match self.send(RaftMessage::Vote(rpc), &option).await? {
+            RaftAnswer::Vote(Ok(resp)) => Ok(resp),
+            RaftAnswer::Vote(Err(err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
+            other => Err(unexpected(&format!("{other:?}"))),
+        }
+    }
+}
+
+/// Answers Raft messages from other replicas.
+pub(crate) struct RaftService {
+    pub raft: Raft,
+}
+
+impl RequestHandler for RaftService {
+    fn handle(&self, _from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+        let raft = self.raft.clone();
+        Box::pin(async move {
+            let answer = match postcard::from_bytes::<RaftMessage>(&request) {
+                Err(err) => RaftAnswer::Malformed(err.to_string()),
+                Ok(RaftMessage::Append(rpc)) => RaftAnswer::Append(raft.append_entries(rpc).await),
+                Ok(RaftMessage::Vote(rpc)) => RaftAnswer::Vote(raft.vote(rpc).await),
+                Ok(RaftMessage::Snapshot(rpc)) => {
+                    RaftAnswer::Snapshot(raft.install_snapshot(rpc).await)
+                }
+                Ok(RaftMessage::ClientWrite(cmd)) => {
+                    RaftAnswer::ClientWrite(raft.client_write(cmd).await.map(|r| r.data))
+                }
+            };
+            postcard::to_stdvec(&answer).unwrap_or_default()
+        })
+    }
+}
+
+pub(crate) fn serve(mesh: &Mesh, raft: &Raft) {
+    mesh.set_handler(RAFT_ALPN, Arc::new(RaftService { raft: raft.clone() }));
+}
