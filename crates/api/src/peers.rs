@@ -42,7 +42,9 @@ fn view_of(
     };
     let (connection, rtt_ms) = if id == own {
         (Connection::Myself, Some(0.0))
-    } else if peer_state == PeerState::Revoked {
+    } else if peer_state != PeerState::Up {
+        // A silent peer's last connection may linger until it times out;
+        // it carries nothing, so do not report it.
         (Connection::None, None)
     } else {
         match state.mesh.path_to(&id) {

@@ -4,6 +4,7 @@
 mod agent;
 mod client;
 mod datadir;
+mod probe;
 mod settings;
 
 use std::path::PathBuf;
@@ -70,6 +71,25 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Troubleshooting tools
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        action: DebugAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DebugAction {
+    /// Dial a peer with this data dir's identity and report whether it admits us
+    Probe {
+        /// The target peer's full id
+        #[arg(long)]
+        peer: String,
+        /// The target's mesh address, ip:port
+        #[arg(long)]
+        addr: String,
     },
 }
 
@@ -150,6 +170,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ConfigAction::Set { key, value } => client::config_set(&global, &key, &value).await,
             ConfigAction::Unset { key } => client::config_unset(&global, &key).await,
         },
+        Command::Debug {
+            action: DebugAction::Probe { peer, addr },
+        } => probe::probe(&global, &peer, &addr).await,
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use iroh::address_lookup::MemoryLookup;
-use iroh::endpoint::{Connection, presets};
+use iroh::endpoint::{Connection, IdleTimeout, QuicTransportConfig, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey, TransportAddr};
 use iroh_gossip::net::Gossip;
@@ -25,6 +25,12 @@ use crate::{GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN};
 /// a QUIC handshake takes milliseconds; across continents well under a
 /// second; 5 s leaves room for a first hole punch.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keep-alives every second and a 6 s idle timeout: a killed peer's
+/// connections close within seconds, so requests stop going into a dead
+/// connection and redial instead, while a NAT mapping never idles out.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// What the mesh needs to start.
 #[derive(Debug, Clone)]
@@ -52,8 +58,8 @@ pub enum MeshError {
     BadPeer { peer: PeerId, reason: String },
     #[error("request to peer {peer} failed: {reason}")]
     Request { peer: PeerId, reason: String },
-    #[error("request to peer {peer} timed out after {secs} s")]
-    Timeout { peer: PeerId, secs: u64 },
+    #[error("request to peer {peer} timed out after {millis} ms")]
+    Timeout { peer: PeerId, millis: u64 },
 }
 
 struct Inner {
@@ -91,7 +97,12 @@ impl Mesh {
             addr: config.listen,
             reason,
         };
+        let transport = QuicTransportConfig::builder()
+            .keep_alive_interval(KEEP_ALIVE)
+            .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok())
+            .build();
         let endpoint = Endpoint::builder(presets::Minimal)
+            .transport_config(transport)
             .secret_key(SecretKey::from_bytes(&config.key.secret_bytes()))
             .clear_ip_transports()
             .bind_addr(config.listen)
@@ -314,8 +325,9 @@ impl Mesh {
     }
 
     fn forget(&self, peer: PeerId, alpn: &'static [u8]) {
-        if let Ok(mut pool) = self.0.pool.lock() {
-            pool.remove(&(peer, alpn));
+        let dropped = self.0.pool.lock().ok().and_then(|mut p| p.remove(&(peer, alpn)));
+        if let Some(conn) = dropped {
+            conn.close(0u32.into(), b"unresponsive");
         }
         if let Ok(mut greeted) = self.0.greeted.lock() {
             greeted.remove(&peer);
@@ -369,12 +381,18 @@ impl Mesh {
                 }
             }
         };
-        tokio::time::timeout(timeout, attempt)
-            .await
-            .map_err(|_| MeshError::Timeout {
-                peer,
-                secs: timeout.as_secs(),
-            })?
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The connection may be dead without knowing it yet (the
+                // peer was killed): the next request dials afresh.
+                self.forget(peer, alpn);
+                Err(MeshError::Timeout {
+                    peer,
+                    millis: timeout.as_millis() as u64,
+                })
+            }
+        }
     }
 
     /// Sends one request on an open ALPN (join) to explicit addresses,
@@ -398,7 +416,7 @@ impl Mesh {
             .await
             .map_err(|_| MeshError::Timeout {
                 peer,
-                secs: timeout.as_secs(),
+                millis: timeout.as_millis() as u64,
             })?
     }
 
@@ -415,17 +433,33 @@ impl Mesh {
 }
 
 async fn roundtrip(conn: &Connection, peer: PeerId, body: &[u8]) -> Result<Vec<u8>, MeshError> {
-    let fail = |reason: String| MeshError::Request { peer, reason };
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| match conn.close_reason() {
-        Some(reason) => MeshError::Refused {
+    let result = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(body).await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        recv.read_to_end(MAX_MESSAGE_BYTES)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    result.map_err(|reason| match refusal(conn) {
+        Some(refused) => MeshError::Refused {
             peer,
-            reason: reason.to_string(),
+            reason: refused,
         },
-        None => fail(e.to_string()),
-    })?;
-    send.write_all(body).await.map_err(|e| fail(e.to_string()))?;
-    send.finish().map_err(|e| fail(e.to_string()))?;
-    recv.read_to_end(MAX_MESSAGE_BYTES)
-        .await
-        .map_err(|e| fail(e.to_string()))
+        None => MeshError::Request { peer, reason },
+    })
+}
+
+/// The reason the remote gave when it closed the connection as refused by
+/// admission, if that is how it ended.
+fn refusal(conn: &Connection) -> Option<String> {
+    match conn.close_reason()? {
+        iroh::endpoint::ConnectionError::ApplicationClosed(close)
+            if close.error_code == iroh::endpoint::VarInt::from_u32(crate::admission::CLOSE_NOT_ADMITTED) =>
+        {
+            Some(String::from_utf8_lossy(&close.reason).to_string())
+        }
+        _ => None,
+    }
 }

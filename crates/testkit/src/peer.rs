@@ -1,0 +1,220 @@
+//! One `coop up` process and the CLI aimed at it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{eventually, free_port};
+
+/// How long a started peer may take to write its API address and token.
+/// A debug build on a loaded 2-core machine needs a few seconds to join.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Knobs for one peer.
+#[derive(Clone, Debug, Default)]
+pub struct PeerOptions {
+    pub zone: Option<String>,
+    /// Seconds of silence before `down` (passed as --down-after).
+    pub down_after: Option<u64>,
+    /// Extra arguments for `coop up`.
+    pub extra_args: Vec<String>,
+}
+
+/// A peer process with fixed ports, so a restart comes back at the same
+/// addresses like a real machine would.
+pub struct Peer {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub api_port: u16,
+    pub mesh_port: u16,
+    bin: PathBuf,
+    log: PathBuf,
+    options: PeerOptions,
+    child: Option<Child>,
+    id: Option<String>,
+}
+
+impl Peer {
+    pub fn new(bin: &Path, base: &Path, name: &str, options: PeerOptions) -> Result<Self> {
+        Ok(Peer {
+            name: name.to_string(),
+            data_dir: base.join(name),
+            api_port: free_port()?,
+            mesh_port: free_port()?,
+            bin: bin.to_path_buf(),
+            log: base.join(format!("{name}.log")),
+            options,
+            child: None,
+            id: None,
+        })
+    }
+
+    /// The API address, `127.0.0.1:port`.
+    pub fn api_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.api_port)
+    }
+
+    /// The full peer id (hex), known after the first start.
+    pub fn id(&self) -> String {
+        self.id.clone().unwrap_or_default()
+    }
+
+    /// The admin token from the data dir.
+    pub fn token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.data_dir.join("api.token"))?
+            .trim()
+            .to_string())
+    }
+
+    /// The `coop up` command line for this peer.
+    pub fn up_command(&self, join: Option<&str>) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--api")
+            .arg(self.api_addr())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.mesh_port))
+            .env("COOP_LOG", "info,coop=debug,coop_mesh=debug,iroh=warn,openraft=warn");
+        if let Some(zone) = &self.options.zone {
+            cmd.arg("--zone").arg(zone);
+        }
+        if let Some(secs) = self.options.down_after {
+            cmd.arg("--down-after").arg(secs.to_string());
+        }
+        cmd.args(&self.options.extra_args);
+        if let Some(token) = join {
+            cmd.arg("--join").arg(token);
+        }
+        cmd
+    }
+
+    /// Starts `coop up` and waits until its API answers with its status.
+    pub fn start(&mut self, join: Option<&str>) -> Result<()> {
+        if self.child.is_some() {
+            bail!("peer {} is already running", self.name);
+        }
+        let log = File::options().create(true).append(true).open(&self.log)?;
+        let mut cmd = self.up_command(join);
+        cmd.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null());
+        let child = cmd.spawn().with_context(|| format!("spawning {}", self.bin.display()))?;
+        self.child = Some(child);
+        let status = eventually(START_TIMEOUT, &format!("peer {} to come up", self.name), || {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(exit) = child.try_wait()? {
+                    bail!("coop up exited with {exit}; log:\n{}", self.log_tail());
+                }
+            }
+            if !self.data_dir.join("api.token").exists() {
+                return Ok(None);
+            }
+            Ok(self.cli_json(&["status"]).ok())
+        })?;
+        self.id = status["peer"]["id"].as_str().map(String::from);
+        Ok(())
+    }
+
+    /// The last lines of this peer's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL, like a power cut.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) with a pid we own and a valid signal number.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let exited = eventually(Duration::from_secs(15), "peer to stop", || {
+                Ok(child.try_wait()?.map(|_| ()))
+            });
+            if exited.is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `coop --data-dir <dir> ARGS` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let out = Command::new(&self.bin)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running coop {args:?}"))?;
+        Ok(out)
+    }
+
+    /// Runs a CLI command with `--json`, fails on a non-zero exit, parses stdout.
+    pub fn cli_json(&self, args: &[&str]) -> Result<Value> {
+        let mut full = args.to_vec();
+        full.push("--json");
+        let out = self.cli(&full)?;
+        if !out.status.success() {
+            bail!(
+                "coop {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("CLI output is not JSON")
+    }
+
+    pub fn peers(&self) -> Result<Vec<Value>> {
+        let v = self.cli_json(&["peers"])?;
+        v.as_array().cloned().context("peers output is not an array")
+    }
+
+    pub fn status(&self) -> Result<Value> {
+        self.cli_json(&["status"])
+    }
+
+    /// The state (`up`, `unreachable`, ...) of peer `id` as this peer sees it.
+    pub fn state_of(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .peers()?
+            .iter()
+            .find(|p| p["id"] == id)
+            .and_then(|p| p["state"].as_str().map(String::from)))
+    }
+
+    /// A fresh invite token from this peer.
+    pub fn invite(&self) -> Result<String> {
+        let out = self.cli(&["invite", "--ttl", "10m"])?;
+        if !out.status.success() {
+            bail!("coop invite failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
