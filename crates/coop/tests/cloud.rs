@@ -68,6 +68,13 @@ fn five_peers_form_a_cloud_and_see_a_killed_peer() -> Result<()> {
 fn leader_failover_and_full_restart_keep_state() -> Result<()> {
     let mut cloud = Cloud::start(BIN, "failover", 3)?;
     all_up(&cloud)?;
+    // Three peers make three stewards; only then can the cloud lose one.
+    for peer in &cloud.peers {
+        eventually(Duration::from_secs(20), "three stewards", || {
+            let status = peer.status()?;
+            Ok((status["cloud"]["stewards"].as_array().map(Vec::len) == Some(3)).then_some(()))
+        })?;
+    }
     let write = cloud.peers[1].cli(&["config", "set", "greeting", "hello"])?;
     assert!(write.status.success(), "{}", String::from_utf8_lossy(&write.stderr));
 

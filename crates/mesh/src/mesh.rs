@@ -9,6 +9,8 @@ use iroh::address_lookup::MemoryLookup;
 use iroh::endpoint::{Connection, IdleTimeout, QuicTransportConfig, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey, TransportAddr};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use iroh_gossip::net::Gossip;
 use tracing::debug;
 
@@ -62,6 +64,17 @@ pub enum MeshError {
     Timeout { peer: PeerId, millis: u64 },
 }
 
+/// A dial that outlives the request that started it: a request with a short
+/// deadline (a Raft heartbeat has 250 ms) must not abort a handshake that
+/// takes a little longer, or a slow peer could never be reached again.
+type Dial = Shared<BoxFuture<'static, Result<Connection, String>>>;
+
+/// A pooled connection, or one being dialed.
+enum Slot {
+    Ready(Connection),
+    Dialing(Dial),
+}
+
 struct Inner {
     id: PeerId,
     endpoint: Endpoint,
@@ -70,7 +83,7 @@ struct Inner {
     addr_book: MemoryLookup,
     addrs: RwLock<HashMap<PeerId, Vec<SocketAddr>>>,
     handlers: HandlerTable,
-    pool: Mutex<HashMap<(PeerId, &'static [u8]), Connection>>,
+    pool: Mutex<HashMap<(PeerId, &'static [u8]), Slot>>,
     greeted: Mutex<HashSet<PeerId>>,
     gossip: Gossip,
     liveness: Arc<Liveness>,
@@ -318,15 +331,9 @@ impl Mesh {
         }
     }
 
-    fn pooled(&self, peer: PeerId, alpn: &'static [u8]) -> Option<Connection> {
-        let pool = self.0.pool.lock().ok()?;
-        let conn = pool.get(&(peer, alpn))?;
-        conn.close_reason().is_none().then(|| conn.clone())
-    }
-
     fn forget(&self, peer: PeerId, alpn: &'static [u8]) {
         let dropped = self.0.pool.lock().ok().and_then(|mut p| p.remove(&(peer, alpn)));
-        if let Some(conn) = dropped {
+        if let Some(Slot::Ready(conn)) = dropped {
             conn.close(0u32.into(), b"unresponsive");
         }
         if let Ok(mut greeted) = self.0.greeted.lock() {
@@ -334,10 +341,8 @@ impl Mesh {
         }
     }
 
-    async fn connection(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
-        if let Some(conn) = self.pooled(peer, alpn) {
-            return Ok(conn);
-        }
+    /// Greets `peer` if needed and opens a connection on `alpn`.
+    async fn dial_greeted(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
         let greeted = self
             .0
             .greeted
@@ -347,11 +352,54 @@ impl Mesh {
         if !greeted {
             self.hello(peer).await?;
         }
-        let conn = self.dial(peer, alpn).await?;
+        self.dial(peer, alpn).await
+    }
+
+    /// A live pooled connection to `peer` on `alpn`, dialing (once, however
+    /// many requests wait) when there is none.
+    async fn connection(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
+        let key = (peer, alpn);
+        let dial = {
+            let Ok(mut pool) = self.0.pool.lock() else {
+                return Err(MeshError::Unreachable {
+                    peer,
+                    reason: "connection pool poisoned".into(),
+                });
+            };
+            match pool.get(&key) {
+                Some(Slot::Ready(conn)) if conn.close_reason().is_none() => {
+                    return Ok(conn.clone());
+                }
+                Some(Slot::Dialing(dial)) => dial.clone(),
+                _ => {
+                    let mesh = self.clone();
+                    let task = tokio::spawn(async move {
+                        mesh.dial_greeted(peer, alpn).await.map_err(|e| e.to_string())
+                    });
+                    let dial: Dial = async move {
+                        task.await.map_err(|e| format!("dial task failed: {e}"))?
+                    }
+                    .boxed()
+                    .shared();
+                    pool.insert(key, Slot::Dialing(dial.clone()));
+                    dial
+                }
+            }
+        };
+        let result = dial.await;
         if let Ok(mut pool) = self.0.pool.lock() {
-            pool.insert((peer, alpn), conn.clone());
+            let still_ours = matches!(pool.get(&key), Some(Slot::Dialing(_)));
+            match &result {
+                Ok(conn) if still_ours => {
+                    pool.insert(key, Slot::Ready(conn.clone()));
+                }
+                Err(_) if still_ours => {
+                    pool.remove(&key);
+                }
+                _ => {}
+            }
         }
-        Ok(conn)
+        result.map_err(|reason| MeshError::Unreachable { peer, reason })
     }
 
     /// Sends one request on a protected ALPN and waits for the answer.
@@ -381,18 +429,15 @@ impl Mesh {
                 }
             }
         };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => {
-                // The connection may be dead without knowing it yet (the
-                // peer was killed): the next request dials afresh.
-                self.forget(peer, alpn);
-                Err(MeshError::Timeout {
-                    peer,
-                    millis: timeout.as_millis() as u64,
-                })
-            }
-        }
+        // A timeout leaves the connection pooled: a dead one is closed by
+        // the QUIC idle timeout within seconds, and a slow but healthy one
+        // should not be torn down and redialed under load.
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| MeshError::Timeout {
+                peer,
+                millis: timeout.as_millis() as u64,
+            })?
     }
 
     /// Sends one request on an open ALPN (join) to explicit addresses,
