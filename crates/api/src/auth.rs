@@ -28,7 +28,9 @@ pub(crate) async fn require_token(
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
     match state.control.store().token(&token_hash(token))? {
         Some(_) => Ok(next.run(request).await),
         None => Err(ApiError::Unauthorized("unknown API token".into())),

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -59,18 +59,19 @@ pub struct CloudView {
 pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
     let views = peer_views(&state)?;
     let own = state.key.id();
-    let peer = views
-        .iter()
-        .find(|v| v.id == own)
-        .cloned()
-        .ok_or_else(|| ApiError::Unavailable("this peer is not in its own replica yet".into()))?;
+    let peer =
+        views.iter().find(|v| v.id == own).cloned().ok_or_else(|| {
+            ApiError::Unavailable("this peer is not in its own replica yet".into())
+        })?;
     let info = state.control.store().cloud()?;
     let voters = state.control.voters();
     let leader = state.control.leader();
     let (term, applied_index) = state.control.term_and_applied();
     let mut problems = Vec::new();
     if leader.is_none() {
-        problems.push("no control-plane leader: writes are blocked until stewards reach a quorum".to_string());
+        problems.push(
+            "no control-plane leader: writes are blocked until stewards reach a quorum".to_string(),
+        );
     }
     let stewards_up = views
         .iter()
@@ -82,14 +83,20 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusV
             voters.len()
         ));
     }
-    for v in views.iter().filter(|v| matches!(v.state, PeerState::Unreachable | PeerState::Down)) {
+    for v in views
+        .iter()
+        .filter(|v| matches!(v.state, PeerState::Unreachable | PeerState::Down))
+    {
         problems.push(format!("peer {} ({}) is {}", v.name, v.id.short(), v.state));
     }
     let cloud = CloudView {
         id: state.cloud.to_string(),
         name: info.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
         created_at: info.as_ref().map(|c| c.created_at).unwrap_or(0),
-        peers: views.iter().filter(|v| v.state != PeerState::Revoked).count(),
+        peers: views
+            .iter()
+            .filter(|v| v.state != PeerState::Revoked)
+            .count(),
         peers_up: views.iter().filter(|v| v.state == PeerState::Up).count(),
         stewards: voters.iter().map(|v| v.to_string()).collect(),
         leader: leader.map(|l| l.to_string()),
@@ -99,7 +106,12 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusV
     Ok(Json(StatusView {
         peer,
         cloud,
-        health: if problems.is_empty() { "ok" } else { "degraded" }.into(),
+        health: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .into(),
         problems,
         uptime_secs: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION").into(),

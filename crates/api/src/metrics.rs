@@ -42,12 +42,32 @@ impl Metrics {
         let term = Gauge::<u64, AtomicU64>::default();
         let applied = Gauge::<u64, AtomicU64>::default();
         let uptime = Gauge::default();
-        registry.register("peers", "Peers of the cloud by liveness state", peers.clone());
-        registry.register("raft_leader", "1 when this peer leads the control plane", is_leader.clone());
-        registry.register("raft_steward", "1 when this peer is a voting steward", is_steward.clone());
+        registry.register(
+            "peers",
+            "Peers of the cloud by liveness state",
+            peers.clone(),
+        );
+        registry.register(
+            "raft_leader",
+            "1 when this peer leads the control plane",
+            is_leader.clone(),
+        );
+        registry.register(
+            "raft_steward",
+            "1 when this peer is a voting steward",
+            is_steward.clone(),
+        );
         registry.register("raft_term", "Current Raft term", term.clone());
-        registry.register("raft_applied_index", "Last applied Raft log index", applied.clone());
-        registry.register("uptime_seconds", "Seconds since the agent started", uptime.clone());
+        registry.register(
+            "raft_applied_index",
+            "Last applied Raft log index",
+            applied.clone(),
+        );
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the agent started",
+            uptime.clone(),
+        );
         Metrics {
             registry,
             peers,
@@ -63,10 +83,17 @@ impl Metrics {
 pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
     let m = &state.metrics;
     if let Ok(views) = peer_views(&state) {
-        for s in [PeerState::Up, PeerState::Unreachable, PeerState::Down, PeerState::Revoked] {
+        for s in [
+            PeerState::Up,
+            PeerState::Unreachable,
+            PeerState::Down,
+            PeerState::Revoked,
+        ] {
             let n = views.iter().filter(|v| v.state == s).count();
             m.peers
-                .get_or_create(&StateLabel { state: s.to_string() })
+                .get_or_create(&StateLabel {
+                    state: s.to_string(),
+                })
                 .set(n as i64);
         }
     }
@@ -82,7 +109,10 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
         body.clear();
     }
     (
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
 }

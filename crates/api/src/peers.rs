@@ -167,7 +167,10 @@ pub(crate) async fn revoke(
     }
     state
         .control
-        .write(Command::RevokePeer { peer: id, at: unix_now() })
+        .write(Command::RevokePeer {
+            peer: id,
+            at: unix_now(),
+        })
         .await?;
     Ok(Json(RevokeResult {
         id: id.to_string(),

@@ -61,7 +61,10 @@ impl Client {
         }
         let resp = req.send().await.map_err(|err| {
             if err.is_connect() {
-                anyhow!("cannot reach the coop API at {}: is `coop up` running?", self.base)
+                anyhow!(
+                    "cannot reach the coop API at {}: is `coop up` running?",
+                    self.base
+                )
             } else if err.is_timeout() {
                 anyhow!("the coop API at {} did not answer in time", self.base)
             } else {
@@ -108,7 +111,11 @@ fn human_bytes(n: u64) -> String {
 pub async fn invite(global: &GlobalArgs, ttl: u64) -> Result<()> {
     let client = Client::new(global)?;
     let created: InviteCreated = client
-        .call(reqwest::Method::POST, "/v1/invites", Some(json!({ "ttl_secs": ttl })))
+        .call(
+            reqwest::Method::POST,
+            "/v1/invites",
+            Some(json!({ "ttl_secs": ttl })),
+        )
         .await?;
     if global.json {
         print_json(&created)
@@ -127,7 +134,16 @@ pub async fn peers(global: &GlobalArgs) -> Result<()> {
     let mut table = Table::new();
     table.load_style(UTF8_BORDERS_ONLY);
     table.set_header(vec![
-        "NAME", "ID", "ZONE", "STATE", "CONNECTION", "RTT", "STEWARD", "CPUS", "MEMORY", "DISK FREE",
+        "NAME",
+        "ID",
+        "ZONE",
+        "STATE",
+        "CONNECTION",
+        "RTT",
+        "STEWARD",
+        "CPUS",
+        "MEMORY",
+        "DISK FREE",
     ]);
     for p in &peers {
         let steward = match (p.steward, p.leader) {
@@ -159,13 +175,21 @@ pub async fn status(global: &GlobalArgs) -> Result<()> {
         return print_json(&s);
     }
     let leader = s.cloud.leader.as_deref().map(short).unwrap_or("none");
-    println!("peer     {} ({}) zone {}", s.peer.name, s.peer.id, s.peer.zone);
+    println!(
+        "peer     {} ({}) zone {}",
+        s.peer.name, s.peer.id, s.peer.zone
+    );
     println!("cloud    {} {}", s.cloud.id, s.cloud.name);
     println!("peers    {} up of {}", s.cloud.peers_up, s.cloud.peers);
     println!(
         "stewards {} ({})",
         s.cloud.stewards.len(),
-        s.cloud.stewards.iter().map(|id| short(id)).collect::<Vec<_>>().join(", ")
+        s.cloud
+            .stewards
+            .iter()
+            .map(|id| short(id))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("leader   {leader}   term {}", s.cloud.term);
     println!("health   {}", s.health);
@@ -196,9 +220,7 @@ pub async fn config_get(global: &GlobalArgs, key: Option<&str>) -> Result<()> {
     let all: std::collections::BTreeMap<String, String> = client.get("/v1/config").await?;
     match key {
         Some(key) => {
-            let value = all
-                .get(key)
-                .ok_or_else(|| anyhow!("no setting `{key}`"))?;
+            let value = all.get(key).ok_or_else(|| anyhow!("no setting `{key}`"))?;
             if global.json {
                 print_json(&json!({ key: value }))
             } else {

@@ -108,8 +108,8 @@ impl DataDir {
         if !path.exists() {
             return Ok(None);
         }
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let m = serde_json::from_str(&text)
             .with_context(|| format!("{} is corrupt", path.display()))?;
         Ok(Some(m))

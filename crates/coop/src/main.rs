@@ -37,7 +37,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "COOP_API", value_name = "ADDR|URL")]
     pub api: Option<String>,
     /// API bearer token (overrides the data dir's api.token)
-    #[arg(long, global = true, env = "COOP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "COOP_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]

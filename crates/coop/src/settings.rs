@@ -100,17 +100,17 @@ fn check_label(what: &str, value: &str) -> Result<()> {
 
 /// `coop up --api` takes `ip:port`, or the URL a client would use.
 fn parse_listen_addr(text: &str) -> Result<SocketAddr> {
-    let bare = text
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    bare.parse()
-        .with_context(|| format!("invalid API address `{text}`: expected ip:port, e.g. 127.0.0.1:7400"))
+    let bare = text.trim_start_matches("http://").trim_end_matches('/');
+    bare.parse().with_context(|| {
+        format!("invalid API address `{text}`: expected ip:port, e.g. 127.0.0.1:7400")
+    })
 }
 
 impl Settings {
     pub fn resolve(global: &GlobalArgs, args: UpArgs) -> Result<Self> {
         let data_dir = global.data_dir.clone().unwrap_or_else(default_data_dir);
-        let file = read_file_settings(&crate::datadir::DataDir::new(data_dir.clone()).config_file())?;
+        let file =
+            read_file_settings(&crate::datadir::DataDir::new(data_dir.clone()).config_file())?;
         let name = args.name.or(file.name).unwrap_or_else(hostname);
         let zone = args.zone.or(file.zone).unwrap_or_else(|| "default".into());
         check_label("name", &name)?;
@@ -124,7 +124,8 @@ impl Settings {
             "json" => true,
             other => bail!("unknown log format `{other}`: use text or json"),
         };
-        let defaults = |s: &str| -> SocketAddr { s.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))) };
+        let defaults =
+            |s: &str| -> SocketAddr { s.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))) };
         Ok(Settings {
             data_dir,
             name,
@@ -133,8 +134,14 @@ impl Settings {
                 Some(text) => parse_listen_addr(text)?,
                 None => file.api.unwrap_or_else(|| defaults("127.0.0.1:7400")),
             },
-            s3: args.s3.or(file.s3).unwrap_or_else(|| defaults("0.0.0.0:7401")),
-            listen: args.listen.or(file.listen).unwrap_or_else(|| defaults("0.0.0.0:7402")),
+            s3: args
+                .s3
+                .or(file.s3)
+                .unwrap_or_else(|| defaults("0.0.0.0:7401")),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| defaults("0.0.0.0:7402")),
             join: args.join,
             relay: args.relay || file.relay.unwrap_or(false),
             down_after: args.down_after.or(file.down_after).unwrap_or(60),

@@ -12,11 +12,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_coop");
 fn all_up(cloud: &Cloud) -> Result<()> {
     let n = cloud.peers.len();
     for peer in &cloud.peers {
-        eventually(Duration::from_secs(20), &format!("{} to see {n} peers up", peer.name), || {
-            let peers = peer.peers()?;
-            let up = peers.iter().filter(|p| p["state"] == "up").count();
-            Ok((peers.len() == n && up == n).then_some(()))
-        })?;
+        eventually(
+            Duration::from_secs(20),
+            &format!("{} to see {n} peers up", peer.name),
+            || {
+                let peers = peer.peers()?;
+                let up = peers.iter().filter(|p| p["state"] == "up").count();
+                Ok((peers.len() == n && up == n).then_some(()))
+            },
+        )?;
     }
     Ok(())
 }
@@ -30,8 +34,16 @@ fn five_peers_form_a_cloud_and_see_a_killed_peer() -> Result<()> {
     let peers = cloud.peers[2].peers()?;
     for p in &peers {
         for field in [
-            "id", "name", "zone", "state", "connection", "rtt_ms", "steward", "cpus",
-            "memory_bytes", "disk_free_bytes",
+            "id",
+            "name",
+            "zone",
+            "state",
+            "connection",
+            "rtt_ms",
+            "steward",
+            "cpus",
+            "memory_bytes",
+            "disk_free_bytes",
         ] {
             assert!(p.get(field).is_some(), "field {field} missing in {p}");
         }
@@ -56,7 +68,10 @@ fn five_peers_form_a_cloud_and_see_a_killed_peer() -> Result<()> {
             Ok((peer.state_of(&victim)?.as_deref() == Some("unreachable")).then_some(()))
         })?;
     }
-    eprintln!("killed peer unreachable everywhere after {:?}", killed.elapsed());
+    eprintln!(
+        "killed peer unreachable everywhere after {:?}",
+        killed.elapsed()
+    );
 
     // Restart it: up again everywhere.
     cloud.peers[3].start(None)?;
@@ -76,9 +91,15 @@ fn leader_failover_and_full_restart_keep_state() -> Result<()> {
         })?;
     }
     let write = cloud.peers[1].cli(&["config", "set", "greeting", "hello"])?;
-    assert!(write.status.success(), "{}", String::from_utf8_lossy(&write.stderr));
+    assert!(
+        write.status.success(),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
 
-    let leader = eventually(Duration::from_secs(10), "a leader", || cloud.leader_index(0))?;
+    let leader = eventually(Duration::from_secs(10), "a leader", || {
+        cloud.leader_index(0)
+    })?;
     cloud.peers[leader].kill();
     let killed = std::time::Instant::now();
     let observer = (leader + 1) % 3;
@@ -87,7 +108,11 @@ fn leader_failover_and_full_restart_keep_state() -> Result<()> {
     })?;
     eprintln!("new leader p{new_leader} after {:?}", killed.elapsed());
     let write = cloud.peers[observer].cli(&["config", "set", "after-failover", "yes"])?;
-    assert!(write.status.success(), "{}", String::from_utf8_lossy(&write.stderr));
+    assert!(
+        write.status.success(),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
 
     // Stop everyone, start everyone: the state is intact.
     for peer in cloud.peers.iter_mut() {

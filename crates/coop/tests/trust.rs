@@ -35,9 +35,14 @@ fn bad_invites_are_refused_with_clear_errors() -> Result<()> {
     let i = 30;
     chars[i] = if chars[i] == 'x' { 'y' } else { 'x' };
     let forged: String = chars.into_iter().collect();
-    let out = Peer::new(&cloud.bin, cloud.dir.path(), "forged", PeerOptions::default())?
-        .up_command(Some(&forged))
-        .output()?;
+    let out = Peer::new(
+        &cloud.bin,
+        cloud.dir.path(),
+        "forged",
+        PeerOptions::default(),
+    )?
+    .up_command(Some(&forged))
+    .output()?;
     assert!(!out.status.success());
     join_fails(&cloud, "garbage", "hello", "not a coop invite")?;
 
@@ -47,18 +52,29 @@ fn bad_invites_are_refused_with_clear_errors() -> Result<()> {
         &cloud.peers[0].api_addr(),
         "POST",
         "/v1/invites",
-        &[("Authorization", &format!("Bearer {token_api}")), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &format!("Bearer {token_api}")),
+            ("Content-Type", "application/json"),
+        ],
         Some(r#"{"ttl_secs":1}"#),
     )?;
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let short = resp.json()?["token"].as_str().unwrap_or_default().to_string();
+    let short = resp.json()?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     std::thread::sleep(Duration::from_millis(2100)); // the invite must really expire
     join_fails(&cloud, "late", &short, "expired")?;
 
     // Used twice: the first join works, the second is refused.
     cloud.join("first", PeerOptions::default())?;
     let reused = cloud.peers[0].invite()?;
-    let mut second = Peer::new(&cloud.bin, cloud.dir.path(), "second", PeerOptions::default())?;
+    let mut second = Peer::new(
+        &cloud.bin,
+        cloud.dir.path(),
+        "second",
+        PeerOptions::default(),
+    )?;
     second.start(Some(&reused))?;
     join_fails(&cloud, "third", &reused, "already used")?;
 
@@ -80,7 +96,11 @@ fn revoked_peer_and_foreign_peer_are_refused() -> Result<()> {
         Ok((cloud.peers[0].state_of(&victim)?.as_deref() == Some("up")).then_some(()))
     })?;
     let out = cloud.peers[0].cli(&["peer", "revoke", "p2"])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let revoked_at = std::time::Instant::now();
     for i in 0..2 {
         let peer = &cloud.peers[i];
@@ -88,17 +108,24 @@ fn revoked_peer_and_foreign_peer_are_refused() -> Result<()> {
             Ok((peer.state_of(&victim)?.as_deref() == Some("revoked")).then_some(()))
         })?;
     }
-    eprintln!("revocation seen everywhere after {:?}", revoked_at.elapsed());
+    eprintln!(
+        "revocation seen everywhere after {:?}",
+        revoked_at.elapsed()
+    );
     // The revoked peer's connections are refused at the handshake, and the
     // refusal is logged with its id on the others.
-    eventually(Duration::from_secs(10), "refusal logged with the peer id", || {
-        let logged = cloud.peers[..2].iter().any(|p| {
-            let log = p.log_tail();
-            log.contains("refused connection") && log.contains(&victim)
-                || log.contains("peer revoked") && log.contains(&victim)
-        });
-        Ok(logged.then_some(()))
-    })?;
+    eventually(
+        Duration::from_secs(10),
+        "refusal logged with the peer id",
+        || {
+            let logged = cloud.peers[..2].iter().any(|p| {
+                let log = p.log_tail();
+                log.contains("refused connection") && log.contains(&victim)
+                    || log.contains("peer revoked") && log.contains(&victim)
+            });
+            Ok(logged.then_some(()))
+        },
+    )?;
     // It no longer hears from the cloud: everyone else goes silent for it.
     let survivor = cloud.peers[0].id();
     eventually(Duration::from_secs(15), "revoked peer cut off", || {
@@ -106,7 +133,11 @@ fn revoked_peer_and_foreign_peer_are_refused() -> Result<()> {
     })?;
     // Writes on the remaining cloud still work.
     let out = cloud.peers[1].cli(&["config", "set", "after-revoke", "1"])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A peer of another cloud dials p0 with its own identity: the hello
     // is refused (wrong cloud) and so is any protected protocol.
@@ -114,17 +145,42 @@ fn revoked_peer_and_foreign_peer_are_refused() -> Result<()> {
     let stranger = other.peers[0].id();
     let target = &cloud.peers[0];
     let mesh_addr = format!("127.0.0.1:{}", target.mesh_port);
-    let report = other.peers[0].cli_json(&["debug", "probe", "--peer", &target.id(), "--addr", &mesh_addr])?;
+    let report = other.peers[0].cli_json(&[
+        "debug",
+        "probe",
+        "--peer",
+        &target.id(),
+        "--addr",
+        &mesh_addr,
+    ])?;
     let hello = report["hello"].as_str().unwrap_or_default();
     let rpc = report["rpc"].as_str().unwrap_or_default();
     assert!(hello.contains("not this cloud"), "hello: {hello}");
-    assert!(rpc.contains("refused") || rpc.contains("no valid certificate"), "rpc: {rpc}");
-    eventually(Duration::from_secs(5), "refusal of the stranger logged", || {
-        Ok(target.log_tail().contains(&stranger).then_some(()))
-    })?;
+    assert!(
+        rpc.contains("refused") || rpc.contains("no valid certificate"),
+        "rpc: {rpc}"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "refusal of the stranger logged",
+        || Ok(target.log_tail().contains(&stranger).then_some(())),
+    )?;
     assert!(target.peers()?.iter().all(|p| p["id"] != stranger.as_str()));
     // The revoked peer itself gets the same treatment.
-    let report = cloud.peers[2].cli_json(&["debug", "probe", "--peer", &target.id(), "--addr", &mesh_addr])?;
-    assert!(report["hello"].as_str().unwrap_or_default().contains("revoked"), "{report}");
+    let report = cloud.peers[2].cli_json(&[
+        "debug",
+        "probe",
+        "--peer",
+        &target.id(),
+        "--addr",
+        &mesh_addr,
+    ])?;
+    assert!(
+        report["hello"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revoked"),
+        "{report}"
+    );
     Ok(())
 }

@@ -105,10 +105,7 @@ impl InviteToken {
             body,
         };
         let bytes = postcard::to_stdvec(&wire).unwrap_or_default();
-        format!(
-            "{PREFIX}{}",
-            data_encoding::BASE64URL_NOPAD.encode(&bytes)
-        )
+        format!("{PREFIX}{}", data_encoding::BASE64URL_NOPAD.encode(&bytes))
     }
 
     /// Decodes and checks a token at time `now` (unix seconds).
@@ -176,15 +173,9 @@ mod tests {
             InviteToken::decode(&text, 1001),
             Err(InviteError::Expired(1))
         );
-        assert_eq!(
-            InviteToken::decode("hello", 0),
-            Err(InviteError::NotAToken)
-        );
+        assert_eq!(InviteToken::decode("hello", 0), Err(InviteError::NotAToken));
         let truncated = &text[..text.len() - 5];
-        assert_eq!(
-            InviteToken::decode(truncated, 0),
-            Err(InviteError::Damaged)
-        );
+        assert_eq!(InviteToken::decode(truncated, 0), Err(InviteError::Damaged));
         // Flip one character in the middle: either undecodable or forged.
         let mut chars: Vec<char> = text.chars().collect();
         let mid = PREFIX.len() + 20;

@@ -233,7 +233,10 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         fs::write(&path, "not hex").unwrap();
-        assert!(matches!(PeerKey::load(&path), Err(KeyError::Corrupt { .. })));
+        assert!(matches!(
+            PeerKey::load(&path),
+            Err(KeyError::Corrupt { .. })
+        ));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use iroh::endpoint::{AfterHandshakeOutcome, Connection, EndpointHooks, Side, VarInt, WeakConnectionHandle};
+use iroh::endpoint::{
+    AfterHandshakeOutcome, Connection, EndpointHooks, Side, VarInt, WeakConnectionHandle,
+};
 use tracing::{debug, warn};
 
 use coop_identity::{CertError, Certificate, CloudId};
@@ -99,7 +101,10 @@ impl Admission {
     }
 
     pub fn is_revoked(&self, peer: &PeerId) -> bool {
-        self.revoked.read().map(|r| r.contains(peer)).unwrap_or(false)
+        self.revoked
+            .read()
+            .map(|r| r.contains(peer))
+            .unwrap_or(false)
     }
 
     /// Revokes `peer` for good and closes every connection it has here.

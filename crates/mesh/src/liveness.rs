@@ -74,9 +74,9 @@ impl Liveness {
         let Ok(mut table) = self.table.write() else {
             return false;
         };
-        let fresher = table.get(&status.peer).is_none_or(|seen| {
-            (status.boot, status.seq) > (seen.status.boot, seen.status.seq)
-        });
+        let fresher = table
+            .get(&status.peer)
+            .is_none_or(|seen| (status.boot, status.seq) > (seen.status.boot, seen.status.seq));
         if fresher {
             table.insert(
                 status.peer,

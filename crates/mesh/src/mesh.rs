@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use iroh::address_lookup::MemoryLookup;
 use iroh::endpoint::{Connection, IdleTimeout, QuicTransportConfig, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey, TransportAddr};
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use iroh_gossip::net::Gossip;
 use tracing::debug;
 
@@ -301,12 +301,11 @@ impl Mesh {
                 reason: "this peer has no certificate yet".into(),
             })?;
         let conn = self.dial(peer, HELLO_ALPN).await?;
-        let request = postcard::to_stdvec(&HelloRequest { cert: own }).map_err(|e| {
-            MeshError::Request {
+        let request =
+            postcard::to_stdvec(&HelloRequest { cert: own }).map_err(|e| MeshError::Request {
                 peer,
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let reply = roundtrip(&conn, peer, &request).await;
         conn.close(0u32.into(), b"bye");
         let reply: HelloReply = postcard::from_bytes(&reply?).map_err(|e| MeshError::Request {
@@ -332,7 +331,12 @@ impl Mesh {
     }
 
     fn forget(&self, peer: PeerId, alpn: &'static [u8]) {
-        let dropped = self.0.pool.lock().ok().and_then(|mut p| p.remove(&(peer, alpn)));
+        let dropped = self
+            .0
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&(peer, alpn)));
         if let Some(Slot::Ready(conn)) = dropped {
             conn.close(0u32.into(), b"unresponsive");
         }
@@ -342,7 +346,11 @@ impl Mesh {
     }
 
     /// Greets `peer` if needed and opens a connection on `alpn`.
-    async fn dial_greeted(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
+    async fn dial_greeted(
+        &self,
+        peer: PeerId,
+        alpn: &'static [u8],
+    ) -> Result<Connection, MeshError> {
         let greeted = self
             .0
             .greeted
@@ -374,13 +382,14 @@ impl Mesh {
                 _ => {
                     let mesh = self.clone();
                     let task = tokio::spawn(async move {
-                        mesh.dial_greeted(peer, alpn).await.map_err(|e| e.to_string())
+                        mesh.dial_greeted(peer, alpn)
+                            .await
+                            .map_err(|e| e.to_string())
                     });
-                    let dial: Dial = async move {
-                        task.await.map_err(|e| format!("dial task failed: {e}"))?
-                    }
-                    .boxed()
-                    .shared();
+                    let dial: Dial =
+                        async move { task.await.map_err(|e| format!("dial task failed: {e}"))? }
+                            .boxed()
+                            .shared();
                     pool.insert(key, Slot::Dialing(dial.clone()));
                     dial
                 }
@@ -501,7 +510,8 @@ async fn roundtrip(conn: &Connection, peer: PeerId, body: &[u8]) -> Result<Vec<u
 fn refusal(conn: &Connection) -> Option<String> {
     match conn.close_reason()? {
         iroh::endpoint::ConnectionError::ApplicationClosed(close)
-            if close.error_code == iroh::endpoint::VarInt::from_u32(crate::admission::CLOSE_NOT_ADMITTED) =>
+            if close.error_code
+                == iroh::endpoint::VarInt::from_u32(crate::admission::CLOSE_NOT_ADMITTED) =>
         {
             Some(String::from_utf8_lossy(&close.reason).to_string())
         }

@@ -12,10 +12,10 @@ mod records;
 mod stewards;
 mod store;
 
+pub use control::{ControlPlane, StartError, WriteError};
 pub use records::{
     CloudInfo, Command, CommandError, InviteRecord, PeerNode, PeerRecord, TokenRecord,
 };
-pub use control::{ControlPlane, StartError, WriteError};
 pub use stewards::{StewardCandidate, StewardPolicy, ZoneSpread, steward_target};
 pub use store::{StateStore, StoreError};
 

@@ -42,7 +42,9 @@ pub(crate) enum RaftAnswer {
     Snapshot(Result<InstallSnapshotResponse<PeerId>, RaftError<PeerId, InstallSnapshotError>>),
     /// `Ok(Ok)` applied; `Ok(Err)` refused by the state machine; `Err` not
     /// written here (not the leader, or Raft failed).
-    ClientWrite(Result<Result<(), CommandError>, RaftError<PeerId, ClientWriteError<PeerId, PeerNode>>>),
+    ClientWrite(
+        Result<Result<(), CommandError>, RaftError<PeerId, ClientWriteError<PeerId, PeerNode>>>,
+    ),
     /// The message could not be decoded.
     Malformed(String),
 }
@@ -126,7 +128,9 @@ impl RaftNetwork<TypeConfig> for MeshRaftClient {
     ) -> Result<AppendEntriesResponse<PeerId>, RpcErr> {
         match self.send(RaftMessage::Append(rpc), &option).await? {
             RaftAnswer::Append(Ok(resp)) => Ok(resp),
-            RaftAnswer::Append(Err(err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
+            RaftAnswer::Append(Err(err)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, err)))
+            }
             other => Err(unexpected(&format!("{other:?}"))),
         }
     }
@@ -138,7 +142,9 @@ impl RaftNetwork<TypeConfig> for MeshRaftClient {
     ) -> Result<InstallSnapshotResponse<PeerId>, RpcErr<InstallSnapshotError>> {
         match self.send(RaftMessage::Snapshot(rpc), &option).await? {
             RaftAnswer::Snapshot(Ok(resp)) => Ok(resp),
-            RaftAnswer::Snapshot(Err(err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
+            RaftAnswer::Snapshot(Err(err)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, err)))
+            }
             other => Err(unexpected(&format!("{other:?}"))),
         }
     }
@@ -150,7 +156,9 @@ impl RaftNetwork<TypeConfig> for MeshRaftClient {
     ) -> Result<VoteResponse<PeerId>, RpcErr> {
         match self.send(RaftMessage::Vote(rpc), &option).await? {
             RaftAnswer::Vote(Ok(resp)) => Ok(resp),
-            RaftAnswer::Vote(Err(err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
+            RaftAnswer::Vote(Err(err)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, err)))
+            }
             other => Err(unexpected(&format!("{other:?}"))),
         }
     }

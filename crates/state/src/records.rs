@@ -66,7 +66,10 @@ pub struct TokenRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// The founding peer writes the cloud and itself as the first entry.
-    InitCloud { cloud: CloudInfo, founder: PeerRecord },
+    InitCloud {
+        cloud: CloudInfo,
+        founder: PeerRecord,
+    },
     /// A peer records an invite it is about to hand out.
     CreateInvite(InviteRecord),
     /// The leader redeems an invite for a new peer whose certificate it

@@ -64,7 +64,11 @@ impl StewardPolicy for ZoneSpread {
         if chosen.len() >= target {
             // Never shrink a healthy voter set here: shrinking is a human
             // decision (peer removal), not something liveness should do.
-            return if chosen.is_empty() { current.clone() } else { chosen };
+            return if chosen.is_empty() {
+                current.clone()
+            } else {
+                chosen
+            };
         }
         let mut added = Vec::new();
         while chosen.len() < target {
@@ -88,10 +92,10 @@ impl StewardPolicy for ZoneSpread {
         }
         // An even voter count tolerates no more failures than the odd count
         // below it and needs a larger quorum; stay odd.
-        if chosen.len() % 2 == 0 {
-            if let Some(last) = added.pop() {
-                chosen.remove(&last);
-            }
+        if chosen.len().is_multiple_of(2)
+            && let Some(last) = added.pop()
+        {
+            chosen.remove(&last);
         }
         if chosen.is_empty() {
             current.clone()
@@ -124,7 +128,10 @@ mod tests {
         let all: Vec<_> = (1..=6).map(|n| cand(n, "default", true, false)).collect();
         assert_eq!(p.choose_stewards(&all[..2], &ids(&[1])), ids(&[1]));
         assert_eq!(p.choose_stewards(&all[..3], &ids(&[1])), ids(&[1, 2, 3]));
-        assert_eq!(p.choose_stewards(&all[..4], &ids(&[1, 2, 3])), ids(&[1, 2, 3]));
+        assert_eq!(
+            p.choose_stewards(&all[..4], &ids(&[1, 2, 3])),
+            ids(&[1, 2, 3])
+        );
         assert_eq!(
             p.choose_stewards(&all[..5], &ids(&[1, 2, 3])),
             ids(&[1, 2, 3, 4, 5])

@@ -82,7 +82,10 @@ impl Peer {
             .arg(self.api_addr())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.mesh_port))
-            .env("COOP_LOG", "info,coop=debug,coop_mesh=debug,iroh=warn,openraft=warn");
+            .env(
+                "COOP_LOG",
+                "info,coop=debug,coop_mesh=debug,iroh=warn,openraft=warn",
+            );
         if let Some(zone) = &self.options.zone {
             cmd.arg("--zone").arg(zone);
         }
@@ -103,20 +106,28 @@ impl Peer {
         }
         let log = File::options().create(true).append(true).open(&self.log)?;
         let mut cmd = self.up_command(join);
-        cmd.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null());
-        let child = cmd.spawn().with_context(|| format!("spawning {}", self.bin.display()))?;
+        cmd.stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
         self.child = Some(child);
-        let status = eventually(START_TIMEOUT, &format!("peer {} to come up", self.name), || {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(exit) = child.try_wait()? {
+        let status = eventually(
+            START_TIMEOUT,
+            &format!("peer {} to come up", self.name),
+            || {
+                if let Some(child) = self.child.as_mut()
+                    && let Some(exit) = child.try_wait()?
+                {
                     bail!("coop up exited with {exit}; log:\n{}", self.log_tail());
                 }
-            }
-            if !self.data_dir.join("api.token").exists() {
-                return Ok(None);
-            }
-            Ok(self.cli_json(&["status"]).ok())
-        })?;
+                if !self.data_dir.join("api.token").exists() {
+                    return Ok(None);
+                }
+                Ok(self.cli_json(&["status"]).ok())
+            },
+        )?;
         self.id = status["peer"]["id"].as_str().map(String::from);
         Ok(())
     }
@@ -187,7 +198,9 @@ impl Peer {
 
     pub fn peers(&self) -> Result<Vec<Value>> {
         let v = self.cli_json(&["peers"])?;
-        v.as_array().cloned().context("peers output is not an array")
+        v.as_array()
+            .cloned()
+            .context("peers output is not an array")
     }
 
     pub fn status(&self) -> Result<Value> {
@@ -207,7 +220,10 @@ impl Peer {
     pub fn invite(&self) -> Result<String> {
         let out = self.cli(&["invite", "--ttl", "10m"])?;
         if !out.status.success() {
-            bail!("coop invite failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "coop invite failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }

@@ -90,7 +90,11 @@ async fn start_control(dir: &DataDir, mesh: &Mesh) -> Result<ControlPlane> {
 }
 
 fn roles(settings: &Settings) -> Vec<Role> {
-    if settings.relay { vec![Role::Relay] } else { vec![] }
+    if settings.relay {
+        vec![Role::Relay]
+    } else {
+        vec![]
+    }
 }
 
 /// A new one-peer cloud with this peer as its founder and only steward.
@@ -210,7 +214,7 @@ async fn join(
             });
         match reply {
             Ok(JoinReply::Accepted { cert, cloud, peers }) => {
-                accepted = Some((cert, cloud, peers));
+                accepted = Some((*cert, cloud, peers));
                 break;
             }
             Ok(JoinReply::Refused(reason)) => {
@@ -298,10 +302,11 @@ async fn restart(
         }
     }
     // A founder that crashed before its first entry finishes founding.
-    if let Some(ck) = &cloud_key {
-        if control.store().cloud()?.is_none() && !control.store().has_raft_state()? {
-            initialize_cloud(settings, &key, ck, &mesh, &control).await?;
-        }
+    if let Some(ck) = &cloud_key
+        && control.store().cloud()?.is_none()
+        && !control.store().has_raft_state()?
+    {
+        initialize_cloud(settings, &key, ck, &mesh, &control).await?;
     }
     info!(cloud = %membership.cloud, "restarted as a member of the cloud");
     Ok(Started {

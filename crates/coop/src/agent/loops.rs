@@ -31,7 +31,9 @@ pub(crate) fn spawn_store_sync(core: Arc<Core>) -> JoinHandle<()> {
                         if rec.revoked_at.is_some() {
                             if id == core.key.id() {
                                 if !told_revoked {
-                                    error!("this peer was revoked from the cloud; other peers refuse it now");
+                                    error!(
+                                        "this peer was revoked from the cloud; other peers refuse it now"
+                                    );
                                     told_revoked = true;
                                 }
                             } else {

@@ -96,22 +96,23 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
     core.mesh
         .set_handler(RPC_ALPN, Arc::new(services::RpcService(core.clone())));
 
-    let mut tasks = Vec::new();
-    tasks.push(loops::spawn_store_sync(core.clone()));
-    tasks.push(core.mesh.start_liveness(
-        core.key.clone(),
-        Arc::new(status::HostStatus {
-            id: core.key.id(),
-            name: settings.name.clone(),
-            zone: settings.zone.clone(),
-            boot: unix_now(),
-            relay: settings.relay,
-            data_dir: settings.data_dir.clone(),
-            mesh: core.mesh.clone(),
-        }),
-    ));
-    tasks.push(loops::spawn_membership(core.clone()));
-    tasks.push(loops::spawn_addr_report(core.clone()));
+    let tasks = vec![
+        loops::spawn_store_sync(core.clone()),
+        core.mesh.start_liveness(
+            core.key.clone(),
+            Arc::new(status::HostStatus {
+                id: core.key.id(),
+                name: settings.name.clone(),
+                zone: settings.zone.clone(),
+                boot: unix_now(),
+                relay: settings.relay,
+                data_dir: settings.data_dir.clone(),
+                mesh: core.mesh.clone(),
+            }),
+        ),
+        loops::spawn_membership(core.clone()),
+        loops::spawn_addr_report(core.clone()),
+    ];
 
     ensure_api_token(&core).await?;
     let state = AppState::new(
@@ -149,15 +150,14 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
 /// token, so a token in the file always works.
 async fn ensure_api_token(core: &Core) -> Result<()> {
     let path = core.dir.api_token();
-    if let Ok(existing) = core.dir.read_token() {
-        if core
+    if let Ok(existing) = core.dir.read_token()
+        && core
             .control
             .store()
             .token(&coop_api::token_hash(&existing))?
             .is_some()
-        {
-            return Ok(());
-        }
+    {
+        return Ok(());
     }
     let bytes: [u8; 32] = rand::random();
     let token = data_encoding::HEXLOWER.encode(&bytes);
@@ -182,9 +182,15 @@ fn print_banner(core: &Core, url: &str) {
     println!("  zone      {}", s.zone);
     println!("  api       {url}  (web console at the same address)");
     println!("  s3        {}  (object storage is not served yet)", s.s3);
-    println!("  mesh      udp {}  ({})", s.listen, core.mesh.local_addrs().join(", "));
+    println!(
+        "  mesh      udp {}  ({})",
+        s.listen,
+        core.mesh.local_addrs().join(", ")
+    );
     println!("  data dir  {}", s.data_dir.display());
-    println!("to add a peer: run `coop invite` here, then `coop up --join <token>` on the new machine");
+    println!(
+        "to add a peer: run `coop invite` here, then `coop up --join <token>` on the new machine"
+    );
 }
 
 async fn wait_for_stop() {

@@ -27,7 +27,7 @@ pub enum JoinReply {
     /// Welcome: the new peer's certificate, the cloud, and its members'
     /// addresses to start from.
     Accepted {
-        cert: Certificate,
+        cert: Box<Certificate>,
         cloud: Option<CloudInfo>,
         peers: Vec<(PeerId, Vec<String>)>,
     },

@@ -104,7 +104,7 @@ impl Core {
             })
             .collect();
         JoinReply::Accepted {
-            cert,
+            cert: Box::new(cert),
             cloud: self.control.store().cloud().ok().flatten(),
             peers,
         }

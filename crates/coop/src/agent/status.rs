@@ -59,7 +59,11 @@ fn memory() -> (u64, u64) {
 fn load_centi() -> u32 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
-        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|l| (l * 100.0) as u32)
         .unwrap_or(0)
 }

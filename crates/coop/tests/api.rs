@@ -1,0 +1,126 @@
+//! The REST API as a client sees it: auth, errors, OpenAPI, metrics.
+
+use anyhow::Result;
+use coop_testkit::{Cloud, http_request};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coop");
+
+#[test]
+fn api_auth_errors_openapi_and_metrics() -> Result<()> {
+    let cloud = Cloud::start(BIN, "api", 1)?;
+    let peer = &cloud.peers[0];
+    let addr = peer.api_addr();
+    let token = peer.token()?;
+    let auth = format!("Bearer {token}");
+
+    // No token, a wrong token, a malformed header: 401 with a message.
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer not-a-token")],
+        vec![("Authorization", "Basic abc")],
+    ] {
+        let resp = http_request(&addr, "GET", "/v1/peers", &headers, None)?;
+        assert_eq!(resp.status, 401, "{}", resp.body);
+        let body = resp.json()?;
+        assert_eq!(body["error"], "unauthorized");
+        assert!(!body["message"].as_str().unwrap_or_default().is_empty());
+    }
+
+    // Bad JSON and a wrong shape: 400 with a message naming the problem.
+    let json_headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let resp = http_request(
+        &addr,
+        "POST",
+        "/v1/invites",
+        &json_headers,
+        Some("{not json"),
+    )?;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(
+        resp.json()?["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid JSON")
+    );
+    let resp = http_request(
+        &addr,
+        "POST",
+        "/v1/invites",
+        &json_headers,
+        Some(r#"{"ttl":5}"#),
+    )?;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    let resp = http_request(
+        &addr,
+        "POST",
+        "/v1/invites",
+        &json_headers,
+        Some(r#"{"ttl_secs":0}"#),
+    )?;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    let resp = http_request(
+        &addr,
+        "PUT",
+        "/v1/config/Bad%20Key",
+        &json_headers,
+        Some(r#"{"value":"x"}"#),
+    )?;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    let resp = http_request(
+        &addr,
+        "POST",
+        "/v1/peers/nobody/revoke",
+        &json_headers,
+        None,
+    )?;
+    assert_eq!(resp.status, 404, "{}", resp.body);
+    let resp = http_request(&addr, "GET", "/v1/nothing-here", &json_headers, None)?;
+    assert_eq!(resp.status, 404, "{}", resp.body);
+
+    // A good request works.
+    let resp = http_request(&addr, "GET", "/v1/status", &json_headers, None)?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()?["health"], "ok");
+
+    // The OpenAPI document describes the endpoints; it needs no token.
+    let resp = http_request(&addr, "GET", "/v1/openapi.json", &[], None)?;
+    assert_eq!(resp.status, 200);
+    let doc = resp.json()?;
+    for path in [
+        "/v1/peers",
+        "/v1/status",
+        "/v1/invites",
+        "/v1/peers/{peer}/revoke",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+
+    // Prometheus metrics.
+    let resp = http_request(&addr, "GET", "/metrics", &[], None)?;
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.contains("coop_raft_leader 1"), "{}", resp.body);
+    assert!(
+        resp.body.contains("coop_peers{state=\"up\"} 1"),
+        "{}",
+        resp.body
+    );
+
+    // The console page is served.
+    let resp = http_request(&addr, "GET", "/", &[], None)?;
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.contains("coop console"));
+
+    // The CLI without a reachable agent: one clear line, non-zero exit.
+    let out = peer.cli(&["--api", "127.0.0.1:1", "peers"])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the coop API"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    Ok(())
+}
