@@ -14,6 +14,7 @@ mod admission;
 mod hello;
 mod liveness;
 mod mesh;
+mod relay;
 mod request;
 
 pub use admission::{Admission, PathInfo};

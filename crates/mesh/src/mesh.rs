@@ -10,7 +10,10 @@ use futures::future::{BoxFuture, Shared};
 use iroh::address_lookup::MemoryLookup;
 use iroh::endpoint::{Connection, IdleTimeout, QuicTransportConfig, presets};
 use iroh::protocol::Router;
-use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey, TransportAddr};
+use iroh::{
+    Endpoint, EndpointAddr, EndpointId, RelayConfig, RelayMap, RelayMode, RelayUrl, SecretKey,
+    TransportAddr,
+};
 use iroh_gossip::net::Gossip;
 use tracing::debug;
 
@@ -45,6 +48,8 @@ pub struct MeshConfig {
     pub listen: SocketAddr,
     /// Liveness thresholds.
     pub liveness: crate::LivenessConfig,
+    /// Serve as a relay for the cloud on TCP at the `listen` address.
+    pub relay: bool,
 }
 
 /// Why a mesh operation failed.
@@ -81,12 +86,15 @@ struct Inner {
     router: Router,
     admission: Arc<Admission>,
     addr_book: MemoryLookup,
-    addrs: RwLock<HashMap<PeerId, Vec<SocketAddr>>>,
+    addrs: RwLock<HashMap<PeerId, Vec<TransportAddr>>>,
     handlers: HandlerTable,
     pool: Mutex<HashMap<(PeerId, &'static [u8]), Slot>>,
     greeted: Mutex<HashSet<PeerId>>,
     gossip: Gossip,
     liveness: Arc<Liveness>,
+    relay_server: tokio::sync::Mutex<Option<crate::relay::RelayServer>>,
+    /// Relay URLs already handed to the endpoint.
+    relays: Mutex<HashSet<String>>,
 }
 
 /// A handle to this peer's mesh endpoint; cheap to clone.
@@ -121,6 +129,9 @@ impl Mesh {
             .bind_addr(config.listen)
             .map_err(|e| bind_err(e.to_string()))?
             .address_lookup(addr_book.clone())
+            // Relays come only from the cloud itself, added as peers with
+            // `--relay` announce them; none from anyone else.
+            .relay_mode(RelayMode::Custom(RelayMap::empty()))
             .hooks(AdmissionHook(admission.clone()))
             .bind()
             .await
@@ -144,7 +155,15 @@ impl Mesh {
             .accept(GOSSIP_ALPN, gossip.clone())
             .spawn();
         let liveness = Arc::new(Liveness::new(id, config.liveness));
-        Ok(Mesh(Arc::new(Inner {
+        let relay_server = if config.relay {
+            let server = crate::relay::RelayServer::start(config.listen, admission.clone())
+                .await
+                .map_err(|e| bind_err(format!("relay server: {e}")))?;
+            Some(server)
+        } else {
+            None
+        };
+        let mesh = Mesh(Arc::new(Inner {
             id,
             endpoint,
             router,
@@ -156,7 +175,54 @@ impl Mesh {
             greeted: Mutex::default(),
             gossip,
             liveness,
-        })))
+            relay_server: tokio::sync::Mutex::new(None),
+            relays: Mutex::default(),
+        }));
+        if let Some(server) = relay_server {
+            if let Some(url) = server.http_addr().map(|addr| mesh.relay_url_for(addr)) {
+                mesh.use_relay(&url).await;
+            }
+            *mesh.0.relay_server.lock().await = Some(server);
+        }
+        Ok(mesh)
+    }
+
+    /// The URL other peers use for a relay served at `addr`: an unspecified
+    /// bind address is replaced by this peer's first non-loopback address.
+    fn relay_url_for(&self, addr: SocketAddr) -> String {
+        let ip = if addr.ip().is_unspecified() {
+            self.0
+                .endpoint
+                .addr()
+                .ip_addrs()
+                .map(|a| a.ip())
+                .find(|ip| !ip.is_loopback())
+                .unwrap_or(addr.ip())
+        } else {
+            addr.ip()
+        };
+        format!("http://{}", SocketAddr::new(ip, addr.port()))
+    }
+
+    /// Adds a relay of the cloud to the endpoint, once.
+    pub async fn use_relay(&self, url: &str) {
+        let Ok(parsed) = url.parse::<RelayUrl>() else {
+            debug!(url, "ignoring an unparseable relay url");
+            return;
+        };
+        let fresh = self
+            .0
+            .relays
+            .lock()
+            .map(|mut r| r.insert(parsed.to_string()))
+            .unwrap_or(false);
+        if fresh {
+            debug!(%parsed, "using relay");
+            self.0
+                .endpoint
+                .insert_relay(parsed.clone(), Arc::new(RelayConfig::new(parsed, None)))
+                .await;
+        }
     }
 
     pub fn id(&self) -> PeerId {
@@ -196,6 +262,7 @@ impl Mesh {
                 out.push(sock.to_string());
             }
         }
+        out.extend(self.0.endpoint.addr().relay_urls().map(|u| u.to_string()));
         out.sort();
         out.dedup();
         out
@@ -207,9 +274,19 @@ impl Mesh {
         if peer == self.0.id {
             return;
         }
-        let parsed: Vec<SocketAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let parsed: Vec<TransportAddr> = addrs
+            .iter()
+            .filter_map(|a| parse_transport_addr(a))
+            .collect();
         if parsed.is_empty() {
             return;
+        }
+        for addr in &parsed {
+            if let TransportAddr::Relay(url) = addr {
+                let mesh = self.clone();
+                let url = url.to_string();
+                tokio::spawn(async move { mesh.use_relay(&url).await });
+            }
         }
         let changed = match self.0.addrs.write() {
             Ok(mut map) => {
@@ -224,8 +301,7 @@ impl Mesh {
             let Ok(endpoint_id) = EndpointId::from_bytes(peer.as_bytes()) else {
                 return;
             };
-            let addr =
-                EndpointAddr::from_parts(endpoint_id, parsed.into_iter().map(TransportAddr::Ip));
+            let addr = EndpointAddr::from_parts(endpoint_id, parsed);
             self.0.addr_book.set_endpoint_info(addr);
         }
     }
@@ -268,10 +344,7 @@ impl Mesh {
             .ok()
             .and_then(|m| m.get(&peer).cloned())
             .unwrap_or_default();
-        Ok(EndpointAddr::from_parts(
-            endpoint_id,
-            addrs.into_iter().map(TransportAddr::Ip),
-        ))
+        Ok(EndpointAddr::from_parts(endpoint_id, addrs))
     }
 
     async fn dial(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
@@ -481,8 +554,20 @@ impl Mesh {
 
     /// Closes every connection and stops serving.
     pub async fn shutdown(&self) {
+        if let Some(server) = self.0.relay_server.lock().await.take() {
+            server.shutdown().await;
+        }
         let _ = self.0.router.shutdown().await;
         self.0.endpoint.close().await;
+    }
+}
+
+/// `ip:port` is a direct address; `http(s)://…` a relay of the cloud.
+fn parse_transport_addr(text: &str) -> Option<TransportAddr> {
+    if text.starts_with("http://") || text.starts_with("https://") {
+        text.parse::<RelayUrl>().ok().map(TransportAddr::Relay)
+    } else {
+        text.parse::<SocketAddr>().ok().map(TransportAddr::Ip)
     }
 }
 

@@ -5,6 +5,7 @@
 //! Tests wait on conditions with [`eventually`], never with bare sleeps.
 
 mod http;
+pub mod netns;
 mod peer;
 
 use std::path::{Path, PathBuf};

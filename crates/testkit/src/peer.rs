@@ -22,6 +22,10 @@ pub struct PeerOptions {
     pub down_after: Option<u64>,
     /// Extra arguments for `coop up`.
     pub extra_args: Vec<String>,
+    /// Run the peer (and its CLI) inside this network namespace.
+    pub netns: Option<String>,
+    /// Mesh listen IP [default: 127.0.0.1].
+    pub listen_ip: Option<String>,
 }
 
 /// A peer process with fixed ports, so a restart comes back at the same
@@ -71,8 +75,21 @@ impl Peer {
     }
 
     /// The `coop up` command line for this peer.
+    /// A command running the `coop` binary, inside the peer's namespace if any.
+    fn coop(&self) -> Command {
+        match &self.options.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(&self.bin);
+                cmd
+            }
+            None => Command::new(&self.bin),
+        }
+    }
+
     pub fn up_command(&self, join: Option<&str>) -> Command {
-        let mut cmd = Command::new(&self.bin);
+        let listen_ip = self.options.listen_ip.as_deref().unwrap_or("127.0.0.1");
+        let mut cmd = self.coop();
         cmd.arg("up")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -81,7 +98,7 @@ impl Peer {
             .arg("--api")
             .arg(self.api_addr())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.mesh_port))
+            .arg(format!("{listen_ip}:{}", self.mesh_port))
             .env(
                 "COOP_LOG",
                 "info,coop=debug,coop_mesh=debug,iroh=warn,openraft=warn",
@@ -171,7 +188,8 @@ impl Peer {
 
     /// Runs `coop --data-dir <dir> ARGS` and returns its output.
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
-        let out = Command::new(&self.bin)
+        let out = self
+            .coop()
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(args)

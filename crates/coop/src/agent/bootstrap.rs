@@ -77,6 +77,7 @@ async fn bind_mesh(
         certificate: cert,
         listen: settings.listen,
         liveness,
+        relay: settings.relay,
     })
     .await
     .context("cannot start the peer mesh")

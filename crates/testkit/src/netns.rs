@@ -1,0 +1,194 @@
+//! A small Internet in network namespaces: a public segment and two homes,
+//! each behind its own nftables masquerade router that drops unsolicited
+//! inbound packets, as home routers do.
+//!
+//! ```text
+//!   home-a 10.77.1.2 ── router-a (NAT) 198.18.0.2 ─┐
+//!                                                  ├─ pub 198.18.0.1 (bridge)
+//!   home-b 10.77.2.2 ── router-b (NAT) 198.18.0.3 ─┘
+//! ```
+//!
+//! 198.18.0.0/15 is reserved for network tests and 10.77.0.0/16 exists only
+//! inside these namespaces: nothing here leaves the machine. Namespaces are
+//! made fresh for every lab (conntrack state would survive otherwise) and
+//! deleted on drop.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The namespaces of one lab.
+pub struct NatLab {
+    pub public: String,
+    pub router_a: String,
+    pub router_b: String,
+    pub home_a: String,
+    pub home_b: String,
+    suffix: String,
+}
+
+/// The public address of the relay peer's namespace.
+pub const PUBLIC_IP: &str = "198.18.0.1";
+pub const HOME_A_IP: &str = "10.77.1.2";
+pub const HOME_B_IP: &str = "10.77.2.2";
+
+fn run(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn ns(name: &str, args: &[&str]) -> Result<()> {
+    let mut full = vec!["ip", "netns", "exec", name];
+    full.extend_from_slice(args);
+    run(&full)
+}
+
+/// Why this machine cannot run the lab, if it cannot.
+pub fn unavailable() -> Option<String> {
+    for tool in ["ip", "nft"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            return Some(format!(
+                "`{tool}` is not installed (apt-get install iproute2 nftables)"
+            ));
+        }
+    }
+    let probe = format!("coop-probe-{}", std::process::id());
+    match run(&["ip", "netns", "add", &probe]) {
+        Ok(()) => {
+            let _ = run(&["ip", "netns", "del", &probe]);
+            None
+        }
+        Err(err) => Some(format!("network namespaces are unavailable here: {err:#}")),
+    }
+}
+
+impl NatLab {
+    /// Builds the namespaces, links, addresses, routes and router rules.
+    pub fn create() -> Result<Self> {
+        let suffix = format!("{}", std::process::id() % 100_000);
+        let name = |role: &str| format!("coop-{role}-{suffix}");
+        let lab = NatLab {
+            public: name("pub"),
+            router_a: name("ra"),
+            router_b: name("rb"),
+            home_a: name("ha"),
+            home_b: name("hb"),
+            suffix: suffix.clone(),
+        };
+        for n in lab.all() {
+            let _ = run(&["ip", "netns", "del", n]);
+            run(&["ip", "netns", "add", n])?;
+            ns(n, &["ip", "link", "set", "lo", "up"])?;
+        }
+        // The public segment: a bridge in `pub` holding the relay's address.
+        ns(&lab.public, &["ip", "link", "add", "br0", "type", "bridge"])?;
+        ns(
+            &lab.public,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{PUBLIC_IP}/24"),
+                "dev",
+                "br0",
+            ],
+        )?;
+        ns(&lab.public, &["ip", "link", "set", "br0", "up"])?;
+        lab.router(&lab.router_a, &lab.home_a, "a", "198.18.0.2", "10.77.1")?;
+        lab.router(&lab.router_b, &lab.home_b, "b", "198.18.0.3", "10.77.2")?;
+        Ok(lab)
+    }
+
+    fn all(&self) -> [&String; 5] {
+        [
+            &self.public,
+            &self.router_a,
+            &self.router_b,
+            &self.home_a,
+            &self.home_b,
+        ]
+    }
+
+    fn router(&self, router: &str, home: &str, tag: &str, wan_ip: &str, lan: &str) -> Result<()> {
+        let s = &self.suffix;
+        // WAN: router <-> public bridge.
+        let wan = format!("w{tag}{s}");
+        let wan_peer = format!("p{tag}{s}");
+        run(&[
+            "ip", "link", "add", &wan, "type", "veth", "peer", "name", &wan_peer,
+        ])?;
+        run(&["ip", "link", "set", &wan, "netns", router])?;
+        run(&["ip", "link", "set", &wan_peer, "netns", &self.public])?;
+        ns(
+            &self.public,
+            &["ip", "link", "set", &wan_peer, "master", "br0"],
+        )?;
+        ns(&self.public, &["ip", "link", "set", &wan_peer, "up"])?;
+        ns(router, &["ip", "link", "set", &wan, "name", "wan"])?;
+        ns(
+            router,
+            &["ip", "addr", "add", &format!("{wan_ip}/24"), "dev", "wan"],
+        )?;
+        ns(router, &["ip", "link", "set", "wan", "up"])?;
+        // LAN: home <-> router.
+        let lan_r = format!("l{tag}{s}");
+        let lan_h = format!("h{tag}{s}");
+        run(&[
+            "ip", "link", "add", &lan_r, "type", "veth", "peer", "name", &lan_h,
+        ])?;
+        run(&["ip", "link", "set", &lan_r, "netns", router])?;
+        run(&["ip", "link", "set", &lan_h, "netns", home])?;
+        ns(router, &["ip", "link", "set", &lan_r, "name", "lan"])?;
+        ns(
+            router,
+            &["ip", "addr", "add", &format!("{lan}.1/24"), "dev", "lan"],
+        )?;
+        ns(router, &["ip", "link", "set", "lan", "up"])?;
+        ns(home, &["ip", "link", "set", &lan_h, "name", "eth0"])?;
+        ns(
+            home,
+            &["ip", "addr", "add", &format!("{lan}.2/24"), "dev", "eth0"],
+        )?;
+        ns(home, &["ip", "link", "set", "eth0", "up"])?;
+        ns(
+            home,
+            &["ip", "route", "add", "default", "via", &format!("{lan}.1")],
+        )?;
+        ns(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        let rules = "table ip nat {\n\
+             chain postrouting { type nat hook postrouting priority 100; oifname \"wan\" masquerade; }\n\
+             }\n\
+             table inet filter {\n\
+             chain input { type filter hook input priority 0; policy drop; ct state established,related accept; iifname \"lo\" accept; iifname \"lan\" accept; }\n\
+             chain forward { type filter hook forward priority 0; policy drop; ct state established,related accept; iifname \"lan\" accept; }\n\
+             }\n";
+        let path = std::env::temp_dir().join(format!("coop-nft-{router}.conf"));
+        std::fs::write(&path, rules)?;
+        let applied = ns(router, &["nft", "-f", &path.display().to_string()]);
+        let _ = std::fs::remove_file(&path);
+        applied
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        for n in self.all() {
+            let _ = run(&["ip", "netns", "del", n]);
+        }
+    }
+}
