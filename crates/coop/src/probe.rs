@@ -28,6 +28,7 @@ pub async fn probe(global: &GlobalArgs, peer: &str, addr: &str) -> Result<()> {
         listen: "127.0.0.1:0".parse()?,
         liveness: LivenessConfig::default(),
         relay: false,
+        mdns: false,
     })
     .await?;
     mesh.add_peer_addrs(target, &[addr.to_string()]);

@@ -32,6 +32,9 @@ pub struct UpArgs {
     /// Serve as a relay for the cloud's peers
     #[arg(long, env = "COOP_RELAY")]
     pub relay: bool,
+    /// Do not look for peers on the local network by mDNS, nor announce this one
+    #[arg(long, env = "COOP_NO_MDNS")]
+    pub no_mdns: bool,
     /// Seconds of silence after which an unreachable peer counts as down [default: 60]
     #[arg(long, env = "COOP_DOWN_AFTER", value_name = "SECS")]
     pub down_after: Option<u64>,
@@ -50,6 +53,7 @@ struct FileSettings {
     s3: Option<SocketAddr>,
     listen: Option<SocketAddr>,
     relay: Option<bool>,
+    mdns: Option<bool>,
     down_after: Option<u64>,
     log_format: Option<String>,
 }
@@ -65,6 +69,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub join: Option<String>,
     pub relay: bool,
+    pub mdns: bool,
     pub down_after: u64,
     pub json_logs: bool,
 }
@@ -144,6 +149,7 @@ impl Settings {
                 .unwrap_or_else(|| defaults("0.0.0.0:7402")),
             join: args.join,
             relay: args.relay || file.relay.unwrap_or(false),
+            mdns: !args.no_mdns && file.mdns.unwrap_or(true),
             down_after: args.down_after.or(file.down_after).unwrap_or(60),
             json_logs,
         })

@@ -34,6 +34,9 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keep-alives every second and a 6 s idle timeout: a killed peer's
 /// connections close within seconds, so requests stop going into a dead
 /// connection and redial instead, while a NAT mapping never idles out.
+/// The mDNS service name coop peers announce themselves under on a LAN.
+const MDNS_SERVICE: &str = "coop-mesh";
+
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 
@@ -50,6 +53,8 @@ pub struct MeshConfig {
     pub liveness: crate::LivenessConfig,
     /// Serve as a relay for the cloud on TCP at the `listen` address.
     pub relay: bool,
+    /// Find peers on the local network by mDNS (and announce this one).
+    pub mdns: bool,
 }
 
 /// Why a mesh operation failed.
@@ -136,6 +141,20 @@ impl Mesh {
             .bind()
             .await
             .map_err(|e| bind_err(e.to_string()))?;
+        if config.mdns {
+            // Multicast may be unavailable (containers, some VPNs): then the
+            // cloud's own addresses still work, so warn and go on.
+            match iroh_mdns_address_lookup::MdnsAddressLookup::builder()
+                .service_name(MDNS_SERVICE)
+                .build(endpoint.id())
+            {
+                Ok(mdns) => match endpoint.address_lookup() {
+                    Ok(lookup) => lookup.add(mdns),
+                    Err(err) => tracing::warn!(%err, "mDNS unavailable"),
+                },
+                Err(err) => tracing::warn!(%err, "mDNS unavailable on this network"),
+            }
+        }
         let handlers: HandlerTable = Arc::default();
         let gossip = Gossip::builder().alpn(GOSSIP_ALPN).spawn(endpoint.clone());
         let request = |alpn| RequestProtocol {

@@ -98,6 +98,8 @@ pub enum CommandError {
     AlreadyInitialized,
     #[error("no such invite; it may belong to another cloud")]
     InviteUnknown,
+    #[error("an invite with this id already exists")]
+    InviteExists,
     #[error("this invite was already used; ask for a new one with `coop invite`")]
     InviteUsed,
     #[error("this invite expired; ask for a new one with `coop invite`")]

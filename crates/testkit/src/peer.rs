@@ -99,6 +99,8 @@ impl Peer {
             .arg(self.api_addr())
             .arg("--listen")
             .arg(format!("{listen_ip}:{}", self.mesh_port))
+            // Tests stay on this machine: no multicast onto the LAN.
+            .arg("--no-mdns")
             .env(
                 "COOP_LOG",
                 "info,coop=debug,coop_mesh=debug,iroh=warn,openraft=warn",
@@ -154,6 +156,38 @@ impl Peer {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The process id of the running `coop up`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the running peer, from /proc, in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    }
+
+    /// GET a path of this peer's API with its token; parsed JSON.
+    pub fn api_get(&self, path: &str) -> Result<Value> {
+        let auth = format!("Bearer {}", self.token()?);
+        let resp = crate::http_request(
+            &self.api_addr(),
+            "GET",
+            path,
+            &[("Authorization", &auth)],
+            None,
+        )?;
+        if resp.status != 200 {
+            bail!("GET {path}: HTTP {}: {}", resp.status, resp.body);
+        }
+        resp.json()
     }
 
     pub fn is_running(&self) -> bool {

@@ -78,6 +78,7 @@ async fn bind_mesh(
         listen: settings.listen,
         liveness,
         relay: settings.relay,
+        mdns: settings.mdns,
     })
     .await
     .context("cannot start the peer mesh")

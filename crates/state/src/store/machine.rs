@@ -243,7 +243,13 @@ fn apply_command(
             put_value(sm, &peer_key(&founder.id()), &founder)?;
         }
         Command::CreateInvite(invite) => {
-            put_value(sm, &invite_key(&invite.id), &invite)?;
+            // Never overwrite: a replayed create must not make a used
+            // invite redeemable again.
+            let key = invite_key(&invite.id);
+            if get_value::<InviteRecord>(sm, &key)?.is_some() {
+                return Ok(Err(CommandError::InviteExists));
+            }
+            put_value(sm, &key, &invite)?;
         }
         Command::RedeemInvite {
             invite_id,

@@ -250,6 +250,12 @@ async fn redeem_invite_rules() {
         Err(CommandError::InviteUsed)
     );
     assert_eq!(h.store.peer(&PeerId([3; 32])).unwrap(), None);
+    // Replaying the create must not make the used invite fresh again.
+    assert_eq!(
+        h.run(Command::CreateInvite(invite(5))).await,
+        Err(CommandError::InviteExists)
+    );
+    assert_eq!(h.store.invites().unwrap()[0].used_by, Some(PeerId([2; 32])));
 }
 
 #[tokio::test]
