@@ -182,6 +182,7 @@ impl Mesh {
                 }
                 _ = rejoin.tick() => {
                     self.rejoin_missing(&sender, &neighbors);
+                    self.keep_paths();
                 }
                 event = receiver.next() => {
                     match event {
@@ -222,6 +223,29 @@ impl Mesh {
                 self.add_peer_addrs(status.peer, &status.addrs);
                 self.liveness().record(status);
             }
+        }
+    }
+
+    /// Keeps a connection open to every live peer, so each pair of peers
+    /// has its own path (direct, or through a relay) and `coop peers` can
+    /// report how it is reached and its round-trip time. Gossip alone may
+    /// route a peer's status over a third peer. Clouds here are small
+    /// (tens of peers), so a full mesh of idle QUIC connections is cheap.
+    fn keep_paths(&self) {
+        for peer in self.known_peers() {
+            if peer == self.id()
+                || self.admission().is_revoked(&peer)
+                || self.liveness().state(&peer) != PeerState::Up
+                || self.path_to(&peer).is_some()
+            {
+                continue;
+            }
+            let mesh = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = mesh.connection(peer, crate::RPC_ALPN).await {
+                    debug!(peer = %peer.short(), %err, "no path yet");
+                }
+            });
         }
     }
 

@@ -293,9 +293,15 @@ impl Mesh {
         if peer == self.0.id {
             return;
         }
+        // Relays admit members only: before this peer has a certificate
+        // (while joining) a relay would refuse it, and a refused relay
+        // client backs off for a long while. So a joining peer dials
+        // direct addresses only.
+        let member = self.0.admission.own_cert().is_some();
         let parsed: Vec<TransportAddr> = addrs
             .iter()
             .filter_map(|a| parse_transport_addr(a))
+            .filter(|a| member || !a.is_relay())
             .collect();
         if parsed.is_empty() {
             return;
@@ -457,7 +463,11 @@ impl Mesh {
 
     /// A live pooled connection to `peer` on `alpn`, dialing (once, however
     /// many requests wait) when there is none.
-    async fn connection(&self, peer: PeerId, alpn: &'static [u8]) -> Result<Connection, MeshError> {
+    pub(crate) async fn connection(
+        &self,
+        peer: PeerId,
+        alpn: &'static [u8],
+    ) -> Result<Connection, MeshError> {
         let key = (peer, alpn);
         let dial = {
             let Ok(mut pool) = self.0.pool.lock() else {
