@@ -15,6 +15,7 @@ mod hello;
 mod liveness;
 mod mesh;
 mod relay;
+mod relay_tls;
 mod request;
 
 pub use admission::{Admission, PathInfo};

@@ -137,6 +137,7 @@ impl Mesh {
             // Relays come only from the cloud itself, added as peers with
             // `--relay` announce them; none from anyone else.
             .relay_mode(RelayMode::Custom(RelayMap::empty()))
+            .ca_tls_config(member_relays_only(admission.clone()))
             .hooks(AdmissionHook(admission.clone()))
             .bind()
             .await
@@ -175,9 +176,10 @@ impl Mesh {
             .spawn();
         let liveness = Arc::new(Liveness::new(id, config.liveness));
         let relay_server = if config.relay {
-            let server = crate::relay::RelayServer::start(config.listen, admission.clone())
-                .await
-                .map_err(|e| bind_err(format!("relay server: {e}")))?;
+            let server =
+                crate::relay::RelayServer::start(config.listen, admission.clone(), &config.key)
+                    .await
+                    .map_err(|e| bind_err(format!("relay server: {e}")))?;
             Some(server)
         } else {
             None
@@ -237,9 +239,12 @@ impl Mesh {
             .unwrap_or(false);
         if fresh {
             debug!(%parsed, "using relay");
+            let quic = parsed
+                .port()
+                .map(|p| iroh_relay::RelayQuicConfig::new(crate::relay::qad_port(p)));
             self.0
                 .endpoint
-                .insert_relay(parsed.clone(), Arc::new(RelayConfig::new(parsed, None)))
+                .insert_relay(parsed.clone(), Arc::new(RelayConfig::new(parsed, quic)))
                 .await;
         }
     }
@@ -589,6 +594,18 @@ impl Mesh {
         let _ = self.0.router.shutdown().await;
         self.0.endpoint.close().await;
     }
+}
+
+/// TLS trust for relays' QUIC address discovery: only members of the cloud.
+fn member_relays_only(admission: Arc<Admission>) -> iroh::tls::CaTlsConfig {
+    iroh::tls::CaTlsConfig::custom_server_cert_verifier(Arc::new(move |provider| {
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+            Arc::new(crate::relay_tls::MemberRelayVerifier {
+                admission: admission.clone(),
+                provider,
+            });
+        Ok(verifier)
+    }))
 }
 
 /// `ip:port` is a direct address; `http(s)://…` a relay of the cloud.
