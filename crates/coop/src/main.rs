@@ -93,9 +93,12 @@ enum DebugAction {
         /// The target peer's full id
         #[arg(long)]
         peer: String,
-        /// The target's mesh address, ip:port
+        /// The target's mesh address, ip:port (without it, the target must be found by mDNS)
         #[arg(long)]
-        addr: String,
+        addr: Option<String>,
+        /// Look the target up by mDNS on the local network
+        #[arg(long)]
+        mdns: bool,
     },
 }
 
@@ -177,8 +180,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ConfigAction::Unset { key } => client::config_unset(&global, &key).await,
         },
         Command::Debug {
-            action: DebugAction::Probe { peer, addr },
-        } => probe::probe(&global, &peer, &addr).await,
+            action: DebugAction::Probe { peer, addr, mdns },
+        } => probe::probe(&global, &peer, addr.as_deref(), mdns).await,
     }
 }
 

@@ -14,7 +14,7 @@ use coop_types::PeerId;
 use crate::GlobalArgs;
 use crate::datadir::{DataDir, default_data_dir};
 
-pub async fn probe(global: &GlobalArgs, peer: &str, addr: &str) -> Result<()> {
+pub async fn probe(global: &GlobalArgs, peer: &str, addr: Option<&str>, mdns: bool) -> Result<()> {
     let dir = DataDir::new(global.data_dir.clone().unwrap_or_else(default_data_dir));
     let membership = dir
         .membership()?
@@ -25,13 +25,31 @@ pub async fn probe(global: &GlobalArgs, peer: &str, addr: &str) -> Result<()> {
         key,
         cloud: membership.cloud,
         certificate: Some(membership.certificate),
-        listen: "127.0.0.1:0".parse()?,
+        listen: "0.0.0.0:0".parse()?,
         liveness: LivenessConfig::default(),
         relay: false,
-        mdns: false,
+        mdns,
     })
     .await?;
-    mesh.add_peer_addrs(target, &[addr.to_string()]);
+    // Without an address the peer must be found some other way (mDNS).
+    match addr {
+        Some(addr) => mesh.add_peer_addrs(target, &[addr.to_string()]),
+        None if mdns => match mesh.find_on_lan(target, Duration::from_secs(10)).await {
+            Some(addrs) => {
+                eprintln!(
+                    "found {} on the LAN at {}",
+                    target.short(),
+                    addrs.join(", ")
+                );
+                mesh.add_peer_addrs(target, &addrs)
+            }
+            None => eprintln!(
+                "coop: peer {} was not announced on the LAN within 10 s",
+                target.short()
+            ),
+        },
+        None => {}
+    }
     let hello = match mesh.hello(target).await {
         Ok(_) => "admitted".to_string(),
         Err(err) => err.to_string(),

@@ -72,3 +72,38 @@ fn home_peers_behind_nat_reach_each_other() -> Result<()> {
     drop(lab);
     Ok(())
 }
+
+#[test]
+fn peers_on_a_lan_find_each_other_by_mdns() -> Result<()> {
+    use coop_testkit::netns::{LAN_A_IP, LAN_B_IP, Lan};
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED peers_on_a_lan_find_each_other_by_mdns: {why}");
+        return Ok(());
+    }
+    let lan = Lan::create()?;
+    let mut cloud = Cloud::new(BIN, "mdns")?;
+    let with_mdns = |ns: &str, ip: &str| PeerOptions {
+        mdns: true,
+        ..in_ns(ns, ip, &[])
+    };
+    cloud.found("a", with_mdns(&lan.host_a, LAN_A_IP))?;
+    cloud.join("b", with_mdns(&lan.host_b, LAN_B_IP))?;
+    let a = cloud.peers[0].id();
+    cloud.peers[1].stop()?;
+
+    // From b's identity, dial a knowing nothing but its id: without mDNS
+    // there is no way to find it; with mDNS it is found and admits b.
+    let blind = cloud.peers[1].cli_json(&["debug", "probe", "--peer", &a])?;
+    assert!(
+        blind["hello"] != "admitted",
+        "found without any address: {blind}"
+    );
+    let report = eventually(Duration::from_secs(20), "a found by mDNS", || {
+        let r = cloud.peers[1].cli_json(&["debug", "probe", "--peer", &a, "--mdns"])?;
+        Ok((r["hello"] == "admitted").then_some(r))
+    })?;
+    eprintln!("mDNS probe: {report}");
+    drop(cloud);
+    drop(lan);
+    Ok(())
+}

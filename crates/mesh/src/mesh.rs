@@ -100,6 +100,10 @@ struct Inner {
     relay_server: tokio::sync::Mutex<Option<crate::relay::RelayServer>>,
     /// Relay URLs already handed to the endpoint.
     relays: Mutex<HashSet<String>>,
+    /// Addresses of endpoints seen on the LAN by mDNS, and a bell for news.
+    lan: Mutex<HashMap<PeerId, Vec<String>>>,
+    lan_news: tokio::sync::Notify,
+    lan_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A handle to this peer's mesh endpoint; cheap to clone.
@@ -142,6 +146,7 @@ impl Mesh {
             .bind()
             .await
             .map_err(|e| bind_err(e.to_string()))?;
+        let mut mdns = None;
         if config.mdns {
             // Multicast may be unavailable (containers, some VPNs): then the
             // cloud's own addresses still work, so warn and go on.
@@ -149,8 +154,11 @@ impl Mesh {
                 .service_name(MDNS_SERVICE)
                 .build(endpoint.id())
             {
-                Ok(mdns) => match endpoint.address_lookup() {
-                    Ok(lookup) => lookup.add(mdns),
+                Ok(lookup) => match endpoint.address_lookup() {
+                    Ok(services) => {
+                        services.add(lookup.clone());
+                        mdns = Some(lookup);
+                    }
                     Err(err) => tracing::warn!(%err, "mDNS unavailable"),
                 },
                 Err(err) => tracing::warn!(%err, "mDNS unavailable on this network"),
@@ -198,7 +206,16 @@ impl Mesh {
             liveness,
             relay_server: tokio::sync::Mutex::new(None),
             relays: Mutex::default(),
+            lan: Mutex::default(),
+            lan_news: tokio::sync::Notify::new(),
+            lan_task: Mutex::default(),
         }));
+        if let Some(lookup) = mdns {
+            let task = tokio::spawn(mesh.clone().watch_lan(lookup));
+            if let Ok(mut slot) = mesh.0.lan_task.lock() {
+                *slot = Some(task);
+            }
+        }
         if let Some(server) = relay_server {
             if let Some(url) = server.http_addr().map(|addr| mesh.relay_url_for(addr)) {
                 mesh.use_relay(&url).await;
@@ -206,6 +223,51 @@ impl Mesh {
             *mesh.0.relay_server.lock().await = Some(server);
         }
         Ok(mesh)
+    }
+
+    /// Learns addresses of endpoints announced on the LAN. A member's LAN
+    /// address is used when we have none for it or it has gone silent (it
+    /// may have moved, or restarted on a new port).
+    async fn watch_lan(self, lookup: iroh_mdns_address_lookup::MdnsAddressLookup) {
+        use futures::StreamExt;
+        let mut events = lookup.subscribe().await;
+        while let Some(event) = events.next().await {
+            let iroh_mdns_address_lookup::DiscoveryEvent::Discovered { endpoint_info, .. } = event
+            else {
+                continue;
+            };
+            let peer = crate::admission::peer_of(endpoint_info.endpoint_id);
+            let addrs: Vec<String> = endpoint_info.ip_addrs().map(|a| a.to_string()).collect();
+            if peer == self.0.id || addrs.is_empty() {
+                continue;
+            }
+            debug!(peer = %peer.short(), ?addrs, "seen on the LAN");
+            if self.0.admission.is_admitted(&peer)
+                && (!self.knows_addrs_of(&peer)
+                    || self.0.liveness.state(&peer) != coop_types::PeerState::Up)
+            {
+                self.add_peer_addrs(peer, &addrs);
+            }
+            if let Ok(mut lan) = self.0.lan.lock() {
+                lan.insert(peer, addrs);
+            }
+            self.0.lan_news.notify_waiters();
+        }
+    }
+
+    /// Waits up to `timeout` for `peer` to be announced on the LAN by mDNS
+    /// and returns its addresses. `None` without mDNS or when not seen.
+    pub async fn find_on_lan(&self, peer: PeerId, timeout: Duration) -> Option<Vec<String>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let news = self.0.lan_news.notified();
+            if let Some(addrs) = self.0.lan.lock().ok().and_then(|l| l.get(&peer).cloned()) {
+                return Some(addrs);
+            }
+            if tokio::time::timeout_at(deadline, news).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// The URL other peers use for a relay served at `addr`: an unspecified
@@ -590,6 +652,9 @@ impl Mesh {
     pub async fn shutdown(&self) {
         if let Some(server) = self.0.relay_server.lock().await.take() {
             server.shutdown().await;
+        }
+        if let Some(task) = self.0.lan_task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
         }
         let _ = self.0.router.shutdown().await;
         self.0.endpoint.close().await;

@@ -14,6 +14,7 @@
 //! deleted on drop.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
 
@@ -31,6 +32,15 @@ pub struct NatLab {
 pub const PUBLIC_IP: &str = "198.18.0.1";
 pub const HOME_A_IP: &str = "10.77.1.2";
 pub const HOME_B_IP: &str = "10.77.2.2";
+
+/// A short suffix unique to this process and call, so labs of tests running
+/// in parallel (one process, several threads) never share a namespace or an
+/// interface name (at most 15 characters, so the suffix stays short).
+fn unique_suffix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    format!("{}{n}", std::process::id() % 10_000)
+}
 
 fn run(args: &[&str]) -> Result<()> {
     let out = Command::new(args[0])
@@ -67,7 +77,7 @@ pub fn unavailable() -> Option<String> {
             ));
         }
     }
-    let probe = format!("coop-probe-{}", std::process::id());
+    let probe = format!("coop-probe-{}", unique_suffix());
     match run(&["ip", "netns", "add", &probe]) {
         Ok(()) => {
             let _ = run(&["ip", "netns", "del", &probe]);
@@ -80,7 +90,7 @@ pub fn unavailable() -> Option<String> {
 impl NatLab {
     /// Builds the namespaces, links, addresses, routes and router rules.
     pub fn create() -> Result<Self> {
-        let suffix = format!("{}", std::process::id() % 100_000);
+        let suffix = unique_suffix();
         let name = |role: &str| format!("coop-{role}-{suffix}");
         let lab = NatLab {
             public: name("pub"),
@@ -188,6 +198,55 @@ impl NatLab {
 impl Drop for NatLab {
     fn drop(&mut self) {
         for n in self.all() {
+            let _ = run(&["ip", "netns", "del", n]);
+        }
+    }
+}
+
+/// Two hosts on one Ethernet segment (a veth pair), for LAN features such
+/// as mDNS. Multicast stays on this segment, inside the namespaces.
+pub struct Lan {
+    pub host_a: String,
+    pub host_b: String,
+}
+
+pub const LAN_A_IP: &str = "10.78.0.1";
+pub const LAN_B_IP: &str = "10.78.0.2";
+
+impl Lan {
+    pub fn create() -> Result<Self> {
+        let suffix = unique_suffix();
+        let lan = Lan {
+            host_a: format!("coop-la-{suffix}"),
+            host_b: format!("coop-lb-{suffix}"),
+        };
+        for n in [&lan.host_a, &lan.host_b] {
+            let _ = run(&["ip", "netns", "del", n]);
+            run(&["ip", "netns", "add", n])?;
+            ns(n, &["ip", "link", "set", "lo", "up"])?;
+        }
+        let (va, vb) = (format!("va{suffix}"), format!("vb{suffix}"));
+        run(&[
+            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+        ])?;
+        for (host, dev, ip) in [(&lan.host_a, &va, LAN_A_IP), (&lan.host_b, &vb, LAN_B_IP)] {
+            run(&["ip", "link", "set", dev, "netns", host])?;
+            ns(host, &["ip", "link", "set", dev, "name", "eth0"])?;
+            ns(
+                host,
+                &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            )?;
+            ns(host, &["ip", "link", "set", "eth0", "up"])?;
+            // mDNS sends to 224.0.0.251; give multicast a route out of eth0.
+            ns(host, &["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+        }
+        Ok(lan)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for n in [&self.host_a, &self.host_b] {
             let _ = run(&["ip", "netns", "del", n]);
         }
     }

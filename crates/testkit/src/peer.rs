@@ -26,6 +26,9 @@ pub struct PeerOptions {
     pub netns: Option<String>,
     /// Mesh listen IP [default: 127.0.0.1].
     pub listen_ip: Option<String>,
+    /// Announce and look up peers by mDNS. Off by default so tests send no
+    /// multicast onto the machine's LAN; only turn it on inside a namespace.
+    pub mdns: bool,
 }
 
 /// A peer process with fixed ports, so a restart comes back at the same
@@ -99,12 +102,14 @@ impl Peer {
             .arg(self.api_addr())
             .arg("--listen")
             .arg(format!("{listen_ip}:{}", self.mesh_port))
-            // Tests stay on this machine: no multicast onto the LAN.
-            .arg("--no-mdns")
             .env(
                 "COOP_LOG",
                 "info,coop=debug,coop_mesh=debug,iroh=warn,openraft=warn",
             );
+        if !self.options.mdns {
+            // Tests stay on this machine: no multicast onto the LAN.
+            cmd.arg("--no-mdns");
+        }
         if let Some(zone) = &self.options.zone {
             cmd.arg("--zone").arg(zone);
         }
