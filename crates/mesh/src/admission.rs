@@ -23,6 +23,8 @@ use crate::is_open_alpn;
 
 /// QUIC close code for a connection refused by admission (HTTP's 403).
 pub const CLOSE_NOT_ADMITTED: u32 = 403;
+/// QUIC close code for a connection left over from before a peer restarted.
+pub const CLOSE_RESTARTED: u32 = 410;
 
 /// The best path the mesh currently has to a peer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,6 +43,8 @@ pub struct Admission {
     admitted: RwLock<HashMap<PeerId, u64>>,
     revoked: RwLock<HashSet<PeerId>>,
     connections: Mutex<HashMap<PeerId, Vec<WeakConnectionHandle>>>,
+    /// The boot nonce each peer last greeted us with.
+    boots: Mutex<HashMap<PeerId, u64>>,
 }
 
 impl Admission {
@@ -52,6 +56,7 @@ impl Admission {
             admitted: RwLock::default(),
             revoked: RwLock::default(),
             connections: Mutex::default(),
+            boots: Mutex::default(),
         }
     }
 
@@ -105,6 +110,40 @@ impl Admission {
             .read()
             .map(|r| r.contains(peer))
             .unwrap_or(false)
+    }
+
+    /// Records the boot nonce `peer` greeted us with. When it differs from
+    /// the last one, the peer restarted: its connections from before are
+    /// dead but may look alive until they time out, and gossip would keep
+    /// sending into them, so close them now.
+    pub(crate) fn note_boot(&self, peer: PeerId, boot: u64) {
+        let previous = self
+            .boots
+            .lock()
+            .ok()
+            .and_then(|mut b| b.insert(peer, boot));
+        if previous.is_some_and(|p| p != boot) {
+            let closed = self.close_connections(peer, b"peer restarted");
+            debug!(peer = %peer.short(), closed, "peer restarted: closed its old connections");
+        }
+    }
+
+    /// Closes every connection to `peer`; returns how many were open.
+    fn close_connections(&self, peer: PeerId, reason: &[u8]) -> usize {
+        let handles = self
+            .connections
+            .lock()
+            .ok()
+            .and_then(|mut c| c.remove(&peer))
+            .unwrap_or_default();
+        let mut closed = 0;
+        for handle in handles {
+            if let Some(conn) = handle.upgrade() {
+                conn.close(VarInt::from_u32(CLOSE_RESTARTED), reason);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Revokes `peer` for good and closes every connection it has here.

@@ -23,6 +23,8 @@ const MAX_HELLO_BYTES: usize = 16 << 10;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct HelloRequest {
     pub cert: Certificate,
+    /// Random per process of the dialer, so the acceptor notices restarts.
+    pub boot: u64,
 }
 
 /// What the acceptor answers.
@@ -55,13 +57,16 @@ impl ProtocolHandler for HelloProtocol {
                     warn!(peer = %peer, %err, "refused peer at hello");
                     HelloReply::Refused(err.to_string())
                 }
-                Ok(()) => match self.admission.own_cert() {
-                    Some(own) => {
-                        debug!(peer = %peer.short(), "hello: peer admitted");
-                        HelloReply::Welcome(own)
+                Ok(()) => {
+                    self.admission.note_boot(peer, req.boot);
+                    match self.admission.own_cert() {
+                        Some(own) => {
+                            debug!(peer = %peer.short(), "hello: peer admitted");
+                            HelloReply::Welcome(own)
+                        }
+                        None => HelloReply::Refused("this peer has not joined a cloud yet".into()),
                     }
-                    None => HelloReply::Refused("this peer has not joined a cloud yet".into()),
-                },
+                }
             },
         };
         let out = postcard::to_stdvec(&reply).map_err(AcceptError::from_err)?;

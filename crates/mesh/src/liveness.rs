@@ -152,6 +152,16 @@ impl Mesh {
         key: PeerKey,
         source: Arc<dyn StatusSource>,
     ) -> Result<(), iroh_gossip::api::ApiError> {
+        // Greet everyone we know first: a peer that saw us before learns
+        // that we restarted and drops the dead connections it still holds,
+        // which gossip would otherwise keep using.
+        let greetings = self.known_peers().into_iter().map(|peer| {
+            let mesh = self.clone();
+            async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), mesh.hello(peer)).await;
+            }
+        });
+        futures::future::join_all(greetings).await;
         let topic = topic_of(self.admission().cloud());
         let bootstrap: Vec<EndpointId> = self
             .known_peers()
@@ -271,7 +281,9 @@ impl Mesh {
         tokio::spawn(async move {
             let mut ready = Vec::new();
             for peer in missing {
-                if mesh.admission().is_admitted(&peer) || mesh.hello(peer).await.is_ok() {
+                // Always greet: it also tells a peer that restarted since
+                // it last saw us to drop its stale connections.
+                if mesh.hello(peer).await.is_ok() {
                     ready.extend(endpoint_id(peer));
                 }
             }

@@ -87,6 +87,8 @@ enum Slot {
 
 struct Inner {
     id: PeerId,
+    /// Random per process; sent in hellos so peers notice our restarts.
+    boot: u64,
     endpoint: Endpoint,
     router: Router,
     admission: Arc<Admission>,
@@ -194,6 +196,7 @@ impl Mesh {
         };
         let mesh = Mesh(Arc::new(Inner {
             id,
+            boot: rand::random(),
             endpoint,
             router,
             admission,
@@ -466,11 +469,14 @@ impl Mesh {
                 reason: "this peer has no certificate yet".into(),
             })?;
         let conn = self.dial(peer, HELLO_ALPN).await?;
-        let request =
-            postcard::to_stdvec(&HelloRequest { cert: own }).map_err(|e| MeshError::Request {
-                peer,
-                reason: e.to_string(),
-            })?;
+        let request = postcard::to_stdvec(&HelloRequest {
+            cert: own,
+            boot: self.0.boot,
+        })
+        .map_err(|e| MeshError::Request {
+            peer,
+            reason: e.to_string(),
+        })?;
         let reply = roundtrip(&conn, peer, &request).await;
         conn.close(0u32.into(), b"bye");
         let reply: HelloReply = postcard::from_bytes(&reply?).map_err(|e| MeshError::Request {
