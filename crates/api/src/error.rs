@@ -68,7 +68,9 @@ impl From<WriteError> for ApiError {
     fn from(err: WriteError) -> Self {
         match err {
             WriteError::Rejected(cmd) => match cmd {
-                CommandError::PeerUnknown(_) => ApiError::NotFound(cmd.to_string()),
+                CommandError::PeerUnknown(_) | CommandError::TokenUnknown => {
+                    ApiError::NotFound(cmd.to_string())
+                }
                 CommandError::InvalidConfig(_) => ApiError::BadRequest(cmd.to_string()),
                 _ => ApiError::Conflict(cmd.to_string()),
             },

@@ -10,6 +10,7 @@ mod error;
 mod metrics;
 mod openapi;
 mod peers;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use coop_state::ControlPlane;
 pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
 pub use error::ApiError;
 pub use openapi::openapi_json;
+pub use tokens::{TokenCreated, TokenView};
 
 /// Everything a handler may need; cloned into every request.
 #[derive(Clone)]
@@ -58,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/peers", get(peers::list))
         .route("/peers/{peer}/revoke", post(peers::revoke))
         .route("/invites", post(cloud::create_invite))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/config", get(cloud::get_config))
         .route(
             "/config/{key}",

@@ -27,6 +27,9 @@ impl Modify for BearerAuth {
         crate::cloud::get_config,
         crate::cloud::set_config,
         crate::cloud::delete_config,
+        crate::tokens::list,
+        crate::tokens::create,
+        crate::tokens::revoke,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use coop_api::{InviteCreated, RevokeResult, StatusView};
+use coop_api::{InviteCreated, RevokeResult, StatusView, TokenCreated, TokenView};
 use coop_types::PeerView;
 
 use crate::GlobalArgs;
@@ -211,6 +211,59 @@ pub async fn revoke(global: &GlobalArgs, peer: &str) -> Result<()> {
         print_json(&result)
     } else {
         println!("revoked {} ({})", result.name, result.id);
+        Ok(())
+    }
+}
+
+pub async fn token_create(global: &GlobalArgs, user: &str) -> Result<()> {
+    let client = Client::new(global)?;
+    let created: TokenCreated = client
+        .call(
+            reqwest::Method::POST,
+            "/v1/tokens",
+            Some(json!({ "user": user })),
+        )
+        .await?;
+    if global.json {
+        print_json(&created)
+    } else {
+        println!("{}", created.token);
+        Ok(())
+    }
+}
+
+pub async fn token_list(global: &GlobalArgs) -> Result<()> {
+    let client = Client::new(global)?;
+    let tokens: Vec<TokenView> = client.get("/v1/tokens").await?;
+    if global.json {
+        return print_json(&tokens);
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(vec!["ID", "USER", "CREATED BY", "CREATED"]);
+    for t in &tokens {
+        table.add_row(vec![
+            t.id.clone(),
+            t.user.clone(),
+            short(&t.created_by).to_string(),
+            format!(
+                "{} s ago",
+                coop_types::unix_now().saturating_sub(t.created_at)
+            ),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub async fn token_revoke(global: &GlobalArgs, id: &str) -> Result<()> {
+    let client = Client::new(global)?;
+    let path = format!("/v1/tokens/{}", urlencode(id));
+    let revoked: TokenView = client.call(reqwest::Method::DELETE, &path, None).await?;
+    if global.json {
+        print_json(&revoked)
+    } else {
+        println!("revoked token {} of user {}", revoked.id, revoked.user);
         Ok(())
     }
 }

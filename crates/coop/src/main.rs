@@ -73,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         action: PeerAction,
     },
+    /// Manage API tokens of users
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Read and change cloud-wide settings (replicated to every peer)
     Config {
         #[command(subcommand)]
@@ -109,6 +114,20 @@ enum PeerAction {
         /// Peer id, unique id prefix (4+ characters) or name
         peer: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenAction {
+    /// Create a token for a user; prints the token alone on stdout (shown once)
+    Create {
+        /// User name: 1-64 characters of a-z, 0-9, `.`, `_` and `-`
+        #[arg(long)]
+        user: String,
+    },
+    /// List tokens (ids and users, never the tokens)
+    Ls,
+    /// Revoke a token by id (8+ characters of it)
+    Rm { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,6 +193,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peer {
             action: PeerAction::Revoke { peer },
         } => client::revoke(&global, &peer).await,
+        Command::Token { action } => match action {
+            TokenAction::Create { user } => client::token_create(&global, &user).await,
+            TokenAction::Ls => client::token_list(&global).await,
+            TokenAction::Rm { id } => client::token_revoke(&global, &id).await,
+        },
         Command::Config { action } => match action {
             ConfigAction::Get { key } => client::config_get(&global, key.as_deref()).await,
             ConfigAction::Set { key, value } => client::config_set(&global, &key, &value).await,

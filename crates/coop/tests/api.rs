@@ -116,6 +116,46 @@ fn api_auth_errors_openapi_and_metrics() -> Result<()> {
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("coop console"));
 
+    // Users' tokens: created once, usable, listed without the secret, revoked.
+    let alice = peer.cli_json(&["token", "create", "--user", "alice"])?;
+    let alice_token = alice["token"].as_str().unwrap_or_default().to_string();
+    let alice_auth = format!("Bearer {alice_token}");
+    let resp = http_request(
+        &addr,
+        "GET",
+        "/v1/status",
+        &[("Authorization", &alice_auth)],
+        None,
+    )?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let listed = peer.cli_json(&["token", "ls"])?;
+    let listed = listed.as_array().cloned().unwrap_or_default();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["user"] == "alice" && t["id"] == alice["id"])
+    );
+    assert!(!serde_json::to_string(&listed)?.contains(&alice_token));
+    let bad = peer.cli(&["token", "create", "--user", "Bad User"])?;
+    assert!(!bad.status.success());
+    let id = alice["id"].as_str().unwrap_or_default().to_string();
+    let out = peer.cli(&["token", "rm", &id])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp = http_request(
+        &addr,
+        "GET",
+        "/v1/status",
+        &[("Authorization", &alice_auth)],
+        None,
+    )?;
+    assert_eq!(resp.status, 401, "revoked token still works: {}", resp.body);
+    let out = peer.cli(&["token", "rm", &id])?;
+    assert!(!out.status.success());
+
     // The CLI without a reachable agent: one clear line, non-zero exit.
     let out = peer.cli(&["--api", "127.0.0.1:1", "peers"])?;
     assert!(!out.status.success());

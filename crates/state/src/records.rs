@@ -85,8 +85,11 @@ pub enum Command {
     UpdatePeerAddrs { peer: PeerId, addrs: Vec<String> },
     /// An operator cuts a peer off for good.
     RevokePeer { peer: PeerId, at: u64 },
-    /// A peer stores the hash of its local admin token.
+    /// A peer stores the hash of its local admin token, or an operator
+    /// creates a token for a user.
     CreateToken(TokenRecord),
+    /// An operator revokes an API token.
+    RevokeToken { hash: [u8; 32] },
     /// An operator sets (or with `None` removes) a cloud setting.
     SetConfig { key: String, value: Option<String> },
 }
@@ -114,4 +117,6 @@ pub enum CommandError {
     PeerRevoked(PeerId),
     #[error("invalid setting: {0}")]
     InvalidConfig(String),
+    #[error("no such API token")]
+    TokenUnknown,
 }

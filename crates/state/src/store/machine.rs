@@ -19,8 +19,8 @@ use super::{
     META_SNAPSHOT_SEQ, SM, StoreConfig, StoreError, StrTable, config_key, db_err, decode,
     get_value, invite_key, peer_key, put_value, token_key, write_txn,
 };
-use crate::TypeConfig;
 use crate::records::{Command, CommandError, InviteRecord, PeerRecord};
+use crate::{TokenRecord, TypeConfig};
 
 /// Longest accepted setting name, in characters.
 const CONFIG_KEY_MAX: usize = 128;
@@ -300,6 +300,14 @@ fn apply_command(
         }
         Command::CreateToken(token) => {
             put_value(sm, &token_key(&token.hash), &token)?;
+        }
+        Command::RevokeToken { hash } => {
+            let row = token_key(&hash);
+            if get_value::<TokenRecord>(sm, &row)?.is_none() {
+                return Ok(Err(CommandError::TokenUnknown));
+            }
+            sm.remove(row.as_str())
+                .map_err(db_err("removing a token"))?;
         }
         Command::SetConfig { key, value } => {
             if let Err(reason) = check_setting(&key, value.as_deref()) {

@@ -224,6 +224,11 @@ impl StateStore {
         self.read_sm(|sm| get_value(sm, &token_key(hash)))
     }
 
+    /// Every API token record (hashes only), sorted by hash.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read_sm(|sm| scan_values(sm, TOKEN_PREFIX))
+    }
+
     /// Every cloud setting.
     pub fn config(&self) -> Result<BTreeMap<String, String>, StoreError> {
         self.read_sm(|sm| {

@@ -332,8 +332,16 @@ async fn tokens_and_settings() {
         created_at: 100,
     };
     assert_eq!(h.run(Command::CreateToken(token.clone())).await, Ok(()));
-    assert_eq!(h.store.token(&[7; 32]).unwrap(), Some(token));
+    assert_eq!(h.store.token(&[7; 32]).unwrap(), Some(token.clone()));
     assert_eq!(h.store.token(&[6; 32]).unwrap(), None);
+    assert_eq!(h.store.tokens().unwrap(), vec![token]);
+    assert_eq!(
+        h.run(Command::RevokeToken { hash: [6; 32] }).await,
+        Err(CommandError::TokenUnknown)
+    );
+    assert_eq!(h.run(Command::RevokeToken { hash: [7; 32] }).await, Ok(()));
+    assert_eq!(h.store.token(&[7; 32]).unwrap(), None);
+    assert!(h.store.tokens().unwrap().is_empty());
 
     for bad in ["", "Upper", "with space", "slash/key", &"k".repeat(129)] {
         let refused = h.run(set_config(bad, Some("x"))).await;
