@@ -40,6 +40,8 @@ pub enum CertError {
     Expired { peer: PeerId, expires_at: u64 },
     #[error("certificate is malformed: {0}")]
     Malformed(String),
+    #[error("peer {0} is revoked")]
+    Revoked(PeerId),
 }
 
 impl Certificate {

@@ -82,7 +82,7 @@ impl Admission {
     pub fn admit(&self, peer: PeerId, cert: &Certificate) -> Result<(), CertError> {
         cert.verify(&self.cloud, &peer, unix_now())?;
         if self.is_revoked(&peer) {
-            return Err(CertError::Malformed(format!("peer {peer} is revoked")));
+            return Err(CertError::Revoked(peer));
         }
         if let Ok(mut admitted) = self.admitted.write() {
             admitted.insert(peer, cert.body.expires_at);
