@@ -93,6 +93,20 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Prints `value` as JSON with `--json`, else the one line `human` makes.
+fn output<T: Serialize>(
+    global: &GlobalArgs,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    if global.json {
+        print_json(value)
+    } else {
+        println!("{}", human(value));
+        Ok(())
+    }
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -117,12 +131,7 @@ pub async fn invite(global: &GlobalArgs, ttl: u64) -> Result<()> {
             Some(json!({ "ttl_secs": ttl })),
         )
         .await?;
-    if global.json {
-        print_json(&created)
-    } else {
-        println!("{}", created.token);
-        Ok(())
-    }
+    output(global, &created, |created| created.token.clone())
 }
 
 pub async fn peers(global: &GlobalArgs) -> Result<()> {
@@ -207,12 +216,9 @@ pub async fn revoke(global: &GlobalArgs, peer: &str) -> Result<()> {
     let client = Client::new(global)?;
     let path = format!("/v1/peers/{}/revoke", urlencode(peer));
     let result: RevokeResult = client.call(reqwest::Method::POST, &path, None).await?;
-    if global.json {
-        print_json(&result)
-    } else {
-        println!("revoked {} ({})", result.name, result.id);
-        Ok(())
-    }
+    output(global, &result, |result| {
+        format!("revoked {} ({})", result.name, result.id)
+    })
 }
 
 pub async fn token_create(global: &GlobalArgs, user: &str) -> Result<()> {
@@ -224,12 +230,7 @@ pub async fn token_create(global: &GlobalArgs, user: &str) -> Result<()> {
             Some(json!({ "user": user })),
         )
         .await?;
-    if global.json {
-        print_json(&created)
-    } else {
-        println!("{}", created.token);
-        Ok(())
-    }
+    output(global, &created, |created| created.token.clone())
 }
 
 pub async fn token_list(global: &GlobalArgs) -> Result<()> {
@@ -260,12 +261,9 @@ pub async fn token_revoke(global: &GlobalArgs, id: &str) -> Result<()> {
     let client = Client::new(global)?;
     let path = format!("/v1/tokens/{}", urlencode(id));
     let revoked: TokenView = client.call(reqwest::Method::DELETE, &path, None).await?;
-    if global.json {
-        print_json(&revoked)
-    } else {
-        println!("revoked token {} of user {}", revoked.id, revoked.user);
-        Ok(())
-    }
+    output(global, &revoked, |revoked| {
+        format!("revoked token {} of user {}", revoked.id, revoked.user)
+    })
 }
 
 pub async fn config_get(global: &GlobalArgs, key: Option<&str>) -> Result<()> {
@@ -297,24 +295,14 @@ pub async fn config_set(global: &GlobalArgs, key: &str, value: &str) -> Result<(
     let result: Value = client
         .call(reqwest::Method::PUT, &path, Some(json!({ "value": value })))
         .await?;
-    if global.json {
-        print_json(&result)
-    } else {
-        println!("{key} = {value}");
-        Ok(())
-    }
+    output(global, &result, |_| format!("{key} = {value}"))
 }
 
 pub async fn config_unset(global: &GlobalArgs, key: &str) -> Result<()> {
     let client = Client::new(global)?;
     let path = format!("/v1/config/{}", urlencode(key));
     let result: Value = client.call(reqwest::Method::DELETE, &path, None).await?;
-    if global.json {
-        print_json(&result)
-    } else {
-        println!("removed {key}");
-        Ok(())
-    }
+    output(global, &result, |_| format!("removed {key}"))
 }
 
 /// Percent-encodes a path segment (names and keys are plain, but a user

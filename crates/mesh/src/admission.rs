@@ -123,13 +123,13 @@ impl Admission {
             .ok()
             .and_then(|mut b| b.insert(peer, boot));
         if previous.is_some_and(|p| p != boot) {
-            let closed = self.close_connections(peer, b"peer restarted");
+            let closed = self.close_connections(peer, CLOSE_RESTARTED, b"peer restarted");
             debug!(peer = %peer.short(), closed, "peer restarted: closed its old connections");
         }
     }
 
-    /// Closes every connection to `peer`; returns how many were open.
-    fn close_connections(&self, peer: PeerId, reason: &[u8]) -> usize {
+    /// Closes every connection to `peer` with `code`; returns how many were open.
+    fn close_connections(&self, peer: PeerId, code: u32, reason: &[u8]) -> usize {
         let handles = self
             .connections
             .lock()
@@ -139,7 +139,7 @@ impl Admission {
         let mut closed = 0;
         for handle in handles {
             if let Some(conn) = handle.upgrade() {
-                conn.close(VarInt::from_u32(CLOSE_RESTARTED), reason);
+                conn.close(VarInt::from_u32(code), reason);
                 closed += 1;
             }
         }
@@ -156,17 +156,7 @@ impl Admission {
         if let Ok(mut admitted) = self.admitted.write() {
             admitted.remove(&peer);
         }
-        let handles = self
-            .connections
-            .lock()
-            .ok()
-            .and_then(|mut c| c.remove(&peer))
-            .unwrap_or_default();
-        for handle in handles {
-            if let Some(conn) = handle.upgrade() {
-                conn.close(VarInt::from_u32(CLOSE_NOT_ADMITTED), b"revoked");
-            }
-        }
+        self.close_connections(peer, CLOSE_NOT_ADMITTED, b"revoked");
         if newly {
             warn!(peer = %peer, "peer revoked: connections closed, it will be refused from now on");
         }
