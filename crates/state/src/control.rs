@@ -166,6 +166,12 @@ impl ControlPlane {
     /// it is committed and applied there. Follows leader changes until
     /// [`WRITE_TIMEOUT`].
     pub async fn write(&self, command: Command) -> Result<(), WriteError> {
+        // One id for every attempt of this write: a retry after a lost
+        // answer returns the first outcome instead of applying it again.
+        let command = Command::Once {
+            id: rand::random(),
+            command: Box::new(command),
+        };
         let started = Instant::now();
         let mut detail = String::from("no leader elected");
         while started.elapsed() < WRITE_TIMEOUT {

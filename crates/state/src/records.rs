@@ -92,6 +92,10 @@ pub enum Command {
     RevokeToken { hash: [u8; 32] },
     /// An operator sets (or with `None` removes) a cloud setting.
     SetConfig { key: String, value: Option<String> },
+    /// Any command, applied at most once per `id`: a writer that retries
+    /// after a lost answer (leader died after committing) gets the first
+    /// outcome back instead of applying the command twice.
+    Once { id: [u8; 16], command: Box<Command> },
 }
 
 /// Why a command was refused by the state machine.

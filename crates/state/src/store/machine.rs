@@ -228,6 +228,37 @@ fn apply_batch<C: StoreConfig>(
     Ok(responses)
 }
 
+/// How many recent request ids the state machine remembers for
+/// [`Command::Once`]. A retry comes within seconds of its first attempt;
+/// far fewer than this many writes happen in between.
+const DEDUP_WINDOW: u64 = 4096;
+
+/// Applies `command` unless request `id` was applied before, in which case
+/// the first outcome is returned. Ids live in a ring of [`DEDUP_WINDOW`]
+/// slots, so the table stays bounded.
+fn apply_once(
+    sm: &mut StrTable<'_>,
+    id: [u8; 16],
+    command: Command,
+) -> Result<Result<(), CommandError>, StoreError> {
+    let id_hex = data_encoding::HEXLOWER.encode(&id);
+    let id_key = format!("dedup/id/{id_hex}");
+    if let Some(outcome) = get_value::<Result<(), CommandError>>(sm, &id_key)? {
+        return Ok(outcome);
+    }
+    let outcome = apply_command(sm, command)?;
+    let next: u64 = get_value(sm, "dedup/next")?.unwrap_or(0);
+    let slot_key = format!("dedup/slot/{}", next % DEDUP_WINDOW);
+    if let Some(evicted) = get_value::<String>(sm, &slot_key)? {
+        sm.remove(format!("dedup/id/{evicted}").as_str())
+            .map_err(db_err("forgetting an old request id"))?;
+    }
+    put_value(sm, &slot_key, &id_hex)?;
+    put_value(sm, &id_key, &outcome)?;
+    put_value(sm, "dedup/next", &(next + 1))?;
+    Ok(outcome)
+}
+
 /// Decides and applies one command. The outer error is a storage failure;
 /// the inner one is a refusal every replica reaches the same way.
 fn apply_command(
@@ -235,6 +266,7 @@ fn apply_command(
     command: Command,
 ) -> Result<Result<(), CommandError>, StoreError> {
     match command {
+        Command::Once { id, command } => return apply_once(sm, id, *command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

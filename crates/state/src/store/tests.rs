@@ -570,3 +570,21 @@ async fn corrupt_bytes_are_errors() {
     assert!(matches!(err, StoreError::Decode { .. }), "{err}");
     assert!(err.to_string().contains("cloud"), "{err}");
 }
+
+#[tokio::test]
+async fn once_applies_a_request_at_most_once() {
+    let mut h = Harness::new("once");
+    h.run(init_cloud()).await.unwrap();
+    h.run(Command::CreateInvite(invite(5))).await.unwrap();
+    let once = |id: u8| Command::Once {
+        id: [id; 16],
+        command: Box::new(redeem(5, 5, 2, 500)),
+    };
+    // The first attempt redeems; a retry of the same request gets the same
+    // answer instead of "already used"; another request is really refused.
+    assert_eq!(h.run(once(1)).await, Ok(()));
+    assert_eq!(h.run(once(1)).await, Ok(()));
+    assert_eq!(h.run(once(2)).await, Err(CommandError::InviteUsed));
+    assert_eq!(h.run(once(2)).await, Err(CommandError::InviteUsed));
+    assert_eq!(h.store.peers().unwrap().len(), 2);
+}
