@@ -221,6 +221,14 @@ pub async fn revoke(global: &GlobalArgs, peer: &str) -> Result<()> {
     })
 }
 
+/// The console URL with the token in the fragment, which browsers never
+/// send to the server, so it stays out of logs.
+pub fn console(global: &GlobalArgs) -> Result<()> {
+    let client = Client::new(global)?;
+    let url = format!("{}/#token={}", client.base, client.token);
+    output(global, &json!({ "url": url }), |_| url.clone())
+}
+
 pub async fn token_create(global: &GlobalArgs, user: &str) -> Result<()> {
     let client = Client::new(global)?;
     let created: TokenCreated = client

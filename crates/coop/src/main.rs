@@ -73,6 +73,8 @@ enum Command {
         #[command(subcommand)]
         action: PeerAction,
     },
+    /// Print the web console's address, logged in (open it in a browser)
+    Console,
     /// Manage API tokens of users
     Token {
         #[command(subcommand)]
@@ -193,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peer {
             action: PeerAction::Revoke { peer },
         } => client::revoke(&global, &peer).await,
+        Command::Console => client::console(&global),
         Command::Token { action } => match action {
             TokenAction::Create { user } => client::token_create(&global, &user).await,
             TokenAction::Ls => client::token_list(&global).await,

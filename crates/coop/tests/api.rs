@@ -111,10 +111,16 @@ fn api_auth_errors_openapi_and_metrics() -> Result<()> {
         resp.body
     );
 
-    // The console page is served.
+    // The console page is served, and `coop console` points at it logged in.
     let resp = http_request(&addr, "GET", "/", &[], None)?;
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("coop console"));
+    let console = peer.cli_json(&["console"])?;
+    assert_eq!(
+        console["url"],
+        format!("http://{addr}/#token={token}"),
+        "{console}"
+    );
 
     // Users' tokens: created once, usable, listed without the secret, revoked.
     let alice = peer.cli_json(&["token", "create", "--user", "alice"])?;
