@@ -98,7 +98,7 @@ impl FromStr for Policy {
 /// shard of a stripe on its own domain, K up to 8; with fewer than three
 /// domains, a copy on each.
 pub fn default_policy(domains: usize) -> Policy {
-    if domains >= DEFAULT_M + 1 {
+    if domains > DEFAULT_M {
         Policy::Erasure {
             k: (domains - DEFAULT_M).min(MAX_DEFAULT_K),
             m: DEFAULT_M,
