@@ -7,8 +7,10 @@
 
 mod disk;
 mod erasure;
+mod placement;
 mod policy;
 
 pub use disk::{BlockId, DiskError, DiskStore};
 pub use erasure::{Codec, CodecError, Shard};
+pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};
 pub use policy::{Policy, PolicyError, default_policy};
