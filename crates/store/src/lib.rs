@@ -1,9 +1,10 @@
-//! Bulk data storage (the start of it): Reed-Solomon coding of blocks into
-//! `k + m` checksummed shards, durable shard files on a local disk, and the
+//! Bulk data storage, the parts built so far: Reed-Solomon coding of blocks
+//! into `k + m` checksummed shards, durable shard files on a local disk,
+//! the placement of a stripe's shards over zones, peers and disks, and the
 //! redundancy policies buckets choose from.
 //!
-//! This crate does not yet place shards across disks and peers, repair or
-//! scrub; it holds the parts those build on, each tested on its own.
+//! Not here yet: moving shards between peers, repair, scrub, and the object
+//! metadata the S3 layer needs. Each part here is tested on its own.
 
 mod disk;
 mod erasure;
