@@ -131,3 +131,42 @@ fn leader_failover_and_full_restart_keep_state() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_silent_peer_goes_down_after_the_grace_and_logs_can_be_json() -> Result<()> {
+    let mut cloud = Cloud::new(BIN, "down")?;
+    cloud.found(
+        "p0",
+        coop_testkit::PeerOptions {
+            down_after: Some(5),
+            extra_args: vec!["--log-format".into(), "json".into()],
+            ..Default::default()
+        },
+    )?;
+    cloud.join("p1", coop_testkit::PeerOptions::default())?;
+    all_up(&cloud)?;
+    let victim = cloud.peers[1].id();
+    cloud.peers[1].kill();
+    let observer = &cloud.peers[0];
+    eventually(Duration::from_secs(8), "unreachable", || {
+        Ok((observer.state_of(&victim)?.as_deref() == Some("unreachable")).then_some(()))
+    })?;
+    eventually(Duration::from_secs(10), "down after the 5 s grace", || {
+        Ok((observer.state_of(&victim)?.as_deref() == Some("down")).then_some(()))
+    })?;
+    let status = observer.status()?;
+    assert_eq!(status["health"], "degraded", "{status}");
+    cloud.peers[1].start(None)?;
+    all_up(&cloud)?;
+
+    // Structured logs: every log line of p0 is a JSON object with a level.
+    let log = cloud.peers[0].log_tail();
+    let json_lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(!json_lines.is_empty(), "no JSON log lines in:\n{log}");
+    assert!(json_lines.iter().all(|l| l.get("level").is_some()));
+    Ok(())
+}
