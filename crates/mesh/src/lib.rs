@@ -31,6 +31,8 @@ pub const JOIN_ALPN: &[u8] = b"coop/join/1";
 pub const RPC_ALPN: &[u8] = b"coop/rpc/1";
 /// Raft consensus messages between control-plane replicas.
 pub const RAFT_ALPN: &[u8] = b"coop/raft/1";
+/// Shards of bulk data between peers (`store`).
+pub const BLOCKS_ALPN: &[u8] = b"coop/blocks/1";
 /// Status gossip (iroh-gossip under a coop-specific ALPN).
 pub const GOSSIP_ALPN: &[u8] = b"coop/gossip/1";
 

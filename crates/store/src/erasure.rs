@@ -11,7 +11,7 @@ use reed_solomon_erasure::galois_8::ReedSolomon;
 const MAX_SHARDS: usize = 256;
 
 /// One shard of a coded block.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shard {
     /// Position in the stripe: `0..k` data, `k..k+m` parity.
     pub index: usize,

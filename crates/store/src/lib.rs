@@ -6,11 +6,13 @@
 //! Not here yet: moving shards between peers, repair, scrub, and the object
 //! metadata the S3 layer needs. Each part here is tested on its own.
 
+mod blocks;
 mod disk;
 mod erasure;
 mod placement;
 mod policy;
 
+pub use blocks::{BlockClient, BlockError, BlockService};
 pub use disk::{BlockId, DiskError, DiskStore};
 pub use erasure::{Codec, CodecError, Shard};
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};

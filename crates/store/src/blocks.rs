@@ -1,0 +1,227 @@
+//! `coop/blocks/1`: putting, getting and deleting shards on other peers.
+//!
+//! The serving side keeps shards on its local disks ([`DiskStore`]); the
+//! calling side names the disk by the id placement chose. Only admitted
+//! members reach this protocol (mesh admission), and every shard is checked
+//! against its checksum on both ends, so a lying or broken peer can cause a
+//! missing shard, never a wrong one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use coop_mesh::{BLOCKS_ALPN, Mesh, MeshError, RequestHandler};
+use coop_types::PeerId;
+
+use crate::disk::{BlockId, DiskStore};
+use crate::erasure::Shard;
+
+/// A shard of a 1 MiB block at 4+2 is 256 KiB; even on a slow link that
+/// moves well within this.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request from the peer that writes or reads a stripe.
+#[derive(Debug, Serialize, Deserialize)]
+enum BlockRequest {
+    /// Store a shard durably on the named disk.
+    Put {
+        disk: String,
+        block: BlockId,
+        shard: Shard,
+    },
+    /// Send a shard back, if the disk has it.
+    Get {
+        disk: String,
+        block: BlockId,
+        index: usize,
+    },
+    /// Forget a shard (the object was deleted or the shard moved).
+    Delete {
+        disk: String,
+        block: BlockId,
+        index: usize,
+    },
+}
+
+/// The answer to a [`BlockRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+enum BlockReply {
+    Stored,
+    Shard(Option<Shard>),
+    Deleted,
+    Refused(String),
+}
+
+/// Why a remote shard operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+    #[error("peer {peer} refused: {reason}")]
+    Refused { peer: PeerId, reason: String },
+    #[error("peer {peer} sent a shard that fails its checksum")]
+    BadShard { peer: PeerId },
+    #[error("peer {peer} answered nonsense: {reason}")]
+    Protocol { peer: PeerId, reason: String },
+}
+
+/// Serves shards from this peer's disks, by disk id.
+pub struct BlockService {
+    disks: HashMap<String, DiskStore>,
+}
+
+impl BlockService {
+    pub fn new(disks: HashMap<String, DiskStore>) -> Self {
+        BlockService { disks }
+    }
+
+    /// Registers the service on the mesh.
+    pub fn serve(self, mesh: &Mesh) {
+        mesh.set_handler(BLOCKS_ALPN, Arc::new(self));
+    }
+
+    fn disk(&self, id: &str) -> Result<&DiskStore, String> {
+        self.disks
+            .get(id)
+            .ok_or_else(|| format!("no disk `{id}` on this peer"))
+    }
+
+    fn answer(&self, request: BlockRequest) -> BlockReply {
+        let outcome = match request {
+            BlockRequest::Put { disk, block, shard } => self.disk(&disk).and_then(|d| {
+                if !shard.verify() {
+                    return Err("shard fails its checksum; not stored".into());
+                }
+                d.put(&block, &shard)
+                    .map(|()| BlockReply::Stored)
+                    .map_err(|e| e.to_string())
+            }),
+            BlockRequest::Get { disk, block, index } => self.disk(&disk).and_then(|d| {
+                // A corrupt shard on our disk is reported as missing: the
+                // reader rebuilds from others and repair replaces it.
+                Ok(BlockReply::Shard(d.get(&block, index).ok().flatten()))
+            }),
+            BlockRequest::Delete { disk, block, index } => self.disk(&disk).and_then(|d| {
+                d.delete(&block, index)
+                    .map(|()| BlockReply::Deleted)
+                    .map_err(|e| e.to_string())
+            }),
+        };
+        outcome.unwrap_or_else(BlockReply::Refused)
+    }
+}
+
+impl RequestHandler for BlockService {
+    fn handle(&self, _from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+        // Disk I/O is synchronous; it runs here, on the request's own task.
+        let reply = match postcard::from_bytes::<BlockRequest>(&request) {
+            Ok(req) => self.answer(req),
+            Err(err) => BlockReply::Refused(format!("malformed request: {err}")),
+        };
+        let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
+        Box::pin(async move { bytes })
+    }
+}
+
+/// Puts and gets shards on other peers.
+#[derive(Clone, Debug)]
+pub struct BlockClient {
+    mesh: Mesh,
+}
+
+impl BlockClient {
+    pub fn new(mesh: Mesh) -> Self {
+        BlockClient { mesh }
+    }
+
+    async fn call(&self, peer: PeerId, request: &BlockRequest) -> Result<BlockReply, BlockError> {
+        let body = postcard::to_stdvec(request).map_err(|e| BlockError::Protocol {
+            peer,
+            reason: e.to_string(),
+        })?;
+        let reply = self
+            .mesh
+            .request(peer, BLOCKS_ALPN, &body, BLOCK_TIMEOUT)
+            .await?;
+        let reply: BlockReply = postcard::from_bytes(&reply).map_err(|e| BlockError::Protocol {
+            peer,
+            reason: e.to_string(),
+        })?;
+        if let BlockReply::Refused(reason) = reply {
+            return Err(BlockError::Refused { peer, reason });
+        }
+        Ok(reply)
+    }
+
+    /// Stores `shard` on `disk` of `peer`; returns once it is durable there.
+    pub async fn put(
+        &self,
+        peer: PeerId,
+        disk: &str,
+        block: &BlockId,
+        shard: &Shard,
+    ) -> Result<(), BlockError> {
+        let request = BlockRequest::Put {
+            disk: disk.to_string(),
+            block: *block,
+            shard: shard.clone(),
+        };
+        match self.call(peer, &request).await? {
+            BlockReply::Stored => Ok(()),
+            other => Err(BlockError::Protocol {
+                peer,
+                reason: format!("expected Stored, got {other:?}"),
+            }),
+        }
+    }
+
+    /// Fetches a shard; `Ok(None)` when the peer does not have a good copy.
+    pub async fn get(
+        &self,
+        peer: PeerId,
+        disk: &str,
+        block: &BlockId,
+        index: usize,
+    ) -> Result<Option<Shard>, BlockError> {
+        let request = BlockRequest::Get {
+            disk: disk.to_string(),
+            block: *block,
+            index,
+        };
+        match self.call(peer, &request).await? {
+            BlockReply::Shard(Some(shard)) if shard.index != index || !shard.verify() => {
+                Err(BlockError::BadShard { peer })
+            }
+            BlockReply::Shard(found) => Ok(found),
+            other => Err(BlockError::Protocol {
+                peer,
+                reason: format!("expected a shard, got {other:?}"),
+            }),
+        }
+    }
+
+    /// Deletes a shard on a peer.
+    pub async fn delete(
+        &self,
+        peer: PeerId,
+        disk: &str,
+        block: &BlockId,
+        index: usize,
+    ) -> Result<(), BlockError> {
+        let request = BlockRequest::Delete {
+            disk: disk.to_string(),
+            block: *block,
+            index,
+        };
+        match self.call(peer, &request).await? {
+            BlockReply::Deleted => Ok(()),
+            other => Err(BlockError::Protocol {
+                peer,
+                reason: format!("expected Deleted, got {other:?}"),
+            }),
+        }
+    }
+}
