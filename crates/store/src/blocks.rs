@@ -99,11 +99,11 @@ impl BlockService {
                     .map(|()| BlockReply::Stored)
                     .map_err(|e| e.to_string())
             }),
-            BlockRequest::Get { disk, block, index } => self.disk(&disk).and_then(|d| {
-                // A corrupt shard on our disk is reported as missing: the
-                // reader rebuilds from others and repair replaces it.
-                Ok(BlockReply::Shard(d.get(&block, index).ok().flatten()))
-            }),
+            // A corrupt shard on our disk is reported as missing: the reader
+            // rebuilds from others and repair replaces it.
+            BlockRequest::Get { disk, block, index } => self
+                .disk(&disk)
+                .map(|d| BlockReply::Shard(d.get(&block, index).ok().flatten())),
             BlockRequest::Delete { disk, block, index } => self.disk(&disk).and_then(|d| {
                 d.delete(&block, index)
                     .map(|()| BlockReply::Deleted)
