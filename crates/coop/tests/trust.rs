@@ -144,15 +144,7 @@ fn revoked_peer_and_foreign_peer_are_refused() -> Result<()> {
     let other = Cloud::start(BIN, "foreign", 1)?;
     let stranger = other.peers[0].id();
     let target = &cloud.peers[0];
-    let mesh_addr = format!("127.0.0.1:{}", target.mesh_port);
-    let report = other.peers[0].cli_json(&[
-        "debug",
-        "probe",
-        "--peer",
-        &target.id(),
-        "--addr",
-        &mesh_addr,
-    ])?;
+    let report = other.peers[0].probe(target)?;
     let hello = report["hello"].as_str().unwrap_or_default();
     let rpc = report["rpc"].as_str().unwrap_or_default();
     assert!(hello.contains("not this cloud"), "hello: {hello}");
@@ -167,14 +159,7 @@ fn revoked_peer_and_foreign_peer_are_refused() -> Result<()> {
     )?;
     assert!(target.peers()?.iter().all(|p| p["id"] != stranger.as_str()));
     // The revoked peer itself gets the same treatment.
-    let report = cloud.peers[2].cli_json(&[
-        "debug",
-        "probe",
-        "--peer",
-        &target.id(),
-        "--addr",
-        &mesh_addr,
-    ])?;
+    let report = cloud.peers[2].probe(target)?;
     assert!(
         report["hello"]
             .as_str()

@@ -273,6 +273,13 @@ impl Peer {
             .and_then(|p| p["state"].as_str().map(String::from)))
     }
 
+    /// Runs `coop debug probe` from this peer's identity against `target`
+    /// at its loopback mesh address; the JSON report (`hello`, `rpc`).
+    pub fn probe(&self, target: &Peer) -> Result<Value> {
+        let addr = format!("127.0.0.1:{}", target.mesh_port);
+        self.cli_json(&["debug", "probe", "--peer", &target.id(), "--addr", &addr])
+    }
+
     /// A fresh invite token from this peer.
     pub fn invite(&self) -> Result<String> {
         let out = self.cli(&["invite", "--ttl", "10m"])?;
