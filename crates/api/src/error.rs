@@ -68,10 +68,13 @@ impl From<WriteError> for ApiError {
     fn from(err: WriteError) -> Self {
         match err {
             WriteError::Rejected(cmd) => match cmd {
-                CommandError::PeerUnknown(_) | CommandError::TokenUnknown => {
-                    ApiError::NotFound(cmd.to_string())
+                CommandError::PeerUnknown(_)
+                | CommandError::TokenUnknown
+                | CommandError::S3KeyUnknown(_)
+                | CommandError::BucketUnknown(_) => ApiError::NotFound(cmd.to_string()),
+                CommandError::InvalidConfig(_) | CommandError::InvalidRecord(_) => {
+                    ApiError::BadRequest(cmd.to_string())
                 }
-                CommandError::InvalidConfig(_) => ApiError::BadRequest(cmd.to_string()),
                 _ => ApiError::Conflict(cmd.to_string()),
             },
             WriteError::Unavailable { .. } => ApiError::Unavailable(err.to_string()),

@@ -10,6 +10,7 @@ mod error;
 mod metrics;
 mod openapi;
 mod peers;
+mod storage;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -23,10 +24,15 @@ use tokio::net::TcpListener;
 use coop_identity::{CloudId, PeerKey};
 use coop_mesh::Mesh;
 use coop_state::ControlPlane;
+use coop_store::{LocalDisks, StoreMetrics, Stripes};
 
 pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
 pub use error::ApiError;
 pub use openapi::openapi_json;
+pub use storage::{
+    BlockHealth, BucketRequest, BucketView, DiskView, GrantView, S3KeyCreated, S3KeyRequest,
+    S3KeyView, StorageView,
+};
 pub use tokens::{TokenCreated, TokenView};
 
 /// Everything a handler may need; cloned into every request.
@@ -38,6 +44,9 @@ pub struct AppState {
     pub mesh: Mesh,
     pub started: Instant,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) stripes: Option<Stripes>,
+    pub(crate) disks: Option<LocalDisks>,
+    pub(crate) store_metrics: Option<Arc<StoreMetrics>>,
 }
 
 impl AppState {
@@ -49,7 +58,23 @@ impl AppState {
             mesh,
             started: Instant::now(),
             metrics: Arc::new(metrics::Metrics::new()),
+            stripes: None,
+            disks: None,
+            store_metrics: None,
         }
+    }
+
+    /// Lets storage endpoints and metrics see this peer's storage.
+    pub fn with_storage(
+        mut self,
+        stripes: Stripes,
+        disks: LocalDisks,
+        metrics: Arc<StoreMetrics>,
+    ) -> Self {
+        self.stripes = Some(stripes);
+        self.disks = Some(disks);
+        self.store_metrics = Some(metrics);
+        self
     }
 }
 
@@ -63,6 +88,21 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/config", get(cloud::get_config))
+        .route(
+            "/s3/keys",
+            get(storage::list_keys).post(storage::create_key),
+        )
+        .route("/s3/keys/{id}", axum::routing::delete(storage::delete_key))
+        .route(
+            "/buckets",
+            get(storage::list_buckets).post(storage::create_bucket),
+        )
+        .route(
+            "/buckets/{name}",
+            axum::routing::delete(storage::delete_bucket),
+        )
+        .route("/buckets/{name}/grants/{key}", put(storage::set_grant))
+        .route("/storage", get(storage::status))
         .route(
             "/config/{key}",
             put(cloud::set_config).delete(cloud::delete_config),

@@ -8,6 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -31,6 +32,8 @@ pub(crate) struct Metrics {
     term: Gauge<u64, AtomicU64>,
     applied: Gauge<u64, AtomicU64>,
     uptime: Gauge,
+    /// Storage counters by name, mirrored from `StoreMetrics` at scrape.
+    store: Vec<(&'static str, Counter<u64, AtomicU64>)>,
 }
 
 impl Metrics {
@@ -68,7 +71,14 @@ impl Metrics {
             "Seconds since the agent started",
             uptime.clone(),
         );
+        let mut store = Vec::new();
+        for (name, help, _) in coop_store::StoreMetrics::default().snapshot() {
+            let counter = Counter::<u64, AtomicU64>::default();
+            registry.register(name.trim_start_matches("coop_"), help, counter.clone());
+            store.push((name, counter));
+        }
         Metrics {
+            store,
             registry,
             peers,
             is_leader,
@@ -104,6 +114,15 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
     m.term.set(term);
     m.applied.set(applied.unwrap_or(0));
     m.uptime.set(state.started.elapsed().as_secs() as i64);
+    if let Some(store) = &state.store_metrics {
+        for (name, _, value) in store.snapshot() {
+            if let Some((_, counter)) = m.store.iter().find(|(n, _)| *n == name) {
+                counter
+                    .inner()
+                    .store(value, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
     let mut body = String::new();
     if encode(&mut body, &m.registry).is_err() {
         body.clear();

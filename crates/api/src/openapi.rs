@@ -18,7 +18,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "coop", description = "The REST API of a coop peer: peers, invites, cloud settings."),
+    info(title = "coop", description = "The REST API of a coop peer: peers, invites, cloud settings, S3 keys, buckets and storage."),
     paths(
         crate::cloud::status,
         crate::peers::list,
@@ -30,6 +30,14 @@ impl Modify for BearerAuth {
         crate::tokens::list,
         crate::tokens::create,
         crate::tokens::revoke,
+        crate::storage::list_keys,
+        crate::storage::create_key,
+        crate::storage::delete_key,
+        crate::storage::list_buckets,
+        crate::storage::create_bucket,
+        crate::storage::delete_bucket,
+        crate::storage::set_grant,
+        crate::storage::status,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -19,14 +19,14 @@ use crate::datadir::{DataDir, default_data_dir};
 /// the control plane, so allow a little more.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    fn new(global: &GlobalArgs) -> Result<Self> {
+    pub(crate) fn new(global: &GlobalArgs) -> Result<Self> {
         let dir = DataDir::new(global.data_dir.clone().unwrap_or_else(default_data_dir));
         let base = match &global.api {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
@@ -48,7 +48,7 @@ impl Client {
         })
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -83,18 +83,18 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("unexpected API response: {text}"))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(reqwest::Method::GET, path, None).await
     }
 }
 
-fn print_json<T: Serialize>(value: &T) -> Result<()> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Prints `value` as JSON with `--json`, else the one line `human` makes.
-fn output<T: Serialize>(
+pub(crate) fn output<T: Serialize>(
     global: &GlobalArgs,
     value: &T,
     human: impl FnOnce(&T) -> String,
@@ -107,7 +107,7 @@ fn output<T: Serialize>(
     }
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -208,7 +208,7 @@ pub async fn status(global: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     id.get(..10).unwrap_or(id)
 }
 
@@ -315,7 +315,7 @@ pub async fn config_unset(global: &GlobalArgs, key: &str) -> Result<()> {
 
 /// Percent-encodes a path segment (names and keys are plain, but a user
 /// may type anything).
-fn urlencode(segment: &str) -> String {
+pub(crate) fn urlencode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {

@@ -6,6 +6,7 @@ mod client;
 mod datadir;
 mod probe;
 mod settings;
+mod storage_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,21 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// S3 access keys
+    S3 {
+        #[command(subcommand)]
+        action: S3Action,
+    },
+    /// Buckets of the cloud's S3 storage and who may use them
+    Bucket {
+        #[command(subcommand)]
+        action: BucketAction,
+    },
+    /// Storage health: disks per peer, layout, degraded and unavailable blocks
+    Storage {
+        #[command(subcommand)]
+        action: StorageAction,
+    },
     /// Read and change cloud-wide settings (replicated to every peer)
     Config {
         #[command(subcommand)]
@@ -130,6 +146,88 @@ enum TokenAction {
     Ls,
     /// Revoke a token by id (8+ characters of it)
     Rm { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum S3Action {
+    /// Create, list and delete S3 access keys
+    Key {
+        #[command(subcommand)]
+        action: S3KeyAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum S3KeyAction {
+    /// Create an access key; prints its id and secret (the secret only now)
+    Create {
+        /// What to call the key: 1-64 letters, digits, `.`, `_` and `-`
+        name: String,
+        /// Let the key create buckets over S3 (it owns the buckets it creates)
+        #[arg(long)]
+        create_bucket: bool,
+    },
+    /// List access keys (never the secrets)
+    Ls,
+    /// Delete an access key; its grants on buckets go with it
+    Rm {
+        /// The access key id
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BucketAction {
+    /// Create a bucket
+    Create {
+        /// 3-63 characters of a-z, 0-9, `.` and `-`
+        name: String,
+        /// Redundancy: ec:K+M (K data and M parity shards) or replicas:N.
+        /// Without it the bucket follows the cloud's default, the widest
+        /// ec:K+2 its failure domains allow, widening as the cloud grows
+        #[arg(long)]
+        policy: Option<String>,
+        /// Keep a stripe's shards spread over zones so a lost zone loses nothing
+        #[arg(long)]
+        zone_spread: bool,
+        /// An access key id that owns the bucket (read, write, delete)
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// List buckets with policy, size and the keys that may use them
+    Ls,
+    /// Delete an empty bucket (uploads in progress are aborted)
+    Rm { name: String },
+    /// Give an access key rights on a bucket
+    Allow {
+        name: String,
+        /// The access key id
+        #[arg(long)]
+        key: String,
+        /// Read and list objects
+        #[arg(long)]
+        read: bool,
+        /// Put, copy and delete objects
+        #[arg(long)]
+        write: bool,
+        /// Everything, including deleting the bucket
+        #[arg(long)]
+        owner: bool,
+    },
+    /// Take every right on a bucket away from an access key
+    Deny {
+        name: String,
+        /// The access key id
+        #[arg(long)]
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StorageAction {
+    /// Disks per peer (capacity, used, state), the default layout, and
+    /// healthy / degraded / unavailable blocks
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,6 +299,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             TokenAction::Ls => client::token_list(&global).await,
             TokenAction::Rm { id } => client::token_revoke(&global, &id).await,
         },
+        Command::S3 {
+            action: S3Action::Key { action },
+        } => match action {
+            S3KeyAction::Create {
+                name,
+                create_bucket,
+            } => storage_cli::key_create(&global, &name, create_bucket).await,
+            S3KeyAction::Ls => storage_cli::key_list(&global).await,
+            S3KeyAction::Rm { id } => storage_cli::key_remove(&global, &id).await,
+        },
+        Command::Bucket { action } => match action {
+            BucketAction::Create {
+                name,
+                policy,
+                zone_spread,
+                owner,
+            } => {
+                storage_cli::bucket_create(
+                    &global,
+                    &name,
+                    policy.as_deref(),
+                    zone_spread,
+                    owner.as_deref(),
+                )
+                .await
+            }
+            BucketAction::Ls => storage_cli::bucket_list(&global).await,
+            BucketAction::Rm { name } => storage_cli::bucket_remove(&global, &name).await,
+            BucketAction::Allow {
+                name,
+                key,
+                read,
+                write,
+                owner,
+            } => {
+                let grant = coop_api::GrantView { read, write, owner };
+                storage_cli::check_allow(&grant)?;
+                storage_cli::bucket_grant(&global, &name, &key, grant).await
+            }
+            BucketAction::Deny { name, key } => {
+                storage_cli::bucket_grant(&global, &name, &key, coop_api::GrantView::default())
+                    .await
+            }
+        },
+        Command::Storage {
+            action: StorageAction::Status,
+        } => storage_cli::storage_status(&global).await,
         Command::Config { action } => match action {
             ConfigAction::Get { key } => client::config_get(&global, key.as_deref()).await,
             ConfigAction::Set { key, value } => client::config_set(&global, &key, &value).await,

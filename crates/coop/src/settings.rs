@@ -41,6 +41,32 @@ pub struct UpArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "COOP_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// A directory to store object shards in, with an optional cap on what
+    /// coop may use (e.g. /srv/disk1:500G). Repeat for every disk
+    /// [default: the `disk` directory inside the data dir]
+    #[arg(
+        long = "disk",
+        env = "COOP_DISKS",
+        value_name = "PATH[:CAPACITY]",
+        value_delimiter = ','
+    )]
+    pub disks: Vec<String>,
+    /// Memory for the read cache of recently served blocks (0 turns it off)
+    /// [default: 256M]
+    #[arg(long, env = "COOP_CACHE_SIZE", value_name = "SIZE")]
+    pub cache_size: Option<String>,
+    /// Domain under which buckets are addressed virtual-host style
+    /// (`bucket.DOMAIN`); repeatable [default: localhost]
+    #[arg(
+        long = "s3-domain",
+        env = "COOP_S3_DOMAINS",
+        value_name = "DOMAIN",
+        value_delimiter = ','
+    )]
+    pub s3_domains: Vec<String>,
+    /// Largest body of one S3 request (single PUT or one part) [default: 5G]
+    #[arg(long, env = "COOP_S3_MAX_BODY", value_name = "SIZE")]
+    pub s3_max_body: Option<String>,
 }
 
 /// `coop.toml`: the same settings, all optional.
@@ -56,6 +82,10 @@ struct FileSettings {
     mdns: Option<bool>,
     down_after: Option<u64>,
     log_format: Option<String>,
+    disks: Option<Vec<String>>,
+    cache_size: Option<String>,
+    s3_domains: Option<Vec<String>>,
+    s3_max_body: Option<String>,
 }
 
 /// The resolved settings of a peer.
@@ -72,6 +102,16 @@ pub struct Settings {
     pub mdns: bool,
     pub down_after: u64,
     pub json_logs: bool,
+    pub disks: Vec<coop_store::DiskSpec>,
+    pub cache_bytes: u64,
+    pub s3_domains: Vec<String>,
+    pub s3_max_body: u64,
+}
+
+fn parse_size_setting(what: &str, text: &str) -> Result<u64> {
+    coop_store::parse_size(text).with_context(|| {
+        format!("invalid {what} `{text}`: use a number with an optional K, M, G or T suffix")
+    })
 }
 
 fn hostname() -> String {
@@ -129,6 +169,45 @@ impl Settings {
             "json" => true,
             other => bail!("unknown log format `{other}`: use text or json"),
         };
+        let disk_texts = if args.disks.is_empty() {
+            file.disks.unwrap_or_default()
+        } else {
+            args.disks
+        };
+        let disks = if disk_texts.is_empty() {
+            vec![coop_store::DiskSpec {
+                path: data_dir.join("disk"),
+                capacity: None,
+            }]
+        } else {
+            disk_texts
+                .iter()
+                .map(|t| {
+                    t.parse::<coop_store::DiskSpec>()
+                        .map_err(anyhow::Error::from)
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let cache_bytes = parse_size_setting(
+            "cache size",
+            &args
+                .cache_size
+                .or(file.cache_size)
+                .unwrap_or_else(|| "256M".into()),
+        )?;
+        let s3_max_body = parse_size_setting(
+            "S3 body limit",
+            &args
+                .s3_max_body
+                .or(file.s3_max_body)
+                .unwrap_or_else(|| "5G".into()),
+        )?;
+        let s3_domains = if args.s3_domains.is_empty() {
+            file.s3_domains
+                .unwrap_or_else(|| vec!["localhost".to_owned()])
+        } else {
+            args.s3_domains
+        };
         let defaults =
             |s: &str| -> SocketAddr { s.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))) };
         Ok(Settings {
@@ -152,6 +231,10 @@ impl Settings {
             mdns: !args.no_mdns && file.mdns.unwrap_or(true),
             down_after: args.down_after.or(file.down_after).unwrap_or(60),
             json_logs,
+            disks,
+            cache_bytes,
+            s3_domains,
+            s3_max_body,
         })
     }
 }

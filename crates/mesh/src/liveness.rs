@@ -119,6 +119,18 @@ impl Liveness {
             .map(|s| (s.status.clone(), s.at.elapsed()))
     }
 
+    /// The latest status of every peer heard from, with its age.
+    pub fn statuses(&self) -> Vec<(PeerStatus, Duration)> {
+        self.table
+            .read()
+            .map(|t| {
+                t.values()
+                    .map(|s| (s.status.clone(), s.at.elapsed()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn config(&self) -> &LivenessConfig {
         &self.config
     }

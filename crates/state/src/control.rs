@@ -207,6 +207,57 @@ impl ControlPlane {
         })
     }
 
+    /// Waits until this replica has applied every write committed before
+    /// the call, so a read that follows sees them (a linearizable read).
+    /// Asks the leader for its commit index, which it confirms with a
+    /// heartbeat round, then waits for the local state machine to catch up.
+    pub async fn read_barrier(&self) -> Result<(), WriteError> {
+        let started = Instant::now();
+        let mut detail = String::from("no leader elected");
+        while started.elapsed() < WRITE_TIMEOUT {
+            let remaining = WRITE_TIMEOUT.saturating_sub(started.elapsed());
+            let Some(leader) = self.wait_for_leader(remaining).await else {
+                break;
+            };
+            let index = if leader == self.id {
+                self.raft
+                    .get_read_log_id()
+                    .await
+                    .map(|(read, _)| read.map(|id| id.index))
+                    .map_err(|e| e.to_string())
+            } else {
+                match network::call(&self.mesh, leader, &RaftMessage::ReadIndex, remaining).await {
+                    Ok(RaftAnswer::ReadIndex(answer)) => answer,
+                    Ok(other) => Err(format!("unexpected answer {other:?}")),
+                    Err(err) => Err(err.to_string()),
+                }
+            };
+            match index {
+                Ok(None) => return Ok(()),
+                Ok(Some(index)) => {
+                    let remaining = WRITE_TIMEOUT.saturating_sub(started.elapsed());
+                    return self
+                        .raft
+                        .wait(Some(remaining))
+                        .applied_index_at_least(Some(index), "read barrier")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| WriteError::Unavailable {
+                            secs: WRITE_TIMEOUT.as_secs(),
+                            detail: format!("this replica did not catch up: {e}"),
+                        });
+                }
+                Err(err) => detail = err,
+            }
+            let mut metrics = self.raft.metrics();
+            let _ = tokio::time::timeout(Duration::from_millis(200), metrics.changed()).await;
+        }
+        Err(WriteError::Unavailable {
+            secs: WRITE_TIMEOUT.as_secs(),
+            detail,
+        })
+    }
+
     /// On the leader, keeps the membership in shape: every known peer a
     /// learner, revoked peers out, and voters as `policy` wants them.
     /// `prepare_steward` runs before a peer becomes a voter (to hand it the

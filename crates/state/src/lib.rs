@@ -8,11 +8,17 @@
 
 mod control;
 mod network;
+mod objects;
 mod records;
 mod stewards;
 mod store;
 
 pub use control::{ControlPlane, StartError, WriteError};
+pub use objects::{
+    BlockId, BlockRef, BucketRecord, Completion, Grant, MIN_PART_SIZE, NewStripe, ObjectRecord,
+    PartRecord, S3KeyRecord, ShardLocation, StripeLayout, StripeRecord, UploadRecord,
+    valid_bucket_name,
+};
 pub use records::{
     CloudInfo, Command, CommandError, InviteRecord, PeerNode, PeerRecord, TokenRecord,
 };

@@ -32,6 +32,9 @@ pub(crate) enum RaftMessage {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A replica forwards a client write to the peer it believes leads.
     ClientWrite(Command),
+    /// A replica about to serve a read that must see every write committed
+    /// before it asks the leader how far the log is committed.
+    ReadIndex,
 }
 
 /// The answer to a [`RaftMessage`], variant by variant.
@@ -47,6 +50,9 @@ pub(crate) enum RaftAnswer {
     ),
     /// The message could not be decoded.
     Malformed(String),
+    /// The index a linearizable read must wait for (`Err`: not the leader,
+    /// or it could not confirm its leadership).
+    ReadIndex(Result<Option<u64>, String>),
 }
 
 /// Hands openraft a client per target peer.
@@ -183,6 +189,12 @@ impl RequestHandler for RaftService {
                 Ok(RaftMessage::ClientWrite(cmd)) => {
                     RaftAnswer::ClientWrite(raft.client_write(cmd).await.map(|r| r.data))
                 }
+                Ok(RaftMessage::ReadIndex) => RaftAnswer::ReadIndex(
+                    raft.get_read_log_id()
+                        .await
+                        .map(|(read, _)| read.map(|id| id.index))
+                        .map_err(|e| e.to_string()),
+                ),
             };
             postcard::to_stdvec(&answer).unwrap_or_default()
         })

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use coop_identity::{Certificate, CloudId};
 use coop_types::PeerId;
 
+use crate::objects::{
+    BucketRecord, Completion, Grant, NewStripe, ObjectRecord, PartRecord, S3KeyRecord, UploadRecord,
+};
+
 /// What a Raft member needs to know to reach another one.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerNode {
@@ -92,6 +96,58 @@ pub enum Command {
     RevokeToken { hash: [u8; 32] },
     /// An operator sets (or with `None` removes) a cloud setting.
     SetConfig { key: String, value: Option<String> },
+    /// An operator creates an S3 access key.
+    CreateS3Key(S3KeyRecord),
+    /// An operator deletes an S3 access key; its grants go with it.
+    DeleteS3Key { id: String },
+    /// An operator, or a key allowed to, creates a bucket. Its grants name
+    /// the owner.
+    CreateBucket(BucketRecord),
+    /// An owner deletes an empty bucket; uploads in progress are aborted.
+    DeleteBucket { name: String, now: u64 },
+    /// An owner or operator gives a key rights on a bucket (`None` takes
+    /// them away).
+    SetGrant {
+        bucket: String,
+        key: String,
+        grant: Option<Grant>,
+    },
+    /// A writer whose shards are durable makes `key` point at a new object,
+    /// replacing any previous one. Blocks listed in `stripes` are new; any
+    /// other block of the object must be a live stripe (a copy shares it).
+    PutObject {
+        bucket: String,
+        key: String,
+        object: ObjectRecord,
+        stripes: Vec<NewStripe>,
+        now: u64,
+    },
+    /// A client deletes objects; missing keys are not an error (as in S3).
+    DeleteObjects {
+        bucket: String,
+        keys: Vec<String>,
+        now: u64,
+    },
+    /// A client starts a multipart upload.
+    CreateUpload(UploadRecord),
+    /// A writer whose shards are durable records one part, replacing an
+    /// earlier upload of the same part number. Blocks follow the same rule
+    /// as in `PutObject`.
+    PutPart {
+        upload: String,
+        part: PartRecord,
+        stripes: Vec<NewStripe>,
+        now: u64,
+    },
+    /// A client completes an upload: the named parts become the object and
+    /// every other part is dropped.
+    CompleteUpload {
+        upload: String,
+        completion: Completion,
+        now: u64,
+    },
+    /// A client abandons an upload and its parts.
+    AbortUpload { upload: String, now: u64 },
     /// Any command, applied at most once per `id`: a writer that retries
     /// after a lost answer (leader died after committing) gets the first
     /// outcome back instead of applying the command twice.
@@ -123,4 +179,26 @@ pub enum CommandError {
     InvalidConfig(String),
     #[error("no such API token")]
     TokenUnknown,
+    #[error("an S3 key with id {0} already exists")]
+    S3KeyExists(String),
+    #[error("no S3 key with id {0}")]
+    S3KeyUnknown(String),
+    #[error("bucket {0} already exists")]
+    BucketExists(String),
+    #[error("no bucket named {0}")]
+    BucketUnknown(String),
+    #[error("bucket {0} is not empty; delete its objects first")]
+    BucketNotEmpty(String),
+    #[error("no multipart upload with id {0}; it may have been completed or aborted")]
+    UploadUnknown(String),
+    #[error("part {part} was not uploaded, or its ETag does not match")]
+    InvalidPart { part: u32 },
+    #[error("parts must be listed in ascending order without repeats")]
+    InvalidPartOrder,
+    #[error("part {part} is {size} bytes; every part but the last must be at least 5 MiB")]
+    PartTooSmall { part: u32, size: u64 },
+    #[error("a block the object refers to no longer exists; retry the request")]
+    StripeGone,
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
 }

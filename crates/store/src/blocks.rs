@@ -6,7 +6,6 @@
 //! against its checksum on both ends, so a lying or broken peer can cause a
 //! missing shard, never a wrong one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use coop_mesh::{BLOCKS_ALPN, Mesh, MeshError, RequestHandler};
 use coop_types::PeerId;
 
-use crate::disk::{BlockId, DiskStore};
+use crate::disk::{BlockId, DiskError};
 use crate::erasure::Shard;
+use crate::local::{LocalDisk, LocalDisks};
+use crate::metrics::StoreMetrics;
 
 /// A shard of a 1 MiB block at 4+2 is 256 KiB; even on a slow link that
 /// moves well within this.
@@ -69,13 +70,15 @@ pub enum BlockError {
 }
 
 /// Serves shards from this peer's disks, by disk id.
+#[derive(Clone)]
 pub struct BlockService {
-    disks: HashMap<String, DiskStore>,
+    disks: LocalDisks,
+    metrics: Arc<StoreMetrics>,
 }
 
 impl BlockService {
-    pub fn new(disks: HashMap<String, DiskStore>) -> Self {
-        BlockService { disks }
+    pub fn new(disks: LocalDisks, metrics: Arc<StoreMetrics>) -> Self {
+        BlockService { disks, metrics }
     }
 
     /// Registers the service on the mesh.
@@ -83,7 +86,7 @@ impl BlockService {
         mesh.set_handler(BLOCKS_ALPN, Arc::new(self));
     }
 
-    fn disk(&self, id: &str) -> Result<&DiskStore, String> {
+    fn disk(&self, id: &str) -> Result<&LocalDisk, String> {
         self.disks
             .get(id)
             .ok_or_else(|| format!("no disk `{id}` on this peer"))
@@ -95,17 +98,26 @@ impl BlockService {
                 if !shard.verify() {
                     return Err("shard fails its checksum; not stored".into());
                 }
-                d.put(&block, &shard)
-                    .map(|()| BlockReply::Stored)
-                    .map_err(|e| e.to_string())
+                d.store.put(&block, &shard).map_err(|e| e.to_string())?;
+                d.add_used(shard.bytes.len() as u64);
+                Ok(BlockReply::Stored)
             }),
             // A corrupt shard on our disk is reported as missing: the reader
-            // rebuilds from others and repair replaces it.
-            BlockRequest::Get { disk, block, index } => self
-                .disk(&disk)
-                .map(|d| BlockReply::Shard(d.get(&block, index).ok().flatten())),
+            // rebuilds from others and rewrites it here.
+            BlockRequest::Get { disk, block, index } => {
+                self.disk(&disk).map(|d| match d.store.get(&block, index) {
+                    Ok(found) => BlockReply::Shard(found),
+                    Err(DiskError::Corrupt { path, reason }) => {
+                        self.metrics.corrupt_shard();
+                        tracing::warn!(path = %path.display(), %reason, "corrupt shard");
+                        BlockReply::Shard(None)
+                    }
+                    Err(_) => BlockReply::Shard(None),
+                })
+            }
             BlockRequest::Delete { disk, block, index } => self.disk(&disk).and_then(|d| {
-                d.delete(&block, index)
+                d.store
+                    .delete(&block, index)
                     .map(|()| BlockReply::Deleted)
                     .map_err(|e| e.to_string())
             }),
@@ -116,13 +128,20 @@ impl BlockService {
 
 impl RequestHandler for BlockService {
     fn handle(&self, _from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
-        // Disk I/O is synchronous; it runs here, on the request's own task.
-        let reply = match postcard::from_bytes::<BlockRequest>(&request) {
-            Ok(req) => self.answer(req),
-            Err(err) => BlockReply::Refused(format!("malformed request: {err}")),
-        };
-        let bytes = postcard::to_stdvec(&reply).unwrap_or_default();
-        Box::pin(async move { bytes })
+        let this = self.clone();
+        Box::pin(async move {
+            // Disk I/O blocks (writes fsync), so it runs off the async
+            // workers.
+            let reply = tokio::task::spawn_blocking(move || {
+                match postcard::from_bytes::<BlockRequest>(&request) {
+                    Ok(req) => this.answer(req),
+                    Err(err) => BlockReply::Refused(format!("malformed request: {err}")),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| BlockReply::Refused(format!("shard worker failed: {e}")));
+            postcard::to_stdvec(&reply).unwrap_or_default()
+        })
     }
 }
 

@@ -1,13 +1,15 @@
 //! Shards moved between two real mesh endpoints of one cloud, over loopback
 //! QUIC with certificates, and the refusals a caller must see.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use coop_identity::{Certificate, CertificateBody, CloudKey, PeerKey};
 use coop_mesh::{LivenessConfig, Mesh, MeshConfig};
-use coop_store::{BlockClient, BlockError, BlockService, Codec, DiskStore};
+use coop_store::{
+    BlockClient, BlockError, BlockService, Codec, DiskSpec, LocalDisks, StoreMetrics,
+};
 
 async fn peer(cloud: &CloudKey, name: &str) -> Mesh {
     let key = PeerKey::generate();
@@ -44,8 +46,17 @@ async fn shards_travel_between_peers_and_bad_requests_are_refused() {
     let holder = peer(&cloud, "holder").await;
     let dir = std::env::temp_dir().join(format!("coop-blocks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let disk = DiskStore::open(&dir).unwrap();
-    BlockService::new(HashMap::from([("d0".to_string(), disk.clone())])).serve(&holder);
+    let disks = LocalDisks::open(
+        holder.id(),
+        &[DiskSpec {
+            path: dir.clone(),
+            capacity: None,
+        }],
+    )
+    .unwrap();
+    let d0 = disks.iter().next().unwrap().id.clone();
+    let disk = disks.get(&d0).unwrap().store.clone();
+    BlockService::new(disks.clone(), Arc::new(StoreMetrics::default())).serve(&holder);
     writer.add_peer_addrs(holder.id(), &holder.local_addrs());
 
     let codec = Codec::new(4, 2).unwrap();
@@ -54,24 +65,18 @@ async fn shards_travel_between_peers_and_bad_requests_are_refused() {
     let shards = codec.encode(&block).unwrap();
     let client = BlockClient::new(writer.clone());
     for s in &shards {
-        client.put(holder.id(), "d0", &id, s).await.unwrap();
+        client.put(holder.id(), &d0, &id, s).await.unwrap();
     }
     // Durable on the holder's disk, and readable back through the mesh.
     assert_eq!(disk.list().unwrap().len(), 6);
     let mut back = Vec::new();
     for i in 0..6 {
-        back.push(
-            client
-                .get(holder.id(), "d0", &id, i)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        back.push(client.get(holder.id(), &d0, &id, i).await.unwrap().unwrap());
     }
     assert_eq!(codec.decode(&back, block.len()).unwrap(), block);
     assert!(
         client
-            .get(holder.id(), "d0", &id, 7)
+            .get(holder.id(), &d0, &id, 7)
             .await
             .unwrap()
             .is_none()
@@ -87,17 +92,17 @@ async fn shards_travel_between_peers_and_bad_requests_are_refused() {
     lying.bytes[0] ^= 1;
     let other_id = [9u8; 32];
     let err = client
-        .put(holder.id(), "d0", &other_id, &lying)
+        .put(holder.id(), &d0, &other_id, &lying)
         .await
         .unwrap_err();
     assert!(matches!(err, BlockError::Refused { .. }), "{err}");
     assert!(disk.get(&other_id, 1).unwrap().is_none());
 
     // A deleted shard reads as missing.
-    client.delete(holder.id(), "d0", &id, 5).await.unwrap();
+    client.delete(holder.id(), &d0, &id, 5).await.unwrap();
     assert!(
         client
-            .get(holder.id(), "d0", &id, 5)
+            .get(holder.id(), &d0, &id, 5)
             .await
             .unwrap()
             .is_none()
@@ -109,7 +114,7 @@ async fn shards_travel_between_peers_and_bad_requests_are_refused() {
     let outsider = BlockClient::new(stranger.clone());
     let refused = tokio::time::timeout(
         Duration::from_secs(10),
-        outsider.get(holder.id(), "d0", &id, 0),
+        outsider.get(holder.id(), &d0, &id, 0),
     )
     .await
     .expect("refusal comes quickly");

@@ -89,9 +89,15 @@ pub enum Role {
 /// One disk a peer offers, as it reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskStatus {
+    /// The disk's id on its peer, as shard locations name it.
+    pub id: String,
     pub path: String,
+    /// The capacity offered: the `--disk` cap, or the filesystem's size.
     pub total_bytes: u64,
+    /// What shards may still use.
     pub free_bytes: u64,
+    /// Bytes of shards stored.
+    pub used_bytes: u64,
 }
 
 /// The signed status a peer publishes about once a second.

@@ -7,6 +7,7 @@ mod loops;
 mod protocol;
 mod services;
 mod status;
+mod storage;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -77,6 +78,9 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
     let listener = coop_api::bind(settings.api)
         .await
         .with_context(|| format!("cannot listen for the API on {}", settings.api))?;
+    let s3_listener = coop_s3::bind(settings.s3)
+        .await
+        .with_context(|| format!("cannot listen for S3 on {}", settings.s3))?;
     let liveness = LivenessConfig {
         down_after: Duration::from_secs(settings.down_after.max(4)),
         ..LivenessConfig::default()
@@ -96,6 +100,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
     core.mesh
         .set_handler(RPC_ALPN, Arc::new(services::RpcService(core.clone())));
 
+    let storage = storage::start(&settings, &core.mesh, &core.control)?;
     let tasks = vec![
         loops::spawn_store_sync(core.clone()),
         core.mesh.start_liveness(
@@ -106,7 +111,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
                 zone: settings.zone.clone(),
                 boot: unix_now(),
                 relay: settings.relay,
-                data_dir: settings.data_dir.clone(),
+                disks: storage.disks.clone(),
                 mesh: core.mesh.clone(),
             }),
         ),
@@ -120,11 +125,33 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
         core.cloud,
         core.control.clone(),
         core.mesh.clone(),
+    )
+    .with_storage(
+        storage.stripes.clone(),
+        storage.disks.clone(),
+        storage.metrics.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(coop_api::serve_on(listener, state, async move {
         let _ = stop_rx.await;
     }));
+    let s3 = coop_s3::CoopS3::new(
+        core.control.clone(),
+        storage.stripes.clone(),
+        coop_s3::S3Limits {
+            max_body_bytes: settings.s3_max_body,
+            ..coop_s3::S3Limits::default()
+        },
+    );
+    let (s3_stop_tx, s3_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let s3_task = tokio::spawn(coop_s3::serve_on(
+        s3_listener,
+        s3,
+        settings.s3_domains.clone(),
+        async move {
+            let _ = s3_stop_rx.await;
+        },
+    ));
     let url = format!("http://{}", settings.api);
     dir.write_api_info(&ApiInfo {
         url: url.clone(),
@@ -136,7 +163,9 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
     wait_for_stop().await;
     info!("stopping");
     let _ = stop_tx.send(());
+    let _ = s3_stop_tx.send(());
     let _ = api_task.await;
+    let _ = s3_task.await;
     for task in tasks {
         task.abort();
     }
@@ -181,7 +210,13 @@ fn print_banner(core: &Core, url: &str) {
     println!("  cloud id  {}", core.cloud);
     println!("  zone      {}", s.zone);
     println!("  api       {url}  (web console at the same address)");
-    println!("  s3        {}  (object storage is not served yet)", s.s3);
+    println!("  s3        http://{}  (region coop)", s.s3);
+    for disk in &s.disks {
+        match disk.capacity {
+            Some(cap) => println!("  disk      {} (up to {cap} bytes)", disk.path.display()),
+            None => println!("  disk      {}", disk.path.display()),
+        }
+    }
     println!(
         "  mesh      udp {}  ({})",
         s.listen,

@@ -1,9 +1,8 @@
 //! This machine's resources, published in its status once a second.
 
-use std::path::PathBuf;
-
 use coop_mesh::{Mesh, StatusSource};
-use coop_types::{DiskStatus, PeerId, PeerStatus};
+use coop_store::LocalDisks;
+use coop_types::{PeerId, PeerStatus};
 
 /// Reads CPU, memory, load and disk figures from the host.
 pub struct HostStatus {
@@ -12,7 +11,7 @@ pub struct HostStatus {
     pub zone: String,
     pub boot: u64,
     pub relay: bool,
-    pub data_dir: PathBuf,
+    pub disks: LocalDisks,
     pub mesh: Mesh,
 }
 
@@ -32,7 +31,7 @@ impl StatusSource for HostStatus {
             memory_free_bytes,
             load_centi: load_centi(),
             arch: std::env::consts::ARCH.to_string(),
-            disks: disk(&self.data_dir).into_iter().collect(),
+            disks: self.disks.statuses(),
             addrs: self.mesh.local_addrs(),
             relay: self.relay,
         }
@@ -66,23 +65,4 @@ fn load_centi() -> u32 {
         })
         .map(|l| (l * 100.0) as u32)
         .unwrap_or(0)
-}
-
-/// Size and free space of the filesystem holding `path`.
-fn disk(path: &std::path::Path) -> Option<DiskStatus> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid NUL-terminated string and stat a valid
-    // out-pointer for the duration of the call.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
-    if rc != 0 {
-        return None;
-    }
-    let frsize = stat.f_frsize as u64;
-    Some(DiskStatus {
-        path: path.display().to_string(),
-        total_bytes: stat.f_blocks as u64 * frsize,
-        free_bytes: stat.f_bavail as u64 * frsize,
-    })
 }

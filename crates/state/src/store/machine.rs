@@ -267,6 +267,17 @@ fn apply_command(
 ) -> Result<Result<(), CommandError>, StoreError> {
     match command {
         Command::Once { id, command } => return apply_once(sm, id, *command),
+        command @ (Command::CreateS3Key(_)
+        | Command::DeleteS3Key { .. }
+        | Command::CreateBucket(_)
+        | Command::DeleteBucket { .. }
+        | Command::SetGrant { .. }
+        | Command::PutObject { .. }
+        | Command::DeleteObjects { .. }
+        | Command::CreateUpload(_)
+        | Command::PutPart { .. }
+        | Command::CompleteUpload { .. }
+        | Command::AbortUpload { .. }) => return super::objects::apply(sm, command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

@@ -17,6 +17,7 @@
 
 mod log_store;
 mod machine;
+mod objects;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +38,9 @@ use tokio::sync::watch;
 use coop_types::PeerId;
 
 use crate::TypeConfig;
+use crate::objects::{
+    BlockId, BucketRecord, ObjectRecord, PartRecord, S3KeyRecord, StripeRecord, UploadRecord,
+};
 use crate::records::{CloudInfo, Command, CommandError, InviteRecord, PeerRecord, TokenRecord};
 
 pub use log_store::LogStore;
@@ -239,6 +243,108 @@ impl StateStore {
             }
             Ok(settings)
         })
+    }
+
+    /// An S3 access key, secret included.
+    pub fn s3_key(&self, id: &str) -> Result<Option<S3KeyRecord>, StoreError> {
+        self.read_sm(|sm| get_value(sm, &objects::s3key_key(id)))
+    }
+
+    /// Every S3 access key, sorted by id.
+    pub fn s3_keys(&self) -> Result<Vec<S3KeyRecord>, StoreError> {
+        self.read_sm(|sm| scan_values(sm, objects::S3KEYS_PREFIX))
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError> {
+        self.read_sm(|sm| get_value(sm, &objects::bucket_key(name)))
+    }
+
+    /// Every bucket, sorted by name.
+    pub fn buckets(&self) -> Result<Vec<BucketRecord>, StoreError> {
+        self.read_sm(|sm| scan_values(sm, objects::BUCKETS_PREFIX))
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>, StoreError> {
+        self.read_sm(|sm| get_value(sm, &objects::object_key(bucket, key)))
+    }
+
+    /// Up to `limit` objects of `bucket` whose keys start with `prefix` and
+    /// sort after `after` (when given), in key order.
+    pub fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, ObjectRecord)>, StoreError> {
+        let base = objects::objects_prefix(bucket);
+        let wanted = format!("{base}{prefix}");
+        self.read_sm(|sm| {
+            let start = match after {
+                Some(after) if after >= prefix => format!("{base}{after}"),
+                _ => wanted.clone(),
+            };
+            let mut found = Vec::new();
+            for row in sm
+                .range(start.as_str()..)
+                .map_err(db_err("listing objects"))?
+            {
+                if found.len() >= limit {
+                    break;
+                }
+                let (row_key, value) = row.map_err(db_err("listing objects"))?;
+                let row_key = row_key.value();
+                if !row_key.starts_with(&wanted) {
+                    break;
+                }
+                let key = &row_key[base.len()..];
+                if after.is_some_and(|after| key <= after) {
+                    continue;
+                }
+                found.push((key.to_owned(), decode(value.value(), row_key)?));
+            }
+            Ok(found)
+        })
+    }
+
+    pub fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        self.read_sm(|sm| get_value(sm, &objects::upload_key(id)))
+    }
+
+    /// Every multipart upload in progress in `bucket`, by key, then by
+    /// initiation time.
+    pub fn uploads(&self, bucket: &str) -> Result<Vec<UploadRecord>, StoreError> {
+        let mut uploads: Vec<UploadRecord> =
+            self.read_sm(|sm| scan_values(sm, objects::UPLOADS_PREFIX))?;
+        uploads.retain(|u| u.bucket == bucket);
+        uploads.sort_by(|a, b| (&a.key, a.initiated_ms).cmp(&(&b.key, b.initiated_ms)));
+        Ok(uploads)
+    }
+
+    /// The parts uploaded so far, by part number.
+    pub fn parts(&self, upload: &str) -> Result<Vec<PartRecord>, StoreError> {
+        self.read_sm(|sm| scan_values(sm, &objects::parts_prefix(upload)))
+    }
+
+    pub fn stripe(&self, id: &BlockId) -> Result<Option<StripeRecord>, StoreError> {
+        self.read_sm(|sm| get_value(sm, &objects::stripe_key(id)))
+    }
+
+    /// Every stripe, live and dead, with its block id.
+    pub fn stripes(&self) -> Result<Vec<(BlockId, StripeRecord)>, StoreError> {
+        let rows: Vec<(String, StripeRecord)> =
+            self.read_sm(|sm| scan(sm, objects::STRIPES_PREFIX))?;
+        let mut stripes = Vec::with_capacity(rows.len());
+        for (row, stripe) in rows {
+            let hex_id = &row[objects::STRIPES_PREFIX.len()..];
+            let id = data_encoding::HEXLOWER
+                .decode(hex_id.as_bytes())
+                .ok()
+                .and_then(|bytes| BlockId::try_from(bytes).ok())
+                .ok_or_else(|| StoreError::Inconsistent(format!("bad stripe row {row}")))?;
+            stripes.push((id, stripe));
+        }
+        Ok(stripes)
     }
 
     /// The index of the last entry applied to the state machine, if any.

@@ -1,0 +1,493 @@
+//! `/v1/s3/keys`, `/v1/buckets` and `/v1/storage`: S3 access keys, buckets
+//! with their grants, and the health of the cloud's storage.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use coop_state::{BucketRecord, Command, Grant, S3KeyRecord};
+use coop_store::{Policy, layout_of};
+use coop_types::{PeerId, PeerState, unix_now};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// An S3 key as listed: never the secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct S3KeyView {
+    /// The access key id.
+    pub id: String,
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Whether the key may create buckets over S3.
+    pub create_bucket: bool,
+}
+
+/// Body of `POST /v1/s3/keys`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3KeyRequest {
+    /// 1-64 characters of letters, digits, `.`, `_` and `-`.
+    pub name: String,
+    /// Let the key create buckets over S3 (it owns what it creates).
+    #[serde(default)]
+    pub create_bucket: bool,
+}
+
+/// A new key: the only time its secret is shown.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct S3KeyCreated {
+    pub id: String,
+    pub secret: String,
+    pub name: String,
+}
+
+/// Body of `POST /v1/buckets`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketRequest {
+    pub name: String,
+    /// `ec:K+M` or `replicas:N`; omitted: the cloud's default, which widens
+    /// as the cloud grows.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Keep a stripe's shards spread so that losing a zone loses nothing.
+    #[serde(default)]
+    pub zone_spread: bool,
+    /// An access key that owns the new bucket (read, write and delete).
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// What a key may do in a bucket.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantView {
+    #[serde(default)]
+    pub read: bool,
+    #[serde(default)]
+    pub write: bool,
+    #[serde(default)]
+    pub owner: bool,
+}
+
+/// A bucket as listed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BucketView {
+    pub name: String,
+    pub created_at: u64,
+    /// The policy set on the bucket, or `default`.
+    pub policy: String,
+    /// The layout new objects get now.
+    pub layout: String,
+    pub zone_spread: bool,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Access key id → rights.
+    pub grants: BTreeMap<String, GrantView>,
+}
+
+/// One disk of one peer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DiskView {
+    pub peer: String,
+    pub peer_name: String,
+    pub id: String,
+    pub path: String,
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    /// `up` when its peer is up, else the peer's state.
+    pub state: String,
+}
+
+/// Health of the stored blocks, judged by which of their holders are up.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct BlockHealth {
+    /// Every shard's holder is up.
+    pub healthy: u64,
+    /// Readable, but some shards are on peers that are not up.
+    pub degraded: u64,
+    /// Fewer shards on live peers than a read needs.
+    pub unavailable: u64,
+}
+
+/// `GET /v1/storage`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StorageView {
+    pub disks: Vec<DiskView>,
+    /// Failure domains the default policy counts now.
+    pub domains: usize,
+    /// The layout buckets on the default policy get for new objects.
+    pub default_layout: String,
+    /// Set when the default gives less than erasure coding with 2 parity.
+    pub warning: Option<String>,
+    pub buckets: usize,
+    pub objects: u64,
+    pub bytes: u64,
+    pub blocks: BlockHealth,
+    /// Counters since this peer started: corrupt shards found, shards
+    /// rebuilt, degraded reads, scrubbed shards.
+    pub counters: BTreeMap<String, u64>,
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid {what} `{name}`: use 1-64 characters of letters, digits, `.`, `_` and `-`"
+        )))
+    }
+}
+
+fn random_text(alphabet: &[u8], len: usize) -> String {
+    (0..len)
+        .map(|_| char::from(alphabet[rand::random_range(0..alphabet.len())]))
+        .collect()
+}
+
+/// List S3 access keys (without secrets).
+#[utoipa::path(get, path = "/v1/s3/keys", responses((status = 200, body = [S3KeyView])), security(("bearer" = [])))]
+pub(crate) async fn list_keys(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<S3KeyView>>, ApiError> {
+    let keys = state.control.store().s3_keys()?;
+    Ok(Json(
+        keys.into_iter()
+            .map(|k| S3KeyView {
+                id: k.id,
+                name: k.name,
+                created_at: k.created_at,
+                create_bucket: k.create_bucket,
+            })
+            .collect(),
+    ))
+}
+
+/// Create an S3 access key; the secret is shown only in this answer.
+#[utoipa::path(
+    post,
+    path = "/v1/s3/keys",
+    request_body = S3KeyRequest,
+    responses((status = 200, body = S3KeyCreated), (status = 400, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create_key(
+    State(state): State<AppState>,
+    body: Result<Json<S3KeyRequest>, JsonRejection>,
+) -> Result<Json<S3KeyCreated>, ApiError> {
+    let Json(req) = body?;
+    check_name("key name", &req.name)?;
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let record = S3KeyRecord {
+        id: format!("CK{}", random_text(UPPER, 18)),
+        secret: random_text(SECRET, 40),
+        name: req.name.clone(),
+        created_at: unix_now(),
+        create_bucket: req.create_bucket,
+    };
+    let created = S3KeyCreated {
+        id: record.id.clone(),
+        secret: record.secret.clone(),
+        name: req.name,
+    };
+    state.control.write(Command::CreateS3Key(record)).await?;
+    Ok(Json(created))
+}
+
+/// Delete an S3 access key; its grants go with it.
+#[utoipa::path(delete, path = "/v1/s3/keys/{id}", responses((status = 200), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn delete_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .control
+        .write(Command::DeleteS3Key { id: id.clone() })
+        .await?;
+    Ok(Json(serde_json::json!({ "deleted": id })))
+}
+
+fn parse_policy(text: &str) -> Result<Policy, ApiError> {
+    text.parse::<Policy>()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn bucket_view(state: &AppState, bucket: BucketRecord) -> Result<BucketView, ApiError> {
+    let layout = match &bucket.policy {
+        Some(p) => layout_of(parse_policy(p)?).to_string(),
+        None => state
+            .stripes
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), |s| s.layout_for(None).to_string()),
+    };
+    let (objects, bytes) = count_objects(state, &bucket.name)?;
+    Ok(BucketView {
+        policy: bucket.policy.clone().unwrap_or_else(|| "default".into()),
+        layout,
+        zone_spread: bucket.zone_spread,
+        objects,
+        bytes,
+        grants: bucket
+            .grants
+            .iter()
+            .map(|(k, g)| {
+                (
+                    k.clone(),
+                    GrantView {
+                        read: g.read,
+                        write: g.write,
+                        owner: g.owner,
+                    },
+                )
+            })
+            .collect(),
+        created_at: bucket.created_at,
+        name: bucket.name,
+    })
+}
+
+/// Objects and bytes in a bucket, counted from the local replica.
+fn count_objects(state: &AppState, bucket: &str) -> Result<(u64, u64), ApiError> {
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let mut after: Option<String> = None;
+    loop {
+        let page = state
+            .control
+            .store()
+            .list_objects(bucket, "", after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        objects += page.len() as u64;
+        bytes += page.iter().map(|(_, o)| o.size).sum::<u64>();
+    }
+    Ok((objects, bytes))
+}
+
+/// List buckets with their policies, sizes and grants.
+#[utoipa::path(get, path = "/v1/buckets", responses((status = 200, body = [BucketView])), security(("bearer" = [])))]
+pub(crate) async fn list_buckets(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<BucketView>>, ApiError> {
+    let buckets = state.control.store().buckets()?;
+    let views = buckets
+        .into_iter()
+        .map(|b| bucket_view(&state, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(views))
+}
+
+/// Create a bucket.
+#[utoipa::path(
+    post,
+    path = "/v1/buckets",
+    request_body = BucketRequest,
+    responses((status = 200, body = BucketView), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create_bucket(
+    State(state): State<AppState>,
+    body: Result<Json<BucketRequest>, JsonRejection>,
+) -> Result<Json<BucketView>, ApiError> {
+    let Json(req) = body?;
+    if !coop_state::valid_bucket_name(&req.name) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid bucket name `{}`: use 3-63 characters of a-z, 0-9, `.` and `-`, starting and ending with a letter or digit, not shaped like an IP address",
+            req.name
+        )));
+    }
+    if let Some(policy) = &req.policy {
+        parse_policy(policy)?;
+    }
+    let mut grants = BTreeMap::new();
+    if let Some(owner) = &req.owner {
+        if state.control.store().s3_key(owner)?.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no S3 key `{owner}`; create one with `coop s3 key create NAME`"
+            )));
+        }
+        grants.insert(owner.clone(), Grant::ALL);
+    }
+    let record = BucketRecord {
+        name: req.name.clone(),
+        created_at: unix_now(),
+        policy: req.policy.clone(),
+        zone_spread: req.zone_spread,
+        grants,
+    };
+    state
+        .control
+        .write(Command::CreateBucket(record.clone()))
+        .await?;
+    Ok(Json(bucket_view(&state, record)?))
+}
+
+/// Delete an empty bucket.
+#[utoipa::path(delete, path = "/v1/buckets/{name}", responses((status = 200), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn delete_bucket(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .control
+        .write(Command::DeleteBucket {
+            name: name.clone(),
+            now: unix_now(),
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "deleted": name })))
+}
+
+/// Set what a key may do in a bucket (all false removes the grant).
+#[utoipa::path(
+    put,
+    path = "/v1/buckets/{name}/grants/{key}",
+    request_body = GrantView,
+    responses((status = 200, body = BucketView), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn set_grant(
+    State(state): State<AppState>,
+    Path((name, key)): Path<(String, String)>,
+    body: Result<Json<GrantView>, JsonRejection>,
+) -> Result<Json<BucketView>, ApiError> {
+    let Json(grant) = body?;
+    let grant = (grant.read || grant.write || grant.owner).then_some(Grant {
+        read: grant.read,
+        write: grant.write,
+        owner: grant.owner,
+    });
+    state
+        .control
+        .write(Command::SetGrant {
+            bucket: name.clone(),
+            key,
+            grant,
+        })
+        .await?;
+    state.control.read_barrier().await?;
+    let bucket = state
+        .control
+        .store()
+        .bucket(&name)?
+        .ok_or_else(|| ApiError::NotFound(format!("no bucket `{name}`")))?;
+    Ok(Json(bucket_view(&state, bucket)?))
+}
+
+/// Disks, the default layout and the health of stored blocks.
+#[utoipa::path(get, path = "/v1/storage", responses((status = 200, body = StorageView)), security(("bearer" = [])))]
+pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StorageView>, ApiError> {
+    let me = state.key.id();
+    let store = state.control.store();
+    let liveness = state.mesh.liveness();
+    let peer_state = |peer: &PeerId| -> PeerState {
+        if *peer == me {
+            PeerState::Up
+        } else if state.mesh.admission().is_revoked(peer) {
+            PeerState::Revoked
+        } else {
+            liveness.state(peer)
+        }
+    };
+    let mut disks = Vec::new();
+    let mut seen = HashSet::new();
+    for peer in store.peers()? {
+        let id = peer.id();
+        seen.insert(id);
+        let reported = if id == me {
+            state
+                .disks
+                .as_ref()
+                .map(|d| d.statuses())
+                .unwrap_or_default()
+        } else {
+            liveness
+                .status(&id)
+                .map(|(s, _)| s.disks)
+                .unwrap_or_default()
+        };
+        for disk in reported.into_iter().filter(|d| !d.id.is_empty()) {
+            disks.push(DiskView {
+                peer: id.to_string(),
+                peer_name: peer.cert.body.name.clone(),
+                id: disk.id,
+                path: disk.path,
+                total_bytes: disk.total_bytes,
+                used_bytes: disk.used_bytes,
+                free_bytes: disk.free_bytes,
+                state: peer_state(&id).to_string(),
+            });
+        }
+    }
+    let mut blocks = BlockHealth::default();
+    for (_, stripe) in store.stripes()? {
+        if stripe.refs == 0 {
+            continue;
+        }
+        let live = stripe
+            .shards
+            .iter()
+            .filter(|s| peer_state(&s.peer) == PeerState::Up)
+            .count();
+        if live == stripe.shards.len() {
+            blocks.healthy += 1;
+        } else if live >= stripe.layout.needed() {
+            blocks.degraded += 1;
+        } else {
+            blocks.unavailable += 1;
+        }
+    }
+    let buckets = store.buckets()?;
+    let (mut objects, mut bytes) = (0, 0);
+    for bucket in &buckets {
+        let (o, b) = count_objects(&state, &bucket.name)?;
+        objects += o;
+        bytes += b;
+    }
+    let (domains, default_layout) = match &state.stripes {
+        Some(stripes) => (stripes.domains(), stripes.layout_for(None)),
+        None => (0, layout_of(coop_store::default_policy(0))),
+    };
+    let warning = (default_layout.tolerates() < 2 || matches!(default_layout, coop_state::StripeLayout::Replicas { .. })).then(|| {
+        format!(
+            "only {domains} failure domain(s): new objects on the default policy get {default_layout}, which survives {} lost disk(s) or peer(s); add peers or disks for erasure coding with 2 parity shards",
+            default_layout.tolerates()
+        )
+    });
+    let mut counters: BTreeMap<String, u64> = state
+        .store_metrics
+        .as_ref()
+        .map(|m| {
+            m.snapshot()
+                .into_iter()
+                .map(|(name, _, value)| (name.trim_start_matches("coop_store_").to_owned(), value))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(stripes) = &state.stripes {
+        counters.insert("cache_bytes".into(), stripes.cache_bytes());
+    }
+    Ok(Json(StorageView {
+        disks,
+        domains,
+        default_layout: default_layout.to_string(),
+        warning,
+        buckets: buckets.len(),
+        objects,
+        bytes,
+        blocks,
+        counters,
+    }))
+}

@@ -1,0 +1,103 @@
+//! Object storage on this peer: its disks, the shard service other peers
+//! write to, and the view of the cloud's disks that placement uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use coop_mesh::Mesh;
+use coop_state::ControlPlane;
+use coop_store::{
+    BlockClient, BlockService, ClusterDisk, ClusterView, LocalDisks, SpreadPlacement, StoreMetrics,
+    Stripes,
+};
+use coop_types::{PeerId, PeerState};
+
+use crate::settings::Settings;
+
+/// The cloud's disks as gossip reports them: this peer's own, plus those of
+/// every peer whose status is fresh.
+pub struct MeshView {
+    me: PeerId,
+    zone: String,
+    local: LocalDisks,
+    mesh: Mesh,
+}
+
+impl ClusterView for MeshView {
+    fn disks(&self) -> Vec<ClusterDisk> {
+        let mut disks: Vec<ClusterDisk> = self
+            .local
+            .statuses()
+            .into_iter()
+            .map(|d| ClusterDisk {
+                peer: self.me,
+                zone: self.zone.clone(),
+                disk: d.id,
+                free_bytes: d.free_bytes,
+            })
+            .collect();
+        let fresh = self.mesh.liveness().config().unreachable_after;
+        for (status, age) in self.mesh.liveness().statuses() {
+            if status.peer == self.me
+                || age >= fresh
+                || self.mesh.admission().is_revoked(&status.peer)
+            {
+                continue;
+            }
+            for disk in status.disks.into_iter().filter(|d| !d.id.is_empty()) {
+                disks.push(ClusterDisk {
+                    peer: status.peer,
+                    zone: status.zone.clone(),
+                    disk: disk.id,
+                    free_bytes: disk.free_bytes,
+                });
+            }
+        }
+        disks
+    }
+
+    fn rtt(&self, peer: &PeerId) -> Option<Duration> {
+        self.mesh.path_to(peer).and_then(|p| p.rtt)
+    }
+
+    fn is_up(&self, peer: &PeerId) -> bool {
+        self.mesh.liveness().state(peer) == PeerState::Up
+    }
+}
+
+/// Storage as the agent holds it.
+pub struct Storage {
+    pub disks: LocalDisks,
+    pub stripes: Stripes,
+    pub metrics: Arc<StoreMetrics>,
+}
+
+/// Opens this peer's disks and starts serving shards on the mesh.
+pub fn start(settings: &Settings, mesh: &Mesh, _control: &ControlPlane) -> Result<Storage> {
+    let disks =
+        LocalDisks::open(mesh.id(), &settings.disks).context("cannot open the storage disks")?;
+    let metrics = Arc::new(StoreMetrics::default());
+    BlockService::new(disks.clone(), metrics.clone()).serve(mesh);
+    let view = MeshView {
+        me: mesh.id(),
+        zone: settings.zone.clone(),
+        local: disks.clone(),
+        mesh: mesh.clone(),
+    };
+    let stripes = Stripes::new(
+        mesh.id(),
+        disks.clone(),
+        BlockClient::new(mesh.clone()),
+        Arc::new(view),
+        Arc::new(SpreadPlacement),
+        settings.cache_bytes,
+        metrics.clone(),
+    );
+    Ok(Storage {
+        disks,
+        stripes,
+        metrics,
+    })
+}
