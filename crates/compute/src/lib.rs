@@ -1,0 +1,49 @@
+//! coop's compute room. For now: templates and sizes.
+//!
+//! A template is a rootfs plus a [`TemplateManifest`], stored as one
+//! canonical, content-addressed blob (a sorted, zstd-compressed tar whose
+//! BLAKE3 is its [`ContentId`]) and described by a [`TemplateRecord`]
+//! signed by the peer that imported it.
+//!
+//! - [`import_rootfs`] turns a directory or a tar / tar.gz / tar.zst into a blob;
+//! - [`import_oci`] does the same for a `docker save` or OCI layout archive,
+//!   flattening its layers;
+//! - [`unpack_blob`] unpacks a verified blob into the local cache;
+//! - [`Size`] and [`Resources`] name what a container may use.
+//!
+//! Every archive is outside input: paths are checked entry by entry
+//! ([`paths`]), so tar-slip tricks are refused with an error naming the
+//! entry and leave nothing behind. This crate does no networking and runs
+//! no containers (yet); fetching blobs between peers and the runtime shim
+//! live elsewhere or come later.
+
+mod archive;
+mod blob;
+mod format;
+mod manifest;
+mod oci;
+pub mod paths;
+mod size;
+mod spool;
+mod template;
+mod tree;
+mod unpack;
+
+#[cfg(test)]
+mod testutil;
+
+pub use archive::{ArchiveError, ImportedBlob, MANIFEST_NAME, import_rootfs};
+pub use blob::{ContentId, ContentIdParseError, ZSTD_LEVEL, blob_path};
+pub use format::{SourceFormat, detect};
+pub use manifest::{
+    MAX_MANIFEST_BYTES, ManifestError, TemplateManifest, host_arch, normalize_arch,
+};
+pub use oci::{OciError, import_oci};
+pub use size::{
+    Overrides, Resources, Size, SizeError, parse_bytes, parse_cpus, parse_disk, parse_memory,
+};
+pub use template::{
+    DEFAULT_VERSION, SignedTemplate, TemplateError, TemplateRecord, validate_name, validate_version,
+};
+pub use tree::{MAX_ENTRIES, MAX_NAME_BYTES_TOTAL, TreeError};
+pub use unpack::{UnpackError, Unpacked, rootfs_path, unpack_blob};
