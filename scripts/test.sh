@@ -4,7 +4,9 @@
 # a NAT test in namespaces behind nftables routers).
 #
 # Installs what the tests need on a fresh Debian machine: nftables, iproute2
-# and conntrack (for the NAT test). Rust comes with the machine.
+# and conntrack (for the NAT test), curl, and a Python venv with boto3,
+# aws-cli and pytest for the S3 tests (target/s3-venv, from
+# tests/s3/requirements.txt). Rust comes with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,8 @@ need=()
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]}"
@@ -22,6 +26,19 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "warning: ${need[*]} missing and cannot be installed here; the NAT test will say why it skips"
   fi
 fi
+
+# The S3 tests drive real clients (boto3, aws-cli) from a venv, rebuilt only
+# when the pinned requirements change.
+venv=target/s3-venv
+stamp="$venv/.requirements"
+if ! cmp -s tests/s3/requirements.txt "$stamp" 2>/dev/null; then
+  echo "preparing the Python venv for the S3 tests in $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/s3/requirements.txt
+  cp tests/s3/requirements.txt "$stamp"
+fi
+export COOP_TEST_PYTHON="$PWD/$venv/bin/python"
 
 # Integration tests start several peers each; on a 2-core machine they run
 # one at a time so that timing checks (failover, liveness) measure coop and

@@ -58,7 +58,7 @@ enum Command {
     /// On a fresh data dir without --join, creates a new one-peer cloud. With
     /// --join TOKEN, joins the cloud that issued the invite. Afterwards the
     /// data dir remembers its cloud and `coop up` alone restarts the peer.
-    Up(settings::UpArgs),
+    Up(Box<settings::UpArgs>),
     /// Create a single-use invite; prints the token alone on stdout
     Invite {
         /// How long the invite is valid: 90s, 30m, 1h, 2d (at most 7d)
@@ -286,7 +286,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
-        Command::Up(args) => agent::up(&global, args).await,
+        Command::Up(args) => agent::up(&global, *args).await,
         Command::Invite { ttl } => client::invite(&global, ttl).await,
         Command::Peers => client::peers(&global).await,
         Command::Status => client::status(&global).await,

@@ -64,6 +64,14 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub s3_domains: Vec<String>,
+    /// Seconds between repair passes, which rebuild lost shards and move
+    /// shards off peers that are down for good [default: 30]
+    #[arg(long, env = "COOP_REPAIR_INTERVAL", value_name = "SECS")]
+    pub repair_interval: Option<u64>,
+    /// Seconds between scrub passes, which read every local shard to find
+    /// bit rot [default: 86400]
+    #[arg(long, env = "COOP_SCRUB_INTERVAL", value_name = "SECS")]
+    pub scrub_interval: Option<u64>,
     /// Largest body of one S3 request (single PUT or one part) [default: 5G]
     #[arg(long, env = "COOP_S3_MAX_BODY", value_name = "SIZE")]
     pub s3_max_body: Option<String>,
@@ -86,6 +94,8 @@ struct FileSettings {
     cache_size: Option<String>,
     s3_domains: Option<Vec<String>>,
     s3_max_body: Option<String>,
+    repair_interval: Option<u64>,
+    scrub_interval: Option<u64>,
 }
 
 /// The resolved settings of a peer.
@@ -106,6 +116,8 @@ pub struct Settings {
     pub cache_bytes: u64,
     pub s3_domains: Vec<String>,
     pub s3_max_body: u64,
+    pub repair_interval: u64,
+    pub scrub_interval: u64,
 }
 
 fn parse_size_setting(what: &str, text: &str) -> Result<u64> {
@@ -235,6 +247,8 @@ impl Settings {
             cache_bytes,
             s3_domains,
             s3_max_body,
+            repair_interval: args.repair_interval.or(file.repair_interval).unwrap_or(30),
+            scrub_interval: args.scrub_interval.or(file.scrub_interval).unwrap_or(86400),
         })
     }
 }

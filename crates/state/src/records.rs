@@ -6,7 +6,8 @@ use coop_identity::{Certificate, CloudId};
 use coop_types::PeerId;
 
 use crate::objects::{
-    BucketRecord, Completion, Grant, NewStripe, ObjectRecord, PartRecord, S3KeyRecord, UploadRecord,
+    BlockId, BucketRecord, Completion, Grant, NewStripe, ObjectRecord, PartRecord, S3KeyRecord,
+    ShardLocation, UploadRecord,
 };
 
 /// What a Raft member needs to know to reach another one.
@@ -148,6 +149,12 @@ pub enum Command {
     },
     /// A client abandons an upload and its parts.
     AbortUpload { upload: String, now: u64 },
+    /// The repairer rewrote shards of a block on other disks (their old
+    /// holders are gone); each keeps its index and checksum.
+    MoveShards {
+        block: BlockId,
+        moves: Vec<(u32, ShardLocation)>,
+    },
     /// Any command, applied at most once per `id`: a writer that retries
     /// after a lost answer (leader died after committing) gets the first
     /// outcome back instead of applying the command twice.

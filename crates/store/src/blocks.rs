@@ -45,6 +45,11 @@ enum BlockRequest {
         block: BlockId,
         index: usize,
     },
+    /// The repairer asks which of these shards the disk holds.
+    Has {
+        disk: String,
+        shards: Vec<(BlockId, usize)>,
+    },
 }
 
 /// The answer to a [`BlockRequest`].
@@ -53,6 +58,8 @@ enum BlockReply {
     Stored,
     Shard(Option<Shard>),
     Deleted,
+    /// One flag per shard asked about in `Has`.
+    Present(Vec<bool>),
     Refused(String),
 }
 
@@ -115,6 +122,9 @@ impl BlockService {
                     Err(_) => BlockReply::Shard(None),
                 })
             }
+            BlockRequest::Has { disk, shards } => self.disk(&disk).map(|d| {
+                BlockReply::Present(shards.iter().map(|(b, i)| d.store.has(b, *i)).collect())
+            }),
             BlockRequest::Delete { disk, block, index } => self.disk(&disk).and_then(|d| {
                 d.store
                     .delete(&block, index)
@@ -218,6 +228,27 @@ impl BlockClient {
             other => Err(BlockError::Protocol {
                 peer,
                 reason: format!("expected a shard, got {other:?}"),
+            }),
+        }
+    }
+
+    /// Which of `shards` the disk of `peer` holds, in order.
+    pub async fn has(
+        &self,
+        peer: PeerId,
+        disk: &str,
+        shards: Vec<(BlockId, usize)>,
+    ) -> Result<Vec<bool>, BlockError> {
+        let asked = shards.len();
+        let request = BlockRequest::Has {
+            disk: disk.to_string(),
+            shards,
+        };
+        match self.call(peer, &request).await? {
+            BlockReply::Present(flags) if flags.len() == asked => Ok(flags),
+            other => Err(BlockError::Protocol {
+                peer,
+                reason: format!("expected {asked} presence flags, got {other:?}"),
             }),
         }
     }

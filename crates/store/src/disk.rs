@@ -139,6 +139,12 @@ impl DiskStore {
     }
 
     /// Removes a shard; removing one that is not there is not an error.
+    /// Whether a shard file is there with at least a header: a cheap check
+    /// for repair (the scrub verifies contents).
+    pub fn has(&self, block: &BlockId, index: usize) -> bool {
+        fs::metadata(self.path(block, index)).is_ok_and(|m| m.len() >= HEADER_LEN as u64)
+    }
+
     pub fn delete(&self, block: &BlockId, index: usize) -> Result<(), DiskError> {
         let path = self.path(block, index);
         match fs::remove_file(&path) {

@@ -17,6 +17,7 @@ mod local;
 mod metrics;
 mod placement;
 mod policy;
+mod repair;
 mod stripes;
 
 pub use blocks::{BlockClient, BlockError, BlockService};
@@ -26,6 +27,7 @@ pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, filesystem, par
 pub use metrics::StoreMetrics;
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};
 pub use policy::{Policy, PolicyError, default_policy};
+pub use repair::{UpkeepConfig, spawn_upkeep};
 pub use stripes::{
     BLOCK_SIZE, ClusterDisk, ClusterView, StripeReadError, StripeWriteError, Stripes, code,
     layout_of,

@@ -15,6 +15,12 @@ pub struct StoreMetrics {
     pub scrubbed_shards: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Shards moved off peers that are gone for good.
+    pub moved_shards: AtomicU64,
+    /// Repair passes completed.
+    pub repair_passes: AtomicU64,
+    /// Blocks the current repair pass still has to fix (a gauge).
+    pub repair_pending: AtomicU64,
 }
 
 impl StoreMetrics {

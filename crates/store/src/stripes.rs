@@ -58,6 +58,9 @@ pub trait ClusterView: Send + Sync + 'static {
     fn rtt(&self, peer: &PeerId) -> Option<Duration>;
     /// Whether `peer` is up now (its status is fresh).
     fn is_up(&self, peer: &PeerId) -> bool;
+    /// Whether `peer` is gone for good (down past the grace, or revoked):
+    /// its shards must be rebuilt elsewhere.
+    fn is_gone(&self, peer: &PeerId) -> bool;
 }
 
 /// Why a block could not be written durably.
@@ -108,13 +111,13 @@ enum Fetched {
 /// Reads and writes stripes.
 #[derive(Clone)]
 pub struct Stripes {
-    me: PeerId,
-    local: LocalDisks,
-    client: BlockClient,
-    view: Arc<dyn ClusterView>,
-    placement: Arc<dyn ShardPlacement>,
+    pub(crate) me: PeerId,
+    pub(crate) local: LocalDisks,
+    pub(crate) client: BlockClient,
+    pub(crate) view: Arc<dyn ClusterView>,
+    pub(crate) placement: Arc<dyn ShardPlacement>,
     cache: ReadCache,
-    metrics: Arc<StoreMetrics>,
+    pub(crate) metrics: Arc<StoreMetrics>,
 }
 
 impl Stripes {
@@ -277,7 +280,7 @@ impl Stripes {
     }
 
     /// Stores one shard on a disk of `peer` (this one or another).
-    async fn put_shard(
+    pub(crate) async fn put_shard(
         &self,
         peer: PeerId,
         disk: String,
@@ -386,6 +389,17 @@ impl Stripes {
             return Ok(bytes);
         }
         self.metrics.cache_miss();
+        let block = self.read_shards(id, stripe).await?;
+        self.cache.insert(*id, block.clone());
+        Ok(block)
+    }
+
+    /// Reads block `id` from its shards, healing damaged ones it meets.
+    pub(crate) async fn read_shards(
+        &self,
+        id: &BlockId,
+        stripe: &StripeRecord,
+    ) -> Result<Bytes, StripeReadError> {
         let needed = stripe.layout.needed();
         let width = stripe.layout.width();
         if stripe.shards.len() != width {
@@ -449,7 +463,6 @@ impl Stripes {
         if !damaged.is_empty() {
             self.heal(*id, stripe.clone(), block.clone(), damaged);
         }
-        self.cache.insert(*id, block.clone());
         Ok(block)
     }
 

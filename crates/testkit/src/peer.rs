@@ -38,6 +38,7 @@ pub struct Peer {
     pub data_dir: PathBuf,
     pub api_port: u16,
     pub mesh_port: u16,
+    pub s3_port: u16,
     bin: PathBuf,
     log: PathBuf,
     options: PeerOptions,
@@ -52,6 +53,7 @@ impl Peer {
             data_dir: base.join(name),
             api_port: free_port()?,
             mesh_port: free_port()?,
+            s3_port: free_port()?,
             bin: bin.to_path_buf(),
             log: base.join(format!("{name}.log")),
             options,
@@ -63,6 +65,11 @@ impl Peer {
     /// The API address, `127.0.0.1:port`.
     pub fn api_addr(&self) -> String {
         format!("127.0.0.1:{}", self.api_port)
+    }
+
+    /// The S3 endpoint URL, `http://127.0.0.1:port`.
+    pub fn s3_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
     }
 
     /// The full peer id (hex), known after the first start.
@@ -102,6 +109,8 @@ impl Peer {
             .arg(self.api_addr())
             .arg("--listen")
             .arg(format!("{listen_ip}:{}", self.mesh_port))
+            .arg("--s3")
+            .arg(format!("{listen_ip}:{}", self.s3_port))
             .env(
                 "COOP_LOG",
                 "info,coop=debug,coop_mesh=debug,iroh=warn,openraft=warn",

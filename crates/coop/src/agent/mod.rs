@@ -100,8 +100,9 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
     core.mesh
         .set_handler(RPC_ALPN, Arc::new(services::RpcService(core.clone())));
 
-    let storage = storage::start(&settings, &core.mesh, &core.control)?;
+    let storage = storage::start(&settings, &core.mesh)?;
     let tasks = vec![
+        storage::spawn_upkeep(&storage, &settings, &core.control),
         loops::spawn_store_sync(core.clone()),
         core.mesh.start_liveness(
             core.key.clone(),

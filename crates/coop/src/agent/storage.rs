@@ -10,7 +10,7 @@ use coop_mesh::Mesh;
 use coop_state::ControlPlane;
 use coop_store::{
     BlockClient, BlockService, ClusterDisk, ClusterView, LocalDisks, SpreadPlacement, StoreMetrics,
-    Stripes,
+    Stripes, UpkeepConfig,
 };
 use coop_types::{PeerId, PeerState};
 
@@ -65,6 +65,28 @@ impl ClusterView for MeshView {
     fn is_up(&self, peer: &PeerId) -> bool {
         self.mesh.liveness().state(peer) == PeerState::Up
     }
+
+    fn is_gone(&self, peer: &PeerId) -> bool {
+        self.mesh.admission().is_revoked(peer)
+            || self.mesh.liveness().state(peer) == PeerState::Down
+    }
+}
+
+/// Starts the repair and scrub loops.
+pub fn spawn_upkeep(
+    storage: &Storage,
+    settings: &Settings,
+    control: &ControlPlane,
+) -> tokio::task::JoinHandle<()> {
+    coop_store::spawn_upkeep(
+        storage.stripes.clone(),
+        control.clone(),
+        UpkeepConfig {
+            repair_interval: Duration::from_secs(settings.repair_interval.max(1)),
+            scrub_interval: Duration::from_secs(settings.scrub_interval.max(1)),
+            ..UpkeepConfig::default()
+        },
+    )
 }
 
 /// Storage as the agent holds it.
@@ -75,7 +97,7 @@ pub struct Storage {
 }
 
 /// Opens this peer's disks and starts serving shards on the mesh.
-pub fn start(settings: &Settings, mesh: &Mesh, _control: &ControlPlane) -> Result<Storage> {
+pub fn start(settings: &Settings, mesh: &Mesh) -> Result<Storage> {
     let disks =
         LocalDisks::open(mesh.id(), &settings.disks).context("cannot open the storage disks")?;
     let metrics = Arc::new(StoreMetrics::default());

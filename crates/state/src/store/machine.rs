@@ -277,7 +277,8 @@ fn apply_command(
         | Command::CreateUpload(_)
         | Command::PutPart { .. }
         | Command::CompleteUpload { .. }
-        | Command::AbortUpload { .. }) => return super::objects::apply(sm, command),
+        | Command::AbortUpload { .. }
+        | Command::MoveShards { .. }) => return super::objects::apply(sm, command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

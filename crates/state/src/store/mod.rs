@@ -19,6 +19,8 @@ mod log_store;
 mod machine;
 mod objects;
 #[cfg(test)]
+mod objects_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

@@ -146,6 +146,28 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
             drop_upload(sm, &upload, now)?;
             Ok(Ok(()))
         }
+        Command::MoveShards { block, moves } => {
+            let row = stripe_key(&block);
+            let Some(mut stripe) = get_value::<StripeRecord>(sm, &row)? else {
+                return Ok(Err(CommandError::StripeGone));
+            };
+            for (index, location) in moves {
+                let Some(slot) = stripe.shards.get_mut(index as usize) else {
+                    return Ok(Err(CommandError::InvalidRecord(format!(
+                        "shard {index} is out of range for a {} stripe",
+                        stripe.layout
+                    ))));
+                };
+                if slot.checksum != location.checksum {
+                    return Ok(Err(CommandError::InvalidRecord(format!(
+                        "a moved shard {index} must keep its checksum"
+                    ))));
+                }
+                *slot = location;
+            }
+            put_value(sm, &row, &stripe)?;
+            Ok(Ok(()))
+        }
         other => Ok(Err(CommandError::InvalidRecord(format!(
             "not an S3 command: {other:?}"
         )))),
@@ -380,27 +402,29 @@ fn complete_upload(
             "a completion must list at least one part".into(),
         )));
     }
-    let mut previous = 0;
+    // Order first, then each part, then sizes: the order of S3's checks.
+    let ascending = completion
+        .parts
+        .windows(2)
+        .all(|pair| pair[0].0 < pair[1].0);
+    if !ascending || completion.parts[0].0 == 0 {
+        return Ok(Err(CommandError::InvalidPartOrder));
+    }
     let mut chosen = Vec::with_capacity(completion.parts.len());
-    for (i, (number, etag)) in completion.parts.iter().enumerate() {
-        if *number <= previous {
-            return Ok(Err(CommandError::InvalidPartOrder));
+    for (number, etag) in &completion.parts {
+        match stored.get(number) {
+            Some(part) if part.etag == *etag => chosen.push(part),
+            _ => return Ok(Err(CommandError::InvalidPart { part: *number })),
         }
-        previous = *number;
-        let Some(part) = stored.get(number) else {
-            return Ok(Err(CommandError::InvalidPart { part: *number }));
-        };
-        if part.etag != *etag {
-            return Ok(Err(CommandError::InvalidPart { part: *number }));
-        }
-        let last = i + 1 == completion.parts.len();
-        if !last && part.size < MIN_PART_SIZE {
-            return Ok(Err(CommandError::PartTooSmall {
-                part: *number,
-                size: part.size,
-            }));
-        }
-        chosen.push(part);
+    }
+    if let Some(small) = chosen[..chosen.len() - 1]
+        .iter()
+        .find(|part| part.size < MIN_PART_SIZE)
+    {
+        return Ok(Err(CommandError::PartTooSmall {
+            part: small.number,
+            size: small.size,
+        }));
     }
     let blocks: Vec<BlockRef> = chosen
         .iter()

@@ -165,15 +165,15 @@ fn set_config(key: &str, value: Option<&str>) -> Command {
 }
 
 /// A fresh store whose state machine is fed one command per log index.
-struct Harness {
-    store: StateStore,
+pub(super) struct Harness {
+    pub(super) store: StateStore,
     sm: StateMachine,
     next: u64,
     _dir: TempDir,
 }
 
 impl Harness {
-    fn new(label: &str) -> Self {
+    pub(super) fn new(label: &str) -> Self {
         let dir = TempDir::new(label);
         let store = StateStore::open(&dir.db()).expect("open the store");
         let sm = store.state_machine();
@@ -185,7 +185,7 @@ impl Harness {
         }
     }
 
-    async fn run(&mut self, command: Command) -> Result<(), CommandError> {
+    pub(super) async fn run(&mut self, command: Command) -> Result<(), CommandError> {
         self.next += 1;
         let mut responses = self
             .sm

@@ -1,0 +1,393 @@
+//! S3 on real clouds of `coop` processes, driven by real clients: the
+//! pytest suite in `tests/s3` (boto3, aws-cli, curl) against six peers,
+//! then lost peers, a peer killed in the middle of a multipart upload,
+//! wiped disks and flipped bits.
+//!
+//! The Python side runs from the venv `scripts/test.sh` prepares
+//! (`target/s3-venv`, or `COOP_TEST_PYTHON`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use coop_testkit::{Cloud, Peer, PeerOptions, TempDir, eventually};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coop");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv's python, with boto3, aws-cli and pytest.
+fn python() -> Result<PathBuf> {
+    let path = match std::env::var_os("COOP_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => workspace().join("target/s3-venv/bin/python"),
+    };
+    if !path.exists() {
+        bail!(
+            "no Python venv for the S3 tests at {}: run ./scripts/test.sh, which creates it from tests/s3/requirements.txt",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// An S3 access key made with the CLI.
+struct Key {
+    id: String,
+    secret: String,
+}
+
+fn create_key(peer: &Peer, name: &str, create_bucket: bool) -> Result<Key> {
+    let mut args = vec!["s3", "key", "create", name];
+    if create_bucket {
+        args.push("--create-bucket");
+    }
+    let created = peer.cli_json(&args)?;
+    Ok(Key {
+        id: created["id"].as_str().context("key id")?.to_owned(),
+        secret: created["secret"].as_str().context("key secret")?.to_owned(),
+    })
+}
+
+/// Runs `tests/s3/tools/objects.py` with `key`; returns its exit status and
+/// JSON output.
+fn tool(key: &Key, endpoint: &str, bucket: &str, args: &[&str]) -> Result<(bool, Value, String)> {
+    let output = tool_command(key, endpoint, bucket, args)?
+        .output()
+        .context("running objects.py")?;
+    parse_tool(output)
+}
+
+fn tool_command(key: &Key, endpoint: &str, bucket: &str, args: &[&str]) -> Result<Command> {
+    let mut cmd = Command::new(python()?);
+    cmd.arg(workspace().join("tests/s3/tools/objects.py"))
+        .args(["--endpoint", endpoint, "--bucket", bucket])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    Ok(cmd)
+}
+
+fn parse_tool(output: Output) -> Result<(bool, Value, String)> {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    Ok((output.status.success(), value, stderr))
+}
+
+/// Writes the assorted objects and returns the manifest's path.
+fn put_objects(
+    key: &Key,
+    endpoint: &str,
+    bucket: &str,
+    dir: &Path,
+    count: usize,
+) -> Result<PathBuf> {
+    let (ok, manifest, stderr) = tool(
+        key,
+        endpoint,
+        bucket,
+        &["put", "--count", &count.to_string()],
+    )?;
+    if !ok {
+        bail!("writing objects failed: {stderr}");
+    }
+    let path = dir.join(format!("{bucket}.manifest.json"));
+    std::fs::write(&path, manifest.to_string())?;
+    Ok(path)
+}
+
+/// Reads every object of the manifest back; fails with what differed.
+fn verify_objects(key: &Key, endpoint: &str, bucket: &str, manifest: &Path) -> Result<()> {
+    let manifest = manifest.display().to_string();
+    let (ok, report, stderr) = tool(key, endpoint, bucket, &["verify", "--manifest", &manifest])?;
+    if !ok {
+        bail!("objects differ or failed to read: {report} {stderr}");
+    }
+    Ok(())
+}
+
+fn storage(peer: &Peer) -> Result<Value> {
+    peer.cli_json(&["storage", "status"])
+}
+
+/// Waits until `peer` counts `domains` failure domains (its view of the
+/// other peers' disks comes with their statuses).
+fn wait_for_domains(peer: &Peer, domains: u64, layout: &str) -> Result<()> {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{} to see {domains} failure domains", peer.name),
+        || {
+            let status = storage(peer)?;
+            Ok((status["domains"] == domains && status["default_layout"] == layout).then_some(()))
+        },
+    )
+}
+
+#[test]
+fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
+    let python = python()?;
+    let mut cloud = Cloud::start(BIN, "s3six", 6)?;
+    for peer in &cloud.peers {
+        wait_for_domains(peer, 6, "ec:4+2")?;
+    }
+    let owner = create_key(&cloud.peers[0], "suite", true)?;
+    let other = create_key(&cloud.peers[1], "stranger", false)?;
+    let endpoints: Vec<String> = cloud.peers.iter().map(Peer::s3_url).collect();
+
+    // The conformance suite, through every peer.
+    let suite = Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "tests/s3",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-x",
+        ])
+        .current_dir(workspace())
+        .env("COOP_S3_ENDPOINT", &endpoints[0])
+        .env("COOP_S3_ENDPOINTS", endpoints[1..].join(","))
+        .env("COOP_S3_ACCESS_KEY", &owner.id)
+        .env("COOP_S3_SECRET_KEY", &owner.secret)
+        .env("COOP_S3_OTHER_ACCESS_KEY", &other.id)
+        .env("COOP_S3_OTHER_SECRET_KEY", &other.secret)
+        .env("COOP_S3_VHOST_DOMAIN", "localhost")
+        .env("COOP_S3_BIG_MIB", "100")
+        .output()?;
+    let report = String::from_utf8_lossy(&suite.stdout);
+    println!("{report}");
+    if !suite.status.success() {
+        bail!(
+            "the S3 suite failed:\n{report}\n{}",
+            String::from_utf8_lossy(&suite.stderr)
+        );
+    }
+
+    // Objects of every size around the block boundary, written as ec:4+2.
+    let dir = TempDir::new("s3six-manifests")?;
+    cloud.peers[0].cli(&["bucket", "create", "durable", "--owner", &owner.id])?;
+    let manifest = put_objects(&owner, &endpoints[0], "durable", dir.path(), 16)?;
+    let status = storage(&cloud.peers[0])?;
+    assert!(
+        status["blocks"]["healthy"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+
+    // A peer killed in the middle of a multipart upload: nothing of the
+    // object becomes visible, and the retry through another peer works.
+    let upload = tool_command(
+        &owner,
+        &endpoints[5],
+        "durable",
+        &[
+            "multipart",
+            "--key",
+            "big/upload",
+            "--parts",
+            "4",
+            "--pause",
+            "0.5",
+        ],
+    )?
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
+    eventually(
+        Duration::from_secs(60),
+        "the first part to be stored",
+        || {
+            let listed = Command::new(&python)
+            .arg("-c")
+            .arg(
+                "import boto3,sys;from botocore.config import Config;\
+                 s=boto3.client('s3',endpoint_url=sys.argv[1],region_name='coop',config=Config(s3={'addressing_style':'path'}));\
+                 u=s.list_multipart_uploads(Bucket='durable').get('Uploads',[]);\
+                 print(sum(len(s.list_parts(Bucket='durable',Key=x['Key'],UploadId=x['UploadId']).get('Parts',[])) for x in u))",
+            )
+            .arg(&endpoints[0])
+            .env("AWS_ACCESS_KEY_ID", &owner.id)
+            .env("AWS_SECRET_ACCESS_KEY", &owner.secret)
+            .output()?;
+            let parts: u64 = String::from_utf8_lossy(&listed.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            Ok((parts >= 1).then_some(()))
+        },
+    )?;
+    cloud.peers[5].kill();
+    let interrupted = upload.wait_with_output()?;
+    assert!(
+        !interrupted.status.success(),
+        "the upload through a killed peer cannot have completed"
+    );
+    let (_, seen, _) = tool(
+        &owner,
+        &endpoints[0],
+        "durable",
+        &["exists", "--key", "big/upload"],
+    )?;
+    assert_eq!(
+        seen,
+        serde_json::json!({"head": false, "listed": false}),
+        "no partial object"
+    );
+    let (ok, retried, stderr) = tool(
+        &owner,
+        &endpoints[1],
+        "durable",
+        &["multipart", "--key", "big/upload", "--parts", "4"],
+    )?;
+    assert!(ok, "the retry failed: {stderr}");
+    let (_, seen, _) = tool(
+        &owner,
+        &endpoints[2],
+        "durable",
+        &["exists", "--key", "big/upload"],
+    )?;
+    assert_eq!(seen, serde_json::json!({"head": true, "listed": true}));
+    assert!(
+        retried["etag"].as_str().unwrap_or("").ends_with("-4\""),
+        "{retried}"
+    );
+
+    // A second peer dies: with two of six gone, every object written as
+    // ec:4+2 reads back byte-identical through the survivors.
+    cloud.peers[4].kill();
+    for endpoint in &endpoints[..2] {
+        verify_objects(&owner, endpoint, "durable", &manifest)?;
+    }
+    eventually(Duration::from_secs(30), "degraded blocks to show", || {
+        let status = storage(&cloud.peers[0])?;
+        Ok((status["blocks"]["degraded"].as_u64().unwrap_or(0) > 0
+            && status["blocks"]["unavailable"] == 0)
+            .then_some(()))
+    })?;
+    // Writes go on over the four survivors, at the widest layout they allow.
+    wait_for_domains(&cloud.peers[0], 4, "ec:2+2")?;
+    let later = put_objects(&owner, &endpoints[0], "durable", dir.path(), 8)?;
+    verify_objects(&owner, &endpoints[3], "durable", &later)?;
+    Ok(())
+}
+
+/// Every shard file under a disk directory.
+fn shard_files(disk: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(disk.join("shards")) else {
+        return files;
+    };
+    for dir in dirs.flatten() {
+        if let Ok(entries) = std::fs::read_dir(dir.path()) {
+            files.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
+    python()?;
+    let base = TempDir::new("s3box-disks")?;
+    let disks: Vec<PathBuf> = (1..=6)
+        .map(|i| base.path().join(format!("disk{i}")))
+        .collect();
+    let mut extra = Vec::new();
+    for disk in &disks {
+        extra.push("--disk".to_owned());
+        extra.push(disk.display().to_string());
+    }
+    extra.extend(["--repair-interval".to_owned(), "2".to_owned()]);
+    let mut cloud = Cloud::new(BIN, "s3box")?;
+    cloud.found(
+        "box",
+        PeerOptions {
+            extra_args: extra,
+            ..PeerOptions::default()
+        },
+    )?;
+    let peer = &cloud.peers[0];
+    wait_for_domains(peer, 6, "ec:4+2")?;
+    let key = create_key(peer, "box", true)?;
+    peer.cli(&["bucket", "create", "photos", "--owner", &key.id])?;
+    let endpoint = peer.s3_url();
+    let manifest = put_objects(&key, &endpoint, "photos", base.path(), 16)?;
+    let before: Vec<Vec<PathBuf>> = disks.iter().map(|d| shard_files(d)).collect();
+    let total: usize = before.iter().map(Vec::len).sum();
+    assert!(total > 0);
+    for files in &before {
+        assert!(!files.is_empty(), "every disk holds shards: {before:?}");
+    }
+
+    // Two disks lose everything: reads are still correct, and reading
+    // rebuilds every shard they held.
+    for disk in &disks[..2] {
+        std::fs::remove_dir_all(disk.join("shards"))?;
+        std::fs::create_dir_all(disk.join("shards"))?;
+    }
+    verify_objects(&key, &endpoint, "photos", &manifest)?;
+    // Reads rebuild the data shards they meet; repair (every 2 s here)
+    // rebuilds the parity shards nobody reads.
+    eventually(
+        Duration::from_secs(30),
+        "the wiped disks to be refilled",
+        || {
+            let now: Vec<Vec<PathBuf>> = disks.iter().map(|d| shard_files(d)).collect();
+            Ok((now == before).then_some(()))
+        },
+    )?;
+
+    // Bit rot in a data shard (a healthy read uses only data shards, so a
+    // read meets it): the read is still right, and the corrupt shard is
+    // counted and rewritten with its original bytes.
+    cloud.peers[0].stop()?;
+    let victim = before
+        .iter()
+        .flatten()
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .and_then(|e| e.parse::<usize>().ok())
+                .is_some_and(|index| index < 4)
+        })
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .context("a data shard")?
+        .clone();
+    let original = std::fs::read(&victim)?;
+    let mut rotten = original.clone();
+    let at = rotten.len() - 100;
+    rotten[at] ^= 0xff;
+    rotten[at + 1] ^= 0x5a;
+    std::fs::write(&victim, &rotten)?;
+    cloud.peers[0].start(None)?;
+    let peer = &cloud.peers[0];
+    verify_objects(&key, &endpoint, "photos", &manifest)?;
+    eventually(
+        Duration::from_secs(30),
+        "the rotten shard to be rewritten",
+        || Ok((std::fs::read(&victim)? == original).then_some(())),
+    )?;
+    let counters = storage(peer)?["counters"].clone();
+    assert!(
+        counters["corrupt_shards"].as_u64().unwrap_or(0) >= 1,
+        "{counters}"
+    );
+    assert!(
+        counters["rebuilt_shards"].as_u64().unwrap_or(0) >= 1,
+        "{counters}"
+    );
+    let metrics = coop_testkit::http_request(&peer.api_addr(), "GET", "/metrics", &[], None)?;
+    assert!(
+        metrics.body.contains("coop_store_corrupt_shards_total"),
+        "{}",
+        metrics.body
+    );
+    Ok(())
+}

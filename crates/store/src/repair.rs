@@ -1,0 +1,324 @@
+//! Background upkeep of stored blocks: repair restores full redundancy,
+//! scrub finds rot in data nobody reads.
+//!
+//! Repair: every pass, each peer looks after the stripes it coordinates (the
+//! live holder with the smallest peer id, so exactly one live peer acts on
+//! each stripe). It asks the holders which shards they still have, rebuilds
+//! missing ones in place, and moves shards whose holder is gone for good
+//! (down past the grace, or revoked) to another disk, recording the move in
+//! the control plane. Work is throttled between stripes.
+//!
+//! Scrub: every pass, each peer reads every shard on its own disks and
+//! checks its checksum; a corrupt shard is deleted, which the next repair
+//! pass sees as missing and rebuilds from the other shards.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use coop_state::{BlockId, Command, ControlPlane, ShardLocation, StripeRecord};
+use coop_types::PeerId;
+
+use crate::disk::DiskError;
+use crate::placement::DiskRef;
+use crate::stripes::{ClusterDisk, Stripes, code};
+
+/// How often and how gently the upkeep loops run.
+#[derive(Clone, Copy, Debug)]
+pub struct UpkeepConfig {
+    /// Time between the starts of two repair passes.
+    pub repair_interval: Duration,
+    /// Pause after each stripe repaired, so repair never crowds out
+    /// clients: at 20 ms a peer rebuilds at most 50 blocks a second.
+    pub repair_pause: Duration,
+    /// Time between two scrub passes over this peer's disks.
+    pub scrub_interval: Duration,
+    /// Pause after each shard scrubbed.
+    pub scrub_pause: Duration,
+}
+
+impl Default for UpkeepConfig {
+    fn default() -> Self {
+        UpkeepConfig {
+            repair_interval: Duration::from_secs(30),
+            repair_pause: Duration::from_millis(20),
+            scrub_interval: Duration::from_secs(24 * 3600),
+            scrub_pause: Duration::from_millis(2),
+        }
+    }
+}
+
+/// What one stripe needs.
+struct Needs {
+    id: BlockId,
+    stripe: StripeRecord,
+    /// Shards whose live holder no longer has them.
+    missing: Vec<usize>,
+    /// Shards whose holder is gone for good.
+    homeless: Vec<usize>,
+}
+
+impl Stripes {
+    /// The peer that repairs `stripe`: its live holder with the smallest id.
+    fn coordinator(&self, stripe: &StripeRecord) -> Option<PeerId> {
+        stripe
+            .shards
+            .iter()
+            .map(|s| s.peer)
+            .filter(|p| *p == self.me || self.view.is_up(p))
+            .min()
+    }
+
+    /// Asks every live holder which shards of `stripes` it still has.
+    async fn presence(
+        &self,
+        stripes: &[(BlockId, StripeRecord)],
+    ) -> BTreeMap<(BlockId, usize), bool> {
+        let mut asks: BTreeMap<(PeerId, String), Vec<(BlockId, usize)>> = BTreeMap::new();
+        for (id, stripe) in stripes {
+            for (index, at) in stripe.shards.iter().enumerate() {
+                if at.peer == self.me || self.view.is_up(&at.peer) {
+                    asks.entry((at.peer, at.disk.clone()))
+                        .or_default()
+                        .push((*id, index));
+                }
+            }
+        }
+        let mut found = BTreeMap::new();
+        for ((peer, disk), shards) in asks {
+            let flags = if peer == self.me {
+                let local = self.local.clone();
+                let asked = shards.clone();
+                tokio::task::spawn_blocking(move || match local.get(&disk) {
+                    Some(d) => asked.iter().map(|(b, i)| d.store.has(b, *i)).collect(),
+                    None => vec![false; asked.len()],
+                })
+                .await
+                .ok()
+            } else {
+                match self.client.has(peer, &disk, shards.clone()).await {
+                    Ok(flags) => Some(flags),
+                    Err(err) => {
+                        debug!(peer = %peer.short(), %err, "cannot ask a holder for its shards");
+                        None
+                    }
+                }
+            };
+            // A holder that cannot be asked is left alone this pass.
+            if let Some(flags) = flags {
+                for (shard, present) in shards.into_iter().zip(flags) {
+                    found.insert(shard, present);
+                }
+            }
+        }
+        found
+    }
+
+    /// One repair pass over the stripes this peer coordinates. Returns how
+    /// many shards it rebuilt or moved.
+    pub async fn repair_pass(&self, control: &ControlPlane, pause: Duration) -> usize {
+        let all = match control.store().stripes() {
+            Ok(all) => all,
+            Err(err) => {
+                warn!(%err, "repair cannot read the stripe table");
+                return 0;
+            }
+        };
+        let mine: Vec<(BlockId, StripeRecord)> = all
+            .into_iter()
+            .filter(|(_, s)| s.refs > 0 && self.coordinator(s) == Some(self.me))
+            .collect();
+        let present = self.presence(&mine).await;
+        let mut needs = Vec::new();
+        for (id, stripe) in mine {
+            let mut missing = Vec::new();
+            let mut homeless = Vec::new();
+            for (index, at) in stripe.shards.iter().enumerate() {
+                if at.peer != self.me && self.view.is_gone(&at.peer) {
+                    homeless.push(index);
+                } else if present.get(&(id, index)) == Some(&false) {
+                    missing.push(index);
+                }
+            }
+            if !missing.is_empty() || !homeless.is_empty() {
+                needs.push(Needs {
+                    id,
+                    stripe,
+                    missing,
+                    homeless,
+                });
+            }
+        }
+        self.metrics
+            .repair_pending
+            .store(needs.len() as u64, Ordering::Relaxed);
+        if !needs.is_empty() {
+            info!(stripes = needs.len(), "repairing blocks that lost shards");
+        }
+        let mut fixed = 0;
+        for need in needs {
+            match self.repair_stripe(control, &need).await {
+                Ok(n) => fixed += n,
+                Err(err) => warn!(%err, "could not repair a block; will retry next pass"),
+            }
+            self.metrics.repair_pending.fetch_sub(1, Ordering::Relaxed);
+            tokio::time::sleep(pause).await;
+        }
+        self.metrics.repair_passes.fetch_add(1, Ordering::Relaxed);
+        fixed
+    }
+
+    async fn repair_stripe(&self, control: &ControlPlane, need: &Needs) -> Result<usize, String> {
+        let block = self
+            .read_shards(&need.id, &need.stripe)
+            .await
+            .map_err(|e| e.to_string())?;
+        let layout = need.stripe.layout;
+        let shards = tokio::task::spawn_blocking(move || code(layout, &block))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut fixed = 0;
+        for &index in &need.missing {
+            let at = &need.stripe.shards[index];
+            let shard = shards.get(index).ok_or("re-coding gave too few shards")?;
+            if shard.checksum != at.checksum {
+                return Err(format!("re-coded shard {index} differs from its record"));
+            }
+            self.put_shard(at.peer, at.disk.clone(), need.id, shard.clone())
+                .await?;
+            self.metrics.shard_rebuilt();
+            fixed += 1;
+        }
+        if need.homeless.is_empty() {
+            return Ok(fixed);
+        }
+        // New homes: disks of live peers that hold no other shard of this
+        // stripe, spread like a fresh placement would.
+        let kept: HashSet<(PeerId, String)> = need
+            .stripe
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !need.homeless.contains(i))
+            .map(|(_, s)| (s.peer, s.disk.clone()))
+            .collect();
+        let candidates: Vec<ClusterDisk> = self
+            .view
+            .disks()
+            .into_iter()
+            .filter(|d| !kept.contains(&(d.peer, d.disk.clone())) && d.free_bytes > 0)
+            .collect();
+        let refs: Vec<DiskRef> = candidates
+            .iter()
+            .map(|d| DiskRef {
+                id: format!("{}/{}", d.peer, d.disk),
+                peer: d.peer.to_string(),
+                zone: d.zone.clone(),
+                free_bytes: d.free_bytes,
+            })
+            .collect();
+        let Ok(homes) = self
+            .placement
+            .place_stripe(&need.id, need.homeless.len(), &refs)
+        else {
+            return Err(format!(
+                "no disk left to move {} shard(s) of a block to; it stays degraded",
+                need.homeless.len()
+            ));
+        };
+        let mut moves = Vec::new();
+        for (&index, home) in need.homeless.iter().zip(homes) {
+            let disk = &candidates[home];
+            let shard = shards.get(index).ok_or("re-coding gave too few shards")?;
+            self.put_shard(disk.peer, disk.disk.clone(), need.id, shard.clone())
+                .await?;
+            moves.push((
+                index as u32,
+                ShardLocation {
+                    peer: disk.peer,
+                    disk: disk.disk.clone(),
+                    checksum: shard.checksum,
+                },
+            ));
+        }
+        let moved = moves.len();
+        control
+            .write(Command::MoveShards {
+                block: need.id,
+                moves,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics
+            .moved_shards
+            .fetch_add(moved as u64, Ordering::Relaxed);
+        Ok(fixed + moved)
+    }
+
+    /// One scrub pass over this peer's disks: every shard read and checked;
+    /// corrupt ones are deleted for repair to rebuild. Returns how many
+    /// corrupt shards it found.
+    pub async fn scrub_pass(&self, pause: Duration) -> usize {
+        let mut corrupt = 0;
+        for disk in self.local.iter() {
+            let listed = {
+                let store = disk.store.clone();
+                tokio::task::spawn_blocking(move || store.list()).await
+            };
+            let Ok(Ok(shards)) = listed else {
+                warn!(disk = %disk.id, "scrub cannot list the disk");
+                continue;
+            };
+            for (block, index) in shards {
+                let store = disk.store.clone();
+                let checked = tokio::task::spawn_blocking(move || match store.get(&block, index) {
+                    Err(DiskError::Corrupt { path, reason }) => {
+                        warn!(path = %path.display(), %reason, "scrub found a corrupt shard; deleting it for repair");
+                        let _ = store.delete(&block, index);
+                        true
+                    }
+                    _ => false,
+                })
+                .await;
+                self.metrics.shard_scrubbed();
+                if checked.unwrap_or(false) {
+                    self.metrics.corrupt_shard();
+                    corrupt += 1;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            disk.recount();
+        }
+        corrupt
+    }
+}
+
+/// Runs repair and scrub passes until the task is aborted.
+pub fn spawn_upkeep(
+    stripes: Stripes,
+    control: ControlPlane,
+    config: UpkeepConfig,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut repair = tokio::time::interval(config.repair_interval);
+        let mut scrub = tokio::time::interval(config.scrub_interval);
+        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        scrub.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first scrub waits a whole interval: a restart is no reason to
+        // read every disk again.
+        scrub.tick().await;
+        loop {
+            tokio::select! {
+                _ = repair.tick() => {
+                    stripes.repair_pass(&control, config.repair_pause).await;
+                }
+                _ = scrub.tick() => {
+                    stripes.scrub_pass(config.scrub_pause).await;
+                }
+            }
+        }
+    })
+}

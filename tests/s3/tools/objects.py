@@ -1,0 +1,143 @@
+"""Object workloads the Rust integration tests drive against a coop cloud.
+
+Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the region
+is `coop`. Every command prints one JSON document on stdout and exits non-zero
+when something was wrong, so a test can assert on both.
+
+    put        write objects of assorted sizes with seeded content; prints
+               {key: sha256}
+    verify     read every object of a manifest back; prints what differed
+    multipart  upload one object in parts (slowly, if asked); prints its
+               sha256 and ETag
+    exists     whether a key is visible to HEAD and to a listing
+"""
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+
+MIB = 1024 * 1024
+# Sizes around the 1 MiB block boundary, empty, tiny and several blocks.
+SIZES = [0, 1, 4096, MIB - 1, MIB, MIB + 1, 3 * MIB + 12345, 200_000]
+
+
+def client(endpoint):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="coop",
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 2},
+            connect_timeout=5,
+            read_timeout=60,
+        ),
+    )
+
+
+def content(seed, key, size):
+    rng = random.Random(f"{seed}/{key}")
+    return rng.randbytes(size)
+
+
+def cmd_put(args):
+    s3 = client(args.endpoint)
+    manifest = {}
+    for i in range(args.count):
+        key = f"{args.prefix}obj-{i:04d}"
+        size = SIZES[i % len(SIZES)]
+        body = content(args.seed, key, size)
+        s3.put_object(Bucket=args.bucket, Key=key, Body=body)
+        manifest[key] = hashlib.sha256(body).hexdigest()
+    json.dump(manifest, sys.stdout)
+    return 0
+
+
+def cmd_verify(args):
+    s3 = client(args.endpoint)
+    with open(args.manifest) as f:
+        manifest = json.load(f)
+    bad = {}
+    for key, want in manifest.items():
+        try:
+            got = hashlib.sha256(s3.get_object(Bucket=args.bucket, Key=key)["Body"].read()).hexdigest()
+        except Exception as exc:  # report every failure, keep checking
+            bad[key] = f"error: {exc}"
+            continue
+        if got != want:
+            bad[key] = f"sha256 {got}, expected {want}"
+    json.dump({"checked": len(manifest), "bad": bad}, sys.stdout)
+    return 1 if bad else 0
+
+
+def cmd_multipart(args):
+    s3 = client(args.endpoint)
+    upload = s3.create_multipart_upload(Bucket=args.bucket, Key=args.key)["UploadId"]
+    sys.stderr.write(f"upload {upload}\n")
+    sys.stderr.flush()
+    digest = hashlib.sha256()
+    parts = []
+    for n in range(1, args.parts + 1):
+        body = content(args.seed, f"{args.key}/{n}", args.part_mib * MIB)
+        digest.update(body)
+        etag = s3.upload_part(Bucket=args.bucket, Key=args.key, UploadId=upload, PartNumber=n, Body=body)["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+        sys.stderr.write(f"part {n} done\n")
+        sys.stderr.flush()
+        time.sleep(args.pause)
+    done = s3.complete_multipart_upload(
+        Bucket=args.bucket, Key=args.key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    json.dump({"sha256": digest.hexdigest(), "etag": done["ETag"]}, sys.stdout)
+    return 0
+
+
+def cmd_exists(args):
+    s3 = client(args.endpoint)
+    try:
+        s3.head_object(Bucket=args.bucket, Key=args.key)
+        head = True
+    except s3.exceptions.ClientError as exc:
+        if exc.response["ResponseMetadata"]["HTTPStatusCode"] != 404:
+            raise
+        head = False
+    listed = any(
+        o["Key"] == args.key
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args.bucket, Prefix=args.key)
+        for o in page.get("Contents", [])
+    )
+    json.dump({"head": head, "listed": listed}, sys.stdout)
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--bucket", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+    put = sub.add_parser("put")
+    put.add_argument("--count", type=int, default=len(SIZES))
+    put.add_argument("--seed", default="coop")
+    put.add_argument("--prefix", default="")
+    verify = sub.add_parser("verify")
+    verify.add_argument("--manifest", required=True)
+    multi = sub.add_parser("multipart")
+    multi.add_argument("--key", required=True)
+    multi.add_argument("--parts", type=int, default=3)
+    multi.add_argument("--part-mib", type=int, default=5)
+    multi.add_argument("--pause", type=float, default=0.0)
+    multi.add_argument("--seed", default="coop")
+    exists = sub.add_parser("exists")
+    exists.add_argument("--key", required=True)
+    args = parser.parse_args()
+    return {"put": cmd_put, "verify": cmd_verify, "multipart": cmd_multipart, "exists": cmd_exists}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
