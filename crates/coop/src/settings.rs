@@ -20,7 +20,7 @@ pub struct UpArgs {
     /// Zone (location / failure domain) of this peer [default: default]
     #[arg(long, env = "COOP_ZONE")]
     pub zone: Option<String>,
-    /// S3 endpoint address (served once storage exists) [default: 0.0.0.0:7401]
+    /// S3 endpoint address [default: 0.0.0.0:7401]
     #[arg(long, env = "COOP_S3", value_name = "ADDR")]
     pub s3: Option<SocketAddr>,
     /// Peer mesh UDP address [default: 0.0.0.0:7402]
@@ -72,6 +72,10 @@ pub struct UpArgs {
     /// bit rot [default: 86400]
     #[arg(long, env = "COOP_SCRUB_INTERVAL", value_name = "SECS")]
     pub scrub_interval: Option<u64>,
+    /// Seconds an unneeded shard (of a deleted object, or left by a failed
+    /// write) is kept before garbage collection deletes it [default: 3600]
+    #[arg(long, env = "COOP_GC_GRACE", value_name = "SECS")]
+    pub gc_grace: Option<u64>,
     /// Largest body of one S3 request (single PUT or one part) [default: 5G]
     #[arg(long, env = "COOP_S3_MAX_BODY", value_name = "SIZE")]
     pub s3_max_body: Option<String>,
@@ -96,6 +100,7 @@ struct FileSettings {
     s3_max_body: Option<String>,
     repair_interval: Option<u64>,
     scrub_interval: Option<u64>,
+    gc_grace: Option<u64>,
 }
 
 /// The resolved settings of a peer.
@@ -118,6 +123,7 @@ pub struct Settings {
     pub s3_max_body: u64,
     pub repair_interval: u64,
     pub scrub_interval: u64,
+    pub gc_grace: u64,
 }
 
 fn parse_size_setting(what: &str, text: &str) -> Result<u64> {
@@ -249,6 +255,7 @@ impl Settings {
             s3_max_body,
             repair_interval: args.repair_interval.or(file.repair_interval).unwrap_or(30),
             scrub_interval: args.scrub_interval.or(file.scrub_interval).unwrap_or(86400),
+            gc_grace: args.gc_grace.or(file.gc_grace).unwrap_or(3600),
         })
     }
 }

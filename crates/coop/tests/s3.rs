@@ -304,7 +304,11 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
         extra.push("--disk".to_owned());
         extra.push(disk.display().to_string());
     }
-    extra.extend(["--repair-interval".to_owned(), "2".to_owned()]);
+    extra.extend(
+        ["--repair-interval", "2", "--gc-grace", "3"]
+            .into_iter()
+            .map(str::to_owned),
+    );
     let mut cloud = Cloud::new(BIN, "s3box")?;
     cloud.found(
         "box",

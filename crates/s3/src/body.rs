@@ -41,6 +41,7 @@ impl Stored {
 pub(crate) async fn store_body(
     stripes: &Stripes,
     layout: StripeLayout,
+    zone_spread: bool,
     body: Option<StreamingBlob>,
     limit: u64,
 ) -> S3Result<Stored> {
@@ -67,7 +68,7 @@ pub(crate) async fn store_body(
                 chunk = &chunk[take..];
                 if buffer.len() == BLOCK_SIZE {
                     let block = std::mem::replace(&mut buffer, BytesMut::with_capacity(BLOCK_SIZE));
-                    writing.push_back(write_block(stripes, block.freeze(), layout));
+                    writing.push_back(write_block(stripes, block.freeze(), layout, zone_spread));
                     if writing.len() >= WRITES_IN_FLIGHT
                         && let Some(done) = writing.next().await
                     {
@@ -78,7 +79,7 @@ pub(crate) async fn store_body(
         }
     }
     if !buffer.is_empty() {
-        writing.push_back(write_block(stripes, buffer.freeze(), layout));
+        writing.push_back(write_block(stripes, buffer.freeze(), layout, zone_spread));
     }
     while let Some(done) = writing.next().await {
         stored.push(done?);
@@ -125,8 +126,16 @@ fn body_error(err: &(dyn std::error::Error + 'static)) -> S3Error {
     }
 }
 
-async fn write_block(stripes: &Stripes, block: Bytes, layout: StripeLayout) -> S3Result<NewStripe> {
-    stripes.write(block, layout).await.map_err(stripe_write)
+async fn write_block(
+    stripes: &Stripes,
+    block: Bytes,
+    layout: StripeLayout,
+    zone_spread: bool,
+) -> S3Result<NewStripe> {
+    stripes
+        .write(block, layout, zone_spread)
+        .await
+        .map_err(stripe_write)
 }
 
 /// The blocks of `object` that hold `range`, each with the part of it that

@@ -117,8 +117,14 @@ pub(crate) async fn upload_part(
         .await?;
     upload_of(s3, &bucket.name, &input.key, &input.upload_id)?;
     let layout = s3.layout(&bucket)?;
-    let stored =
-        body::store_body(&s3.stripes, layout, input.body, s3.limits.max_body_bytes).await?;
+    let stored = body::store_body(
+        &s3.stripes,
+        layout,
+        bucket.zone_spread,
+        input.body,
+        s3.limits.max_body_bytes,
+    )
+    .await?;
     content_md5_matches(input.content_md5.as_deref(), &stored.md5)?;
     let etag = record_part(s3, &input.upload_id, number, stored).await?;
     Ok(S3Response::new(UploadPartOutput {
@@ -182,8 +188,14 @@ pub(crate) async fn upload_part_copy(
         chunks.into_iter().map(Ok::<Bytes, std::io::Error>),
     ));
     let layout = s3.layout(&bucket)?;
-    let stored =
-        body::store_body(&s3.stripes, layout, Some(blob), s3.limits.max_body_bytes).await?;
+    let stored = body::store_body(
+        &s3.stripes,
+        layout,
+        bucket.zone_spread,
+        Some(blob),
+        s3.limits.max_body_bytes,
+    )
+    .await?;
     let etag = record_part(s3, &input.upload_id, number, stored).await?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {

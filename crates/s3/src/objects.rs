@@ -149,8 +149,14 @@ pub(crate) async fn put(
         ));
     }
     let layout = s3.layout(&bucket)?;
-    let stored =
-        body::store_body(&s3.stripes, layout, input.body, s3.limits.max_body_bytes).await?;
+    let stored = body::store_body(
+        &s3.stripes,
+        layout,
+        bucket.zone_spread,
+        input.body,
+        s3.limits.max_body_bytes,
+    )
+    .await?;
     content_md5_matches(input.content_md5.as_deref(), &stored.md5)?;
     let etag = stored.etag();
     let object = ObjectRecord {

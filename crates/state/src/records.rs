@@ -149,6 +149,12 @@ pub enum Command {
     },
     /// A client abandons an upload and its parts.
     AbortUpload { upload: String, now: u64 },
+    /// The leader forgets stripes that have been dead longer than
+    /// `dead_before` (Unix seconds); their shards are gone by then.
+    ForgetStripes {
+        blocks: Vec<BlockId>,
+        dead_before: u64,
+    },
     /// The repairer rewrote shards of a block on other disks (their old
     /// holders are gone); each keeps its index and checksum.
     MoveShards {

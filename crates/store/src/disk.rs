@@ -139,6 +139,15 @@ impl DiskStore {
     }
 
     /// Removes a shard; removing one that is not there is not an error.
+    /// How long ago the shard file was last written, if it exists.
+    pub fn age(&self, block: &BlockId, index: usize) -> Option<std::time::Duration> {
+        let modified = fs::metadata(self.path(block, index))
+            .ok()?
+            .modified()
+            .ok()?;
+        Some(modified.elapsed().unwrap_or_default())
+    }
+
     /// Whether a shard file is there with at least a header: a cheap check
     /// for repair (the scrub verifies contents).
     pub fn has(&self, block: &BlockId, index: usize) -> bool {

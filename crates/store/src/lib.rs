@@ -13,6 +13,7 @@ mod blocks;
 mod cache;
 mod disk;
 mod erasure;
+mod gc;
 mod local;
 mod metrics;
 mod placement;

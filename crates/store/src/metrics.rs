@@ -17,6 +17,8 @@ pub struct StoreMetrics {
     pub cache_misses: AtomicU64,
     /// Shards moved off peers that are gone for good.
     pub moved_shards: AtomicU64,
+    /// Shard files deleted by garbage collection.
+    pub collected_shards: AtomicU64,
     /// Repair passes completed.
     pub repair_passes: AtomicU64,
     /// Blocks the current repair pass still has to fix (a gauge).

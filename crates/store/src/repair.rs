@@ -35,6 +35,9 @@ pub struct UpkeepConfig {
     pub repair_pause: Duration,
     /// Time between two scrub passes over this peer's disks.
     pub scrub_interval: Duration,
+    /// How old an unneeded shard must be before garbage collection deletes
+    /// it; collection runs every quarter of it (at most every 10 minutes).
+    pub gc_grace: Duration,
     /// Pause after each shard scrubbed.
     pub scrub_pause: Duration,
 }
@@ -45,6 +48,7 @@ impl Default for UpkeepConfig {
             repair_interval: Duration::from_secs(30),
             repair_pause: Duration::from_millis(20),
             scrub_interval: Duration::from_secs(24 * 3600),
+            gc_grace: Duration::from_secs(3600),
             scrub_pause: Duration::from_millis(2),
         }
     }
@@ -58,6 +62,9 @@ struct Needs {
     missing: Vec<usize>,
     /// Shards whose holder is gone for good.
     homeless: Vec<usize>,
+    /// A shard sharing its peer with another shard of the stripe while
+    /// some live peer holds none: moved there to spread the stripe.
+    crowded: Option<usize>,
 }
 
 impl Stripes {
@@ -131,6 +138,13 @@ impl Stripes {
             .filter(|(_, s)| s.refs > 0 && self.coordinator(s) == Some(self.me))
             .collect();
         let present = self.presence(&mine).await;
+        let live_peers: HashSet<PeerId> = self
+            .view
+            .disks()
+            .into_iter()
+            .filter(|d| d.free_bytes > 0)
+            .map(|d| d.peer)
+            .collect();
         let mut needs = Vec::new();
         for (id, stripe) in mine {
             let mut missing = Vec::new();
@@ -142,12 +156,18 @@ impl Stripes {
                     missing.push(index);
                 }
             }
-            if !missing.is_empty() || !homeless.is_empty() {
+            let crowded = if missing.is_empty() && homeless.is_empty() {
+                crowded_shard(&stripe, &live_peers)
+            } else {
+                None
+            };
+            if !missing.is_empty() || !homeless.is_empty() || crowded.is_some() {
                 needs.push(Needs {
                     id,
                     stripe,
                     missing,
                     homeless,
+                    crowded,
                 });
             }
         }
@@ -192,24 +212,30 @@ impl Stripes {
             self.metrics.shard_rebuilt();
             fixed += 1;
         }
-        if need.homeless.is_empty() {
+        let moving: Vec<usize> = need.homeless.iter().copied().chain(need.crowded).collect();
+        if moving.is_empty() {
             return Ok(fixed);
         }
-        // New homes: disks of live peers that hold no other shard of this
-        // stripe, spread like a fresh placement would.
-        let kept: HashSet<(PeerId, String)> = need
+        // New homes: disks that hold no other shard of this stripe, spread
+        // like a fresh placement would. A crowded shard moves only to a
+        // peer that holds none of the stripe yet.
+        let kept: Vec<&ShardLocation> = need
             .stripe
             .shards
             .iter()
             .enumerate()
-            .filter(|(i, _)| !need.homeless.contains(i))
-            .map(|(_, s)| (s.peer, s.disk.clone()))
+            .filter(|(i, _)| !moving.contains(i))
+            .map(|(_, s)| s)
             .collect();
         let candidates: Vec<ClusterDisk> = self
             .view
             .disks()
             .into_iter()
-            .filter(|d| !kept.contains(&(d.peer, d.disk.clone())) && d.free_bytes > 0)
+            .filter(|d| d.free_bytes > 0)
+            .filter(|d| !kept.iter().any(|k| k.peer == d.peer && k.disk == d.disk))
+            .filter(|d| {
+                need.crowded.is_none() || !need.stripe.shards.iter().any(|s| s.peer == d.peer)
+            })
             .collect();
         let refs: Vec<DiskRef> = candidates
             .iter()
@@ -220,17 +246,14 @@ impl Stripes {
                 free_bytes: d.free_bytes,
             })
             .collect();
-        let Ok(homes) = self
-            .placement
-            .place_stripe(&need.id, need.homeless.len(), &refs)
-        else {
+        let Ok(homes) = self.placement.place_stripe(&need.id, moving.len(), &refs) else {
             return Err(format!(
-                "no disk left to move {} shard(s) of a block to; it stays degraded",
-                need.homeless.len()
+                "no disk left to move {} shard(s) of a block to; it stays as it is",
+                moving.len()
             ));
         };
         let mut moves = Vec::new();
-        for (&index, home) in need.homeless.iter().zip(homes) {
+        for (&index, home) in moving.iter().zip(homes) {
             let disk = &candidates[home];
             let shard = shards.get(index).ok_or("re-coding gave too few shards")?;
             self.put_shard(disk.peer, disk.disk.clone(), need.id, shard.clone())
@@ -255,6 +278,14 @@ impl Stripes {
         self.metrics
             .moved_shards
             .fetch_add(moved as u64, Ordering::Relaxed);
+        // The crowded shard's old copy is garbage now; its holder is alive,
+        // so delete it at once (collection would, later).
+        if let Some(index) = need.crowded {
+            let old = &need.stripe.shards[index];
+            if let Err(err) = self.delete_shard(old.peer, &old.disk, need.id, index).await {
+                debug!(%err, "could not delete a moved shard; garbage collection will");
+            }
+        }
         Ok(fixed + moved)
     }
 
@@ -296,6 +327,24 @@ impl Stripes {
     }
 }
 
+/// A shard to move so the stripe spreads over more peers: one from a peer
+/// holding several, when a live peer holds none.
+fn crowded_shard(stripe: &StripeRecord, live_peers: &HashSet<PeerId>) -> Option<usize> {
+    let spare = live_peers
+        .iter()
+        .any(|p| !stripe.shards.iter().any(|s| s.peer == *p));
+    if !spare {
+        return None;
+    }
+    let mut seen = HashSet::new();
+    stripe
+        .shards
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !seen.insert(s.peer))
+        .map(|(index, _)| index)
+}
+
 /// Runs repair and scrub passes until the task is aborted.
 pub fn spawn_upkeep(
     stripes: Stripes,
@@ -305,8 +354,12 @@ pub fn spawn_upkeep(
     tokio::spawn(async move {
         let mut repair = tokio::time::interval(config.repair_interval);
         let mut scrub = tokio::time::interval(config.scrub_interval);
+        let gc_every =
+            (config.gc_grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let mut gc = tokio::time::interval(gc_every);
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         scrub.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first scrub waits a whole interval: a restart is no reason to
         // read every disk again.
         scrub.tick().await;
@@ -317,6 +370,9 @@ pub fn spawn_upkeep(
                 }
                 _ = scrub.tick() => {
                     stripes.scrub_pass(config.scrub_pause).await;
+                }
+                _ = gc.tick() => {
+                    stripes.gc_pass(&control, config.gc_grace).await;
                 }
             }
         }

@@ -74,6 +74,15 @@ pub enum StripeWriteError {
         width: usize,
         available: usize,
     },
+    #[error(
+        "the bucket keeps stripes spread over zones, but a {layout} stripe would put {worst} shards in zone `{zone}`, more than the {tolerates} it can lose; add peers in other zones or use a narrower policy"
+    )]
+    ZonesTooFew {
+        layout: StripeLayout,
+        zone: String,
+        worst: usize,
+        tolerates: usize,
+    },
     #[error("could not store shard {index} of a block on any disk: {last}")]
     ShardFailed { index: usize, last: String },
     #[error("coding failed: {0}")]
@@ -175,11 +184,13 @@ impl Stripes {
     }
 
     /// Codes `data` (at most [`BLOCK_SIZE`] bytes) into a new block and
-    /// stores every shard durably.
+    /// stores every shard durably. With `zone_spread`, refuses a layout
+    /// that would put more shards in one zone than the stripe can lose.
     pub async fn write(
         &self,
         data: Bytes,
         layout: StripeLayout,
+        zone_spread: bool,
     ) -> Result<NewStripe, StripeWriteError> {
         let id: BlockId = rand::random();
         let len = data.len();
@@ -208,6 +219,22 @@ impl Stripes {
                 available: refs.iter().filter(|r| r.free_bytes > 0).count(),
             })?;
 
+        if zone_spread {
+            let mut per_zone: HashMap<&str, usize> = HashMap::new();
+            for &i in &chosen {
+                *per_zone.entry(disks[i].zone.as_str()).or_default() += 1;
+            }
+            if let Some((zone, worst)) = per_zone.into_iter().max_by_key(|(_, n)| *n)
+                && worst > layout.tolerates()
+            {
+                return Err(StripeWriteError::ZonesTooFew {
+                    layout,
+                    zone: zone.to_owned(),
+                    worst,
+                    tolerates: layout.tolerates(),
+                });
+            }
+        }
         let mut used: HashSet<usize> = chosen.iter().copied().collect();
         let mut targets: Vec<usize> = chosen;
         let mut pending: Vec<usize> = (0..width).collect();
@@ -303,6 +330,30 @@ impl Stripes {
         }
         self.client
             .put(peer, &disk, &block, &shard)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes one shard on a disk of `peer` (this one or another).
+    pub(crate) async fn delete_shard(
+        &self,
+        peer: PeerId,
+        disk: &str,
+        block: BlockId,
+        index: usize,
+    ) -> Result<(), String> {
+        if peer == self.me {
+            let local = self.local.clone();
+            let disk = disk.to_owned();
+            return tokio::task::spawn_blocking(move || match local.get(&disk) {
+                Some(d) => d.store.delete(&block, index).map_err(|e| e.to_string()),
+                None => Err(format!("no local disk {disk}")),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        self.client
+            .delete(peer, disk, &block, index)
             .await
             .map_err(|e| e.to_string())
     }

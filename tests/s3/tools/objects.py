@@ -10,6 +10,7 @@ when something was wrong, so a test can assert on both.
     multipart  upload one object in parts (slowly, if asked); prints its
                sha256 and ETag
     exists     whether a key is visible to HEAD and to a listing
+    delete     delete every object of a manifest
 """
 
 import argparse
@@ -98,6 +99,17 @@ def cmd_multipart(args):
     return 0
 
 
+def cmd_delete(args):
+    s3 = client(args.endpoint)
+    with open(args.manifest) as f:
+        keys = list(json.load(f))
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        s3.delete_objects(Bucket=args.bucket, Delete={"Objects": batch, "Quiet": True})
+    json.dump({"deleted": len(keys)}, sys.stdout)
+    return 0
+
+
 def cmd_exists(args):
     s3 = client(args.endpoint)
     try:
@@ -135,8 +147,17 @@ def main():
     multi.add_argument("--seed", default="coop")
     exists = sub.add_parser("exists")
     exists.add_argument("--key", required=True)
+    delete = sub.add_parser("delete")
+    delete.add_argument("--manifest", required=True)
     args = parser.parse_args()
-    return {"put": cmd_put, "verify": cmd_verify, "multipart": cmd_multipart, "exists": cmd_exists}[args.command](args)
+    commands = {
+        "put": cmd_put,
+        "verify": cmd_verify,
+        "multipart": cmd_multipart,
+        "exists": cmd_exists,
+        "delete": cmd_delete,
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ pub fn spawn_upkeep(
         UpkeepConfig {
             repair_interval: Duration::from_secs(settings.repair_interval.max(1)),
             scrub_interval: Duration::from_secs(settings.scrub_interval.max(1)),
+            gc_grace: Duration::from_secs(settings.gc_grace),
             ..UpkeepConfig::default()
         },
     )

@@ -278,7 +278,8 @@ fn apply_command(
         | Command::PutPart { .. }
         | Command::CompleteUpload { .. }
         | Command::AbortUpload { .. }
-        | Command::MoveShards { .. }) => return super::objects::apply(sm, command),
+        | Command::MoveShards { .. }
+        | Command::ForgetStripes { .. }) => return super::objects::apply(sm, command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

@@ -146,6 +146,21 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
             drop_upload(sm, &upload, now)?;
             Ok(Ok(()))
         }
+        Command::ForgetStripes {
+            blocks,
+            dead_before,
+        } => {
+            for block in blocks {
+                let row = stripe_key(&block);
+                let dead = get_value::<StripeRecord>(sm, &row)?
+                    .is_some_and(|s| s.refs == 0 && s.dead_since.is_some_and(|t| t < dead_before));
+                if dead {
+                    sm.remove(row.as_str())
+                        .map_err(db_err("forgetting a stripe"))?;
+                }
+            }
+            Ok(Ok(()))
+        }
         Command::MoveShards { block, moves } => {
             let row = stripe_key(&block);
             let Some(mut stripe) = get_value::<StripeRecord>(sm, &row)? else {
