@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
-# Prints coop's cloud figures (join, detection, failover, idle RSS, binary
-# size) measured with the release binary on loopback. See BENCHMARKS.md.
+# Prints coop's figures measured with the release binary on loopback. See
+# BENCHMARKS.md for recorded runs.
+#
+#   ./scripts/bench.sh          cloud figures: join, detection, failover,
+#                               idle RSS, binary size
+#   ./scripts/bench.sh s3       S3 on 1, 3 and 6 peers with boto3, next to
+#                               dd's raw disk bandwidth (needs the venv that
+#                               ./scripts/test.sh prepares)
+#   ./scripts/bench.sh erasure  Reed-Solomon coding per core, 1 MiB blocks
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench -p coop --bench cloud
+case "${1:-cloud}" in
+  cloud) cargo bench -p coop --bench cloud ;;
+  s3) cargo bench -p coop --bench s3 ;;
+  erasure) cargo bench -p coop-store --bench erasure ;;
+  *) echo "usage: $0 [cloud|s3|erasure]" >&2; exit 2 ;;
+esac

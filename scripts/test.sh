@@ -4,7 +4,8 @@
 # a NAT test in namespaces behind nftables routers).
 #
 # Installs what the tests need on a fresh Debian machine: nftables, iproute2
-# and conntrack (for the NAT test), curl, and a Python venv with boto3,
+# and conntrack (for the NAT tests), busybox-static, runc and e2fsprogs (for
+# the container tests), curl, and a Python venv with boto3,
 # aws-cli and pytest for the S3 tests (target/s3-venv, from
 # tests/s3/requirements.txt). Rust comes with the machine.
 set -euo pipefail
@@ -15,15 +16,19 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Containers: a static busybox for test rootfs, runc for the fallback runtime.
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]}"
     apt-get update -qq >/dev/null 2>&1 || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
-      || echo "warning: could not install ${need[*]}; the NAT test will say why it skips"
+      || echo "warning: could not install ${need[*]}; the tests that need them will say so"
   else
-    echo "warning: ${need[*]} missing and cannot be installed here; the NAT test will say why it skips"
+    echo "warning: ${need[*]} missing and cannot be installed here; the tests that need them will say so"
   fi
 fi
 

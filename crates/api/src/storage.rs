@@ -131,8 +131,12 @@ pub struct StorageView {
     pub objects: u64,
     pub bytes: u64,
     pub blocks: BlockHealth,
+    /// Blocks this peer's current repair pass still has to fix (lost
+    /// shards to rebuild, shards to move off gone peers or onto new ones).
+    pub repair_pending: u64,
     /// Counters since this peer started: corrupt shards found, shards
-    /// rebuilt, degraded reads, scrubbed shards.
+    /// rebuilt, moved and collected, degraded reads, scrubbed shards,
+    /// repair passes, cache hits and misses.
     pub counters: BTreeMap<String, u64>,
 }
 
@@ -479,7 +483,11 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
     if let Some(stripes) = &state.stripes {
         counters.insert("cache_bytes".into(), stripes.cache_bytes());
     }
+    let repair_pending = state.store_metrics.as_ref().map_or(0, |m| {
+        m.repair_pending.load(std::sync::atomic::Ordering::Relaxed)
+    });
     Ok(Json(StorageView {
+        repair_pending,
         disks,
         domains,
         default_layout: default_layout.to_string(),

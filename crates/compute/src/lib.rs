@@ -1,4 +1,4 @@
-//! coop's compute room. For now: templates and sizes.
+//! coop's compute room: templates, sizes and the container runtime of one peer.
 //!
 //! A template is a rootfs plus a [`TemplateManifest`], stored as one
 //! canonical, content-addressed blob (a sorted, zstd-compressed tar whose
@@ -9,20 +9,25 @@
 //! - [`import_oci`] does the same for a `docker save` or OCI layout archive,
 //!   flattening its layers;
 //! - [`unpack_blob`] unpacks a verified blob into the local cache;
-//! - [`Size`] and [`Resources`] name what a container may use.
+//! - [`Size`] and [`Resources`] name what a container may use;
+//! - [`runtime::Runtime`] runs containers from a cached rootfs with quotas,
+//!   their own network and published ports, through [`shim`] (`coop shim`,
+//!   libcontainer or runc); [`network`] holds the bridge, veth and nftables parts.
 //!
 //! Every archive is outside input: paths are checked entry by entry
 //! ([`paths`]), so tar-slip tricks are refused with an error naming the
-//! entry and leave nothing behind. This crate does no networking and runs
-//! no containers (yet); fetching blobs between peers and the runtime shim
-//! live elsewhere or come later.
+//! entry and leave nothing behind. Fetching blobs between peers, leases
+//! and restart policies live elsewhere.
 
 mod archive;
 mod blob;
 mod format;
 mod manifest;
+pub mod network;
 mod oci;
 pub mod paths;
+pub mod runtime;
+pub mod shim;
 mod size;
 mod spool;
 mod template;

@@ -202,6 +202,13 @@ pub async fn storage_status(global: &GlobalArgs) -> Result<()> {
         "blocks          {} healthy, {} degraded, {} unavailable",
         view.blocks.healthy, view.blocks.degraded, view.blocks.unavailable
     );
+    println!(
+        "repair          {} blocks pending on this peer ({} passes, {} shards rebuilt, {} moved)",
+        view.repair_pending,
+        view.counters.get("repair_passes").copied().unwrap_or(0),
+        view.counters.get("rebuilt_shards").copied().unwrap_or(0),
+        view.counters.get("moved_shards").copied().unwrap_or(0),
+    );
     let counters: Vec<String> = view
         .counters
         .iter()

@@ -132,7 +132,20 @@ fn wait_for_domains(peer: &Peer, domains: u64, layout: &str) -> Result<()> {
 #[test]
 fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
     let python = python()?;
-    let mut cloud = Cloud::start(BIN, "s3six", 6)?;
+    // A 64 MiB cap on one request body, so the suite checks EntityTooLarge;
+    // repair every 2 s.
+    let options = PeerOptions {
+        extra_args: ["--s3-max-body", "64M", "--repair-interval", "2"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        ..PeerOptions::default()
+    };
+    let mut cloud = Cloud::new(BIN, "s3six")?;
+    cloud.found("p0", options.clone())?;
+    for i in 1..6 {
+        cloud.join(&format!("p{i}"), options.clone())?;
+    }
     for peer in &cloud.peers {
         wait_for_domains(peer, 6, "ec:4+2")?;
     }
@@ -160,6 +173,7 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
         .env("COOP_S3_OTHER_SECRET_KEY", &other.secret)
         .env("COOP_S3_VHOST_DOMAIN", "localhost")
         .env("COOP_S3_BIG_MIB", "100")
+        .env("COOP_S3_MAX_BODY_MIB", "64")
         .output()?;
     let report = String::from_utf8_lossy(&suite.stdout);
     println!("{report}");
@@ -274,6 +288,30 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
     wait_for_domains(&cloud.peers[0], 4, "ec:2+2")?;
     let later = put_objects(&owner, &endpoints[0], "durable", dir.path(), 8)?;
     verify_objects(&owner, &endpoints[3], "durable", &later)?;
+
+    // The dead peers are removed for good and two new ones join: repair
+    // moves the lost shards onto the newcomers until every block is whole.
+    for gone in ["p4", "p5"] {
+        cloud.peers[0].cli(&["peer", "revoke", gone])?;
+    }
+    cloud.join("p6", options.clone())?;
+    cloud.join("p7", options)?;
+    eventually(
+        Duration::from_secs(90),
+        "every block to be whole again",
+        || {
+            let status = storage(&cloud.peers[0])?;
+            let blocks = &status["blocks"];
+            Ok((blocks["degraded"] == 0 && blocks["unavailable"] == 0).then_some(()))
+        },
+    )?;
+    let moved: u64 = cloud.peers[..4]
+        .iter()
+        .map(|p| storage(p).map(|s| s["counters"]["moved_shards"].as_u64().unwrap_or(0)))
+        .sum::<Result<u64>>()?;
+    assert!(moved > 0, "repair moved no shard");
+    let new_url = cloud.peers[6].s3_url();
+    verify_objects(&owner, &new_url, "durable", &manifest)?;
     Ok(())
 }
 
@@ -305,9 +343,16 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
         extra.push(disk.display().to_string());
     }
     extra.extend(
-        ["--repair-interval", "2", "--gc-grace", "3"]
-            .into_iter()
-            .map(str::to_owned),
+        [
+            "--repair-interval",
+            "2",
+            "--gc-grace",
+            "3",
+            "--scrub-interval",
+            "4",
+        ]
+        .into_iter()
+        .map(str::to_owned),
     );
     let mut cloud = Cloud::new(BIN, "s3box")?;
     cloud.found(
@@ -392,6 +437,54 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
         metrics.body.contains("coop_store_corrupt_shards_total"),
         "{}",
         metrics.body
+    );
+
+    // Rot in a parity shard, which no healthy read touches: the scrub
+    // (every 4 s here) finds it and repair writes it back.
+    let parity = before
+        .iter()
+        .flatten()
+        .find(|p| p.extension().and_then(|e| e.to_str()) == Some("5"))
+        .context("a parity shard")?
+        .clone();
+    let original = std::fs::read(&parity)?;
+    let mut rotten = original.clone();
+    let at = rotten.len() - 1;
+    rotten[at] ^= 0x01;
+    std::fs::write(&parity, &rotten)?;
+    eventually(
+        Duration::from_secs(60),
+        "the scrub and repair to restore the parity shard",
+        || Ok((std::fs::read(&parity).ok() == Some(original.clone())).then_some(())),
+    )?;
+    let counters = storage(peer)?["counters"].clone();
+    assert!(
+        counters["scrubbed_shards"].as_u64().unwrap_or(0) > 0,
+        "{counters}"
+    );
+
+    // Deleted objects give their space back once the grace (3 s here) is
+    // over: every shard file goes.
+    let manifest_path = manifest.display().to_string();
+    let (ok, _, stderr) = tool(
+        &key,
+        &endpoint,
+        "photos",
+        &["delete", "--manifest", &manifest_path],
+    )?;
+    assert!(ok, "deleting failed: {stderr}");
+    eventually(
+        Duration::from_secs(60),
+        "every shard file to be collected",
+        || {
+            let left: usize = disks.iter().map(|d| shard_files(d).len()).sum();
+            Ok((left == 0).then_some(()))
+        },
+    )?;
+    let counters = storage(peer)?["counters"].clone();
+    assert!(
+        counters["collected_shards"].as_u64().unwrap_or(0) >= total as u64,
+        "{counters}"
     );
     Ok(())
 }

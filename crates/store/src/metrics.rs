@@ -84,6 +84,21 @@ impl StoreMetrics {
                 "Block reads that missed the read cache",
                 get(&self.cache_misses),
             ),
+            (
+                "coop_store_moved_shards",
+                "Shards moved off peers gone for good or onto new peers",
+                get(&self.moved_shards),
+            ),
+            (
+                "coop_store_collected_shards",
+                "Shard files deleted by garbage collection",
+                get(&self.collected_shards),
+            ),
+            (
+                "coop_store_repair_passes",
+                "Repair passes completed",
+                get(&self.repair_passes),
+            ),
         ]
     }
 }

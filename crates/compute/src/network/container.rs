@@ -1,0 +1,222 @@
+//! One container's network: its namespace, its veth pair and address, and
+//! its published ports.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::{NetworkConfig, NetworkError};
+use crate::runtime::spec::{PortMapping, Protocol};
+use crate::runtime::sys::{run, run_with_input};
+
+/// Where `ip netns` keeps named network namespaces.
+const NETNS_DIR: &str = "/run/netns";
+
+/// A container's address and the names of its network pieces; saved in its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerNetwork {
+    /// The container's address on the bridge.
+    pub address: Ipv4Addr,
+    /// Prefix length of the subnet.
+    pub prefix: u8,
+    /// The bridge's address, the container's default route.
+    pub gateway: Ipv4Addr,
+    /// Host-side veth name (the container side is `eth0`).
+    pub veth: String,
+    /// Network namespace name under `/run/netns`.
+    pub netns: String,
+}
+
+impl ContainerNetwork {
+    /// Picks the lowest free address (not in `taken`) for container `id`.
+    pub fn allocate(
+        config: &NetworkConfig,
+        id: &str,
+        taken: &[Ipv4Addr],
+    ) -> Result<ContainerNetwork, NetworkError> {
+        let subnet = config.subnet;
+        let number = subnet
+            .container_hosts()
+            .find(|&n| subnet.host(n).is_some_and(|a| !taken.contains(&a)))
+            .ok_or(NetworkError::SubnetFull(subnet))?;
+        let address = subnet
+            .host(number)
+            .ok_or(NetworkError::SubnetFull(subnet))?;
+        Ok(ContainerNetwork {
+            address,
+            prefix: subnet.prefix,
+            gateway: subnet.gateway(),
+            veth: format!("{}{number:x}", config.veth_prefix),
+            netns: format!("{}{id}", config.netns_prefix),
+        })
+    }
+
+    /// The namespace file the container joins (OCI `linux.namespaces[].path`).
+    pub fn netns_path(&self) -> PathBuf {
+        PathBuf::from(NETNS_DIR).join(&self.netns)
+    }
+
+    /// Creates the namespace and a fresh veth pair into it, with the address
+    /// and default route. Anything left from an earlier run is replaced.
+    pub fn setup(&self, config: &NetworkConfig) -> Result<(), NetworkError> {
+        self.teardown()?;
+        let ns = self.netns.as_str();
+        run("ip", &["netns", "add", ns])?;
+        run(
+            "ip",
+            &[
+                "link", "add", &self.veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        )?;
+        run(
+            "ip",
+            &["link", "set", &self.veth, "master", &config.bridge, "up"],
+        )?;
+        let address = format!("{}/{}", self.address, self.prefix);
+        let gateway = self.gateway.to_string();
+        let batch = format!(
+            "addr add {address} dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via {gateway}\n"
+        );
+        run_with_input("ip", &["-n", ns, "-batch", "-"], Some(&batch))?;
+        Ok(())
+    }
+
+    /// Removes the veth pair and the namespace. Idempotent.
+    pub fn teardown(&self) -> Result<(), NetworkError> {
+        if PathBuf::from("/sys/class/net").join(&self.veth).exists() {
+            run("ip", &["link", "del", &self.veth])?;
+        }
+        if self.netns_path().exists() {
+            run("ip", &["netns", "del", &self.netns])?;
+        }
+        Ok(())
+    }
+
+    /// Adds the DNAT map entries for `ports`.
+    pub fn publish(
+        &self,
+        config: &NetworkConfig,
+        ports: &[PortMapping],
+    ) -> Result<(), NetworkError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let elements: Vec<String> = ports
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} . {} : {} . {}",
+                    p.protocol.name(),
+                    p.host_port,
+                    self.address,
+                    p.container_port
+                )
+            })
+            .collect();
+        let script = format!(
+            "add element ip {} ports {{ {} }}\n",
+            config.nft_table,
+            elements.join(", ")
+        );
+        run_with_input("nft", &["-f", "-"], Some(&script))?;
+        Ok(())
+    }
+
+    /// Removes the DNAT map entries for `ports`; entries already gone are fine.
+    pub fn unpublish(
+        &self,
+        config: &NetworkConfig,
+        ports: &[PortMapping],
+    ) -> Result<(), NetworkError> {
+        if run("nft", &["list", "table", "ip", &config.nft_table]).is_err() {
+            return Ok(());
+        }
+        for p in ports {
+            let element = format!("{{ {} . {} }}", p.protocol.name(), p.host_port);
+            if let Err(e) = run(
+                "nft",
+                &[
+                    "delete",
+                    "element",
+                    "ip",
+                    &config.nft_table,
+                    "ports",
+                    &element,
+                ],
+            ) && !e.stderr.contains("No such file or directory")
+            {
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes received and sent by the container (the host veth's counters, swapped).
+    pub fn counters(&self) -> (u64, u64) {
+        let read = |name: &str| {
+            fs::read_to_string(format!("/sys/class/net/{}/statistics/{name}", self.veth))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (read("tx_bytes"), read("rx_bytes"))
+    }
+}
+
+/// Refuses a host port some process on the peer already listens on: the
+/// DNAT would silently steal its traffic.
+pub fn check_host_port_free(port: &PortMapping) -> Result<(), NetworkError> {
+    let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port.host_port);
+    let result = match port.protocol {
+        Protocol::Tcp => TcpListener::bind(addr).map(drop),
+        Protocol::Udp => UdpSocket::bind(addr).map(drop),
+    };
+    result.map_err(|e| NetworkError::PortBusy {
+        port: port.host_port,
+        protocol: port.protocol.name(),
+        reason: format!("binding it failed: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_takes_the_lowest_free_address() {
+        let config = NetworkConfig::default();
+        let a = ContainerNetwork::allocate(&config, "web", &[]).unwrap();
+        assert_eq!(a.address, Ipv4Addr::new(10, 88, 0, 2));
+        assert_eq!(a.veth, "coopv2");
+        assert_eq!(a.netns, "coop-web");
+        let b = ContainerNetwork::allocate(&config, "db", &[a.address]).unwrap();
+        assert_eq!(b.address, Ipv4Addr::new(10, 88, 0, 3));
+        let tiny = NetworkConfig {
+            subnet: "10.0.0.0/30".parse().unwrap(),
+            ..config
+        };
+        let only = ContainerNetwork::allocate(&tiny, "x", &[]).unwrap();
+        assert!(matches!(
+            ContainerNetwork::allocate(&tiny, "y", &[only.address]),
+            Err(NetworkError::SubnetFull(_))
+        ));
+    }
+
+    #[test]
+    fn a_bound_port_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mapping = PortMapping {
+            host_port: port,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let err = check_host_port_free(&mapping).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("host port {port}/tcp")),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Container networking on one peer: a host bridge, one network namespace
+//! and veth pair per container, an address from the bridge's subnet,
+//! outbound NAT and published ports, all with `ip` and `nft`.
+//!
+//! Everything coop adds to the host's firewall lives in one nftables table
+//! of its own (`ip coop` by default), so it never edits other tables and
+//! deleting that table removes all of it. Published ports are elements of
+//! one map in that table (`proto . host port : address . container port`),
+//! used by a DNAT rule on prerouting (traffic to any of the peer's
+//! addresses) and on output (traffic from the peer itself, including
+//! 127.0.0.1, which needs `route_localnet` on the bridge and masquerading).
+//!
+//! Not here: the private networks of environments spanning peers (the
+//! `net` room, later) and IPv6.
+
+mod container;
+mod host;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use container::{ContainerNetwork, check_host_port_free};
+pub use host::HostNetwork;
+
+/// Where containers' addresses come from and what the host-side pieces are called.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// Host bridge the containers' veths join (`coop0`); at most 15 characters.
+    pub bridge: String,
+    /// The containers' subnet; the bridge takes its first address.
+    pub subnet: Ipv4Subnet,
+    /// nftables table (family `ip`) holding every coop rule.
+    pub nft_table: String,
+    /// Prefix of host-side veth names; the address's host number follows in hex.
+    pub veth_prefix: String,
+    /// Prefix of network namespace names under `/run/netns`; the container id follows.
+    pub netns_prefix: String,
+    /// Turn on `net.ipv4.ip_forward` (needed for outbound NAT and for ports
+    /// reached from other machines).
+    pub enable_ip_forward: bool,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            bridge: "coop0".into(),
+            subnet: Ipv4Subnet {
+                network: Ipv4Addr::new(10, 88, 0, 0),
+                prefix: 16,
+            },
+            nft_table: "coop".into(),
+            veth_prefix: "coopv".into(),
+            netns_prefix: "coop-".into(),
+            enable_ip_forward: true,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Checks names fit the kernel's limits and the subnet leaves room for containers.
+    pub fn validate(&self) -> Result<(), NetworkError> {
+        let name_ok = |name: &str, max: usize| {
+            !name.is_empty()
+                && name.len() <= max
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        // veth names are the prefix plus up to 6 hex digits, within IFNAMSIZ - 1.
+        if !name_ok(&self.bridge, 15) || !name_ok(&self.veth_prefix, 9) {
+            return Err(NetworkError::BadConfig(format!(
+                "bridge `{}` and veth prefix `{}` must be 1-15 and 1-9 characters of a-z, 0-9, `-`, `_`",
+                self.bridge, self.veth_prefix
+            )));
+        }
+        if !name_ok(&self.nft_table, 64) || !name_ok(&self.netns_prefix, 32) {
+            return Err(NetworkError::BadConfig(format!(
+                "nft table `{}` and netns prefix `{}` must be short names of a-z, 0-9, `-`, `_`",
+                self.nft_table, self.netns_prefix
+            )));
+        }
+        if !(8..=30).contains(&self.subnet.prefix) {
+            return Err(NetworkError::BadConfig(format!(
+                "subnet {} must have a prefix between /8 and /30",
+                self.subnet
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An IPv4 subnet, `10.88.0.0/16`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ipv4Subnet {
+    /// The network address (host bits zero).
+    pub network: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Ipv4Subnet {
+    fn host_count(self) -> u32 {
+        1u32 << (32 - u32::from(self.prefix))
+    }
+
+    /// The address with host number `n` (1 is the bridge), or `None` outside
+    /// the usable range (network and broadcast addresses excluded).
+    pub fn host(self, n: u32) -> Option<Ipv4Addr> {
+        (n >= 1 && n < self.host_count() - 1).then(|| Ipv4Addr::from(u32::from(self.network) + n))
+    }
+
+    /// The host number of `addr` in this subnet.
+    pub fn host_number(self, addr: Ipv4Addr) -> Option<u32> {
+        let n = u32::from(addr).checked_sub(u32::from(self.network))?;
+        (n < self.host_count()).then_some(n)
+    }
+
+    /// The bridge's address (host number 1), the containers' gateway.
+    pub fn gateway(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    /// Host numbers containers may get: from 2 to the last before broadcast.
+    pub fn container_hosts(self) -> std::ops::Range<u32> {
+        2..self.host_count() - 1
+    }
+}
+
+impl fmt::Display for Ipv4Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Subnet {
+    type Err = NetworkError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || NetworkError::BadConfig(format!("`{s}` is not a subnet like 10.88.0.0/16"));
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        if u32::from(addr) & !mask != 0 {
+            return Err(NetworkError::BadConfig(format!(
+                "`{s}` has host bits set; write the network address, e.g. {}/{prefix}",
+                Ipv4Addr::from(u32::from(addr) & mask)
+            )));
+        }
+        Ok(Ipv4Subnet {
+            network: addr,
+            prefix,
+        })
+    }
+}
+
+/// A network setup that failed or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("network configuration is invalid: {0}")]
+    BadConfig(String),
+    #[error("no free address left in {0}; delete unused containers or configure a larger subnet")]
+    SubnetFull(Ipv4Subnet),
+    #[error(
+        "host port {port}/{protocol} is already in use on this peer ({reason}); publish the container on another host port"
+    )]
+    PortBusy {
+        port: u16,
+        protocol: &'static str,
+        reason: String,
+    },
+    #[error(transparent)]
+    Command(#[from] crate::runtime::sys::CommandError),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_and_number_hosts() {
+        let s: Ipv4Subnet = "10.88.0.0/16".parse().unwrap();
+        assert_eq!(s.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+        assert_eq!(s.host(2), Some(Ipv4Addr::new(10, 88, 0, 2)));
+        assert_eq!(s.host(65535), None);
+        assert_eq!(s.host_number(Ipv4Addr::new(10, 88, 1, 0)), Some(256));
+        assert_eq!(s.host_number(Ipv4Addr::new(10, 89, 0, 0)), None);
+        assert_eq!(s.container_hosts(), 2..65535);
+        assert!("10.88.0.1/16".parse::<Ipv4Subnet>().is_err());
+        assert!("10.88.0.0".parse::<Ipv4Subnet>().is_err());
+        NetworkConfig::default().validate().unwrap();
+        let long = NetworkConfig {
+            bridge: "x".repeat(16),
+            ..NetworkConfig::default()
+        };
+        assert!(long.validate().is_err());
+    }
+}
