@@ -106,15 +106,41 @@ pub struct DiskView {
     pub state: String,
 }
 
-/// Health of the stored blocks, judged by which of their holders are up.
+/// Health of stored blocks (or of objects: an object is as bad as its
+/// worst block), judged by which holders of their shards are up.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct BlockHealth {
     /// Every shard's holder is up.
     pub healthy: u64,
-    /// Readable, but some shards are on peers that are not up.
+    /// Readable, but some shards are on peers that are not up (repair
+    /// restores them).
     pub degraded: u64,
-    /// Fewer shards on live peers than a read needs.
+    /// Fewer shards on live peers than a read needs; readable again when
+    /// enough of the missing holders come back.
     pub unavailable: u64,
+    /// Fewer shards than a read needs even counting holders that are only
+    /// unreachable or down: too many holders are revoked. Lost for good.
+    pub lost: u64,
+}
+
+/// How bad one block is, from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Health {
+    Healthy,
+    Degraded,
+    Unavailable,
+    Lost,
+}
+
+impl BlockHealth {
+    fn count(&mut self, health: Health) {
+        match health {
+            Health::Healthy => self.healthy += 1,
+            Health::Degraded => self.degraded += 1,
+            Health::Unavailable => self.unavailable += 1,
+            Health::Lost => self.lost += 1,
+        }
+    }
 }
 
 /// `GET /v1/storage`.
@@ -131,6 +157,8 @@ pub struct StorageView {
     pub objects: u64,
     pub bytes: u64,
     pub blocks: BlockHealth,
+    /// Objects by the health of their worst block.
+    pub object_health: BlockHealth,
     /// Blocks this peer's current repair pass still has to fix (lost
     /// shards to rebuild, shards to move off gone peers or onto new ones).
     pub repair_pending: u64,
@@ -436,29 +464,48 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
         }
     }
     let mut blocks = BlockHealth::default();
-    for (_, stripe) in store.stripes()? {
+    let mut health_of = std::collections::HashMap::new();
+    for (id, stripe) in store.stripes()? {
         if stripe.refs == 0 {
             continue;
         }
-        let live = stripe
-            .shards
-            .iter()
-            .filter(|s| peer_state(&s.peer) == PeerState::Up)
-            .count();
-        if live == stripe.shards.len() {
-            blocks.healthy += 1;
-        } else if live >= stripe.layout.needed() {
-            blocks.degraded += 1;
+        let states: Vec<PeerState> = stripe.shards.iter().map(|s| peer_state(&s.peer)).collect();
+        let up = states.iter().filter(|s| **s == PeerState::Up).count();
+        let kept = states.iter().filter(|s| **s != PeerState::Revoked).count();
+        let needed = stripe.layout.needed();
+        let health = if up == stripe.shards.len() {
+            Health::Healthy
+        } else if up >= needed {
+            Health::Degraded
+        } else if kept >= needed {
+            Health::Unavailable
         } else {
-            blocks.unavailable += 1;
-        }
+            Health::Lost
+        };
+        blocks.count(health);
+        health_of.insert(id, health);
     }
     let buckets = store.buckets()?;
     let (mut objects, mut bytes) = (0, 0);
+    let mut object_health = BlockHealth::default();
     for bucket in &buckets {
-        let (o, b) = count_objects(&state, &bucket.name)?;
-        objects += o;
-        bytes += b;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.list_objects(&bucket.name, "", after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, object) in &page {
+                objects += 1;
+                bytes += object.size;
+                let worst = object
+                    .blocks
+                    .iter()
+                    .map(|b| health_of.get(&b.id).copied().unwrap_or(Health::Lost))
+                    .max()
+                    .unwrap_or(Health::Healthy);
+                object_health.count(worst);
+            }
+        }
     }
     let (domains, default_layout) = match &state.stripes {
         Some(stripes) => (stripes.domains(), stripes.layout_for(None)),
@@ -496,6 +543,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
         objects,
         bytes,
         blocks,
+        object_health,
         counters,
     }))
 }

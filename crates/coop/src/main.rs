@@ -91,7 +91,7 @@ enum Command {
         #[command(subcommand)]
         action: BucketAction,
     },
-    /// Storage health: disks per peer, layout, degraded and unavailable blocks
+    /// Storage health: disks per peer, layout, object and block health, repair progress
     Storage {
         #[command(subcommand)]
         action: StorageAction,

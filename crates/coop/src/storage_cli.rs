@@ -198,10 +198,14 @@ pub async fn storage_status(global: &GlobalArgs) -> Result<()> {
         view.objects,
         human_bytes(view.bytes)
     );
-    println!(
-        "blocks          {} healthy, {} degraded, {} unavailable",
-        view.blocks.healthy, view.blocks.degraded, view.blocks.unavailable
-    );
+    let health = |h: &coop_api::BlockHealth| {
+        format!(
+            "{} healthy, {} degraded, {} unavailable, {} lost",
+            h.healthy, h.degraded, h.unavailable, h.lost
+        )
+    };
+    println!("objects         {}", health(&view.object_health));
+    println!("blocks          {}", health(&view.blocks));
     println!(
         "repair          {} blocks pending on this peer ({} passes, {} shards rebuilt, {} moved)",
         view.repair_pending,

@@ -186,13 +186,35 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
 
     // Objects of every size around the block boundary, written as ec:4+2.
     let dir = TempDir::new("s3six-manifests")?;
-    cloud.peers[0].cli(&["bucket", "create", "durable", "--owner", &owner.id])?;
+    cloud.peers[0].cli_json(&["bucket", "create", "durable", "--owner", &owner.id])?;
     let manifest = put_objects(&owner, &endpoints[0], "durable", dir.path(), 16)?;
     let status = storage(&cloud.peers[0])?;
     assert!(
         status["blocks"]["healthy"].as_u64().unwrap_or(0) > 0,
         "{status}"
     );
+
+    // Grants from the CLI: the stranger reads only once allowed, and no
+    // longer once denied.
+    let durable = manifest.display().to_string();
+    let stranger_reads = |endpoint: &str| -> Result<bool> {
+        Ok(tool(&other, endpoint, "durable", &["verify", "--manifest", &durable])?.0)
+    };
+    assert!(!stranger_reads(&endpoints[2])?, "a key without grants read the bucket");
+    cloud.peers[0].cli_json(&["bucket", "allow", "durable", "--key", &other.id, "--read"])?;
+    assert!(stranger_reads(&endpoints[2])?, "an allowed key could not read");
+    cloud.peers[0].cli_json(&["bucket", "deny", "durable", "--key", &other.id])?;
+    assert!(!stranger_reads(&endpoints[2])?, "a denied key still reads");
+
+    // A second read of the same objects through one peer comes from its
+    // read cache.
+    let hits = |peer: &Peer| -> Result<u64> {
+        Ok(storage(peer)?["counters"]["cache_hits"].as_u64().unwrap_or(0))
+    };
+    let before = hits(&cloud.peers[3])?;
+    verify_objects(&owner, &endpoints[3], "durable", &manifest)?;
+    verify_objects(&owner, &endpoints[3], "durable", &manifest)?;
+    assert!(hits(&cloud.peers[3])? > before, "no read was served from the cache");
 
     // A peer killed in the middle of a multipart upload: nothing of the
     // object becomes visible, and the retry through another peer works.
@@ -278,10 +300,14 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
     for endpoint in &endpoints[..2] {
         verify_objects(&owner, endpoint, "durable", &manifest)?;
     }
-    eventually(Duration::from_secs(30), "degraded blocks to show", || {
+    eventually(Duration::from_secs(30), "degraded objects to show", || {
         let status = storage(&cloud.peers[0])?;
+        let objects = &status["object_health"];
         Ok((status["blocks"]["degraded"].as_u64().unwrap_or(0) > 0
-            && status["blocks"]["unavailable"] == 0)
+            && objects["degraded"].as_u64().unwrap_or(0) > 0
+            && status["blocks"]["unavailable"] == 0
+            && objects["unavailable"] == 0
+            && objects["lost"] == 0)
             .then_some(()))
     })?;
     // Writes go on over the four survivors, at the widest layout they allow.
@@ -292,7 +318,7 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
     // The dead peers are removed for good and two new ones join: repair
     // moves the lost shards onto the newcomers until every block is whole.
     for gone in ["p4", "p5"] {
-        cloud.peers[0].cli(&["peer", "revoke", gone])?;
+        cloud.peers[0].cli_json(&["peer", "revoke", gone])?;
     }
     cloud.join("p6", options.clone())?;
     cloud.join("p7", options)?;
@@ -302,7 +328,12 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
         || {
             let status = storage(&cloud.peers[0])?;
             let blocks = &status["blocks"];
-            Ok((blocks["degraded"] == 0 && blocks["unavailable"] == 0).then_some(()))
+            let objects = &status["object_health"];
+            Ok((blocks["degraded"] == 0
+                && blocks["unavailable"] == 0
+                && objects["degraded"] == 0
+                && objects["lost"] == 0)
+                .then_some(()))
         },
     )?;
     let moved: u64 = cloud.peers[..4]
@@ -365,7 +396,7 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
     let peer = &cloud.peers[0];
     wait_for_domains(peer, 6, "ec:4+2")?;
     let key = create_key(peer, "box", true)?;
-    peer.cli(&["bucket", "create", "photos", "--owner", &key.id])?;
+    peer.cli_json(&["bucket", "create", "photos", "--owner", &key.id])?;
     let endpoint = peer.s3_url();
     let manifest = put_objects(&key, &endpoint, "photos", base.path(), 16)?;
     let before: Vec<Vec<PathBuf>> = disks.iter().map(|d| shard_files(d)).collect();
