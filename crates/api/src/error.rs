@@ -71,7 +71,9 @@ impl From<WriteError> for ApiError {
                 CommandError::PeerUnknown(_)
                 | CommandError::TokenUnknown
                 | CommandError::S3KeyUnknown(_)
-                | CommandError::BucketUnknown(_) => ApiError::NotFound(cmd.to_string()),
+                | CommandError::BucketUnknown(_)
+                | CommandError::TemplateUnknown(_)
+                | CommandError::ContainerUnknown(_) => ApiError::NotFound(cmd.to_string()),
                 CommandError::InvalidConfig(_) | CommandError::InvalidRecord(_) => {
                     ApiError::BadRequest(cmd.to_string())
                 }

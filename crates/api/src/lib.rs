@@ -5,6 +5,7 @@
 
 mod auth;
 mod cloud;
+pub mod compute;
 mod console;
 mod error;
 mod metrics;
@@ -27,6 +28,7 @@ use coop_state::ControlPlane;
 use coop_store::{LocalDisks, StoreMetrics, Stripes};
 
 pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
+pub use compute::ComputeHost;
 pub use error::ApiError;
 pub use openapi::openapi_json;
 pub use storage::{
@@ -47,6 +49,7 @@ pub struct AppState {
     pub(crate) stripes: Option<Stripes>,
     pub(crate) disks: Option<LocalDisks>,
     pub(crate) store_metrics: Option<Arc<StoreMetrics>>,
+    pub(crate) compute: Option<Arc<ComputeHost>>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             stripes: None,
             disks: None,
             store_metrics: None,
+            compute: None,
         }
     }
 
@@ -75,6 +79,20 @@ impl AppState {
         self.disks = Some(disks);
         self.store_metrics = Some(metrics);
         self
+    }
+}
+
+impl AppState {
+    /// Lets template and container endpoints and metrics use this peer's compute.
+    pub fn with_compute(mut self, compute: Arc<ComputeHost>) -> Self {
+        self.compute = Some(compute);
+        self
+    }
+
+    pub(crate) fn compute(&self) -> Result<Arc<ComputeHost>, ApiError> {
+        self.compute
+            .clone()
+            .ok_or_else(|| ApiError::Unavailable("compute is not enabled on this peer".into()))
     }
 }
 
@@ -103,6 +121,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/buckets/{name}/grants/{key}", put(storage::set_grant))
         .route("/storage", get(storage::status))
+        .route(
+            "/templates",
+            get(compute::templates::list).post(compute::templates::import),
+        )
+        .route(
+            "/templates/{name}",
+            get(compute::templates::show).delete(compute::templates::remove),
+        )
+        .route(
+            "/containers",
+            get(compute::containers::list).post(compute::containers::run),
+        )
+        .route(
+            "/containers/{name}",
+            get(compute::containers::show).delete(compute::containers::remove),
+        )
+        .route("/containers/{name}/start", post(compute::containers::start))
+        .route("/containers/{name}/stop", post(compute::containers::stop))
+        .route(
+            "/containers/{name}/restart",
+            post(compute::containers::restart),
+        )
+        .route("/containers/{name}/logs", get(compute::containers::logs))
+        .route("/containers/{name}/stats", get(compute::containers::stats))
+        .route("/containers/{name}/exec", post(compute::containers::exec))
         .route(
             "/config/{key}",
             put(cloud::set_config).delete(cloud::delete_config),

@@ -23,6 +23,62 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabel {
+    container: String,
+}
+
+type ContainerGauge = Family<ContainerLabel, Gauge<u64, AtomicU64>>;
+
+/// Per-container gauges of this peer's running containers, refilled at
+/// every scrape so removed containers disappear.
+struct ContainerGauges {
+    cpu_ns: ContainerGauge,
+    memory: ContainerGauge,
+    memory_limit: ContainerGauge,
+    pids: ContainerGauge,
+    net_rx: ContainerGauge,
+    net_tx: ContainerGauge,
+}
+
+impl ContainerGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let mut gauge = |name: &str, help: &str| {
+            let family = ContainerGauge::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        ContainerGauges {
+            cpu_ns: gauge(
+                "container_cpu_usage_nanoseconds",
+                "CPU time a container used since it started",
+            ),
+            memory: gauge("container_memory_bytes", "Memory a container uses"),
+            memory_limit: gauge(
+                "container_memory_limit_bytes",
+                "Memory limit a container runs under",
+            ),
+            pids: gauge("container_pids", "Processes and threads of a container"),
+            net_rx: gauge(
+                "container_network_receive_bytes",
+                "Bytes a container received",
+            ),
+            net_tx: gauge("container_network_transmit_bytes", "Bytes a container sent"),
+        }
+    }
+
+    fn families(&self) -> [&ContainerGauge; 6] {
+        [
+            &self.cpu_ns,
+            &self.memory,
+            &self.memory_limit,
+            &self.pids,
+            &self.net_rx,
+            &self.net_tx,
+        ]
+    }
+}
+
 /// The registry and the gauges refreshed on every scrape.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -34,6 +90,7 @@ pub(crate) struct Metrics {
     uptime: Gauge,
     /// Storage counters by name, mirrored from `StoreMetrics` at scrape.
     store: Vec<(&'static str, Counter<u64, AtomicU64>)>,
+    containers: ContainerGauges,
 }
 
 impl Metrics {
@@ -77,7 +134,9 @@ impl Metrics {
             registry.register(name.trim_start_matches("coop_"), help, counter.clone());
             store.push((name, counter));
         }
+        let containers = ContainerGauges::register(&mut registry);
         Metrics {
+            containers,
             store,
             registry,
             peers,
@@ -121,6 +180,37 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
                     .inner()
                     .store(value, std::sync::atomic::Ordering::Relaxed);
             }
+        }
+    }
+    if let Some(host) = state.compute.clone() {
+        let sampled = tokio::task::spawn_blocking(move || {
+            let Ok(runtime) = host.runtime() else {
+                return Vec::new();
+            };
+            runtime
+                .list()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.state.is_running())
+                .filter_map(|c| runtime.stats(&c.id).ok().map(|s| (c.id, s)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let g = &m.containers;
+        for family in g.families() {
+            family.clear();
+        }
+        for (name, stats) in sampled {
+            let label = ContainerLabel { container: name };
+            g.cpu_ns.get_or_create(&label).set(stats.cpu_usage_ns);
+            g.memory.get_or_create(&label).set(stats.memory_bytes);
+            g.memory_limit
+                .get_or_create(&label)
+                .set(stats.memory_limit_bytes);
+            g.pids.get_or_create(&label).set(stats.pids);
+            g.net_rx.get_or_create(&label).set(stats.net_rx_bytes);
+            g.net_tx.get_or_create(&label).set(stats.net_tx_bytes);
         }
     }
     let mut body = String::new();

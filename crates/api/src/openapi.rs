@@ -18,7 +18,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "coop", description = "The REST API of a coop peer: peers, invites, cloud settings, S3 keys, buckets and storage."),
+    info(title = "coop", description = "The REST API of a coop peer: peers, invites, cloud settings, S3 keys, buckets, storage, templates and containers."),
     paths(
         crate::cloud::status,
         crate::peers::list,
@@ -38,6 +38,20 @@ impl Modify for BearerAuth {
         crate::storage::delete_bucket,
         crate::storage::set_grant,
         crate::storage::status,
+        crate::compute::templates::import,
+        crate::compute::templates::list,
+        crate::compute::templates::show,
+        crate::compute::templates::remove,
+        crate::compute::containers::run,
+        crate::compute::containers::list,
+        crate::compute::containers::show,
+        crate::compute::containers::start,
+        crate::compute::containers::stop,
+        crate::compute::containers::restart,
+        crate::compute::containers::remove,
+        crate::compute::containers::logs,
+        crate::compute::containers::stats,
+        crate::compute::containers::exec,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -83,6 +83,49 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("unexpected API response: {text}"))
     }
 
+    /// A request without the overall timeout, for streams that last as
+    /// long as they must (uploads, `logs -f`, exec); only connecting is bounded.
+    pub(crate) fn streaming(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token))
+    }
+
+    /// Sends a streaming request; a non-2xx answer becomes its message.
+    pub(crate) async fn send_streaming(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let resp = request.send().await.map_err(|err| {
+            if err.is_connect() {
+                anyhow!(
+                    "cannot reach the coop API at {}: is `coop up` running?",
+                    self.base
+                )
+            } else {
+                anyhow!("request to {} failed: {err}", self.base)
+            }
+        })?;
+        let status = resp.status();
+        if status.is_success() || status == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+            .unwrap_or(text);
+        bail!("{message} (HTTP {})", status.as_u16());
+    }
+
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(reqwest::Method::GET, path, None).await
     }

@@ -3,10 +3,13 @@
 
 mod agent;
 mod client;
+mod container_cli;
 mod datadir;
 mod probe;
 mod settings;
 mod storage_cli;
+mod stream_cli;
+mod template_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,6 +103,22 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Templates: root filesystems containers are made from
+    Template {
+        #[command(subcommand)]
+        action: template_cli::TemplateAction,
+    },
+    /// Containers on this peer
+    Container {
+        #[command(subcommand)]
+        action: container_cli::ContainerAction,
+    },
+    /// Runs one container (the runtime starts it; not for people)
+    #[command(hide = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Troubleshooting tools
     #[command(hide = true)]
@@ -262,6 +281,13 @@ fn parse_duration_secs(text: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    // `coop shim` forks container processes, which is only safe while the
+    // process has one thread: dispatch it before clap, tokio or anything
+    // else can start one.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|first| first == "shim") {
+        return coop_compute::shim::main(args.collect());
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -351,6 +377,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ConfigAction::Set { key, value } => client::config_set(&global, &key, &value).await,
             ConfigAction::Unset { key } => client::config_unset(&global, &key).await,
         },
+        Command::Template { action } => template_cli::run(&global, action).await,
+        Command::Container { action } => container_cli::run(&global, action).await,
+        Command::Shim { .. } => anyhow::bail!(
+            "`coop shim` must be the first argument (it is started by the container runtime, not by people)"
+        ),
         Command::Debug {
             action: DebugAction::Probe { peer, addr, mdns },
         } => probe::probe(&global, &peer, addr.as_deref(), mdns).await,

@@ -79,9 +79,90 @@ pub struct UpArgs {
     /// Largest body of one S3 request (single PUT or one part) [default: 5G]
     #[arg(long, env = "COOP_S3_MAX_BODY", value_name = "SIZE")]
     pub s3_max_body: Option<String>,
+    /// Container networking and cgroup names; hidden, so tests (or two
+    /// agents on one machine) can keep their bridges, nft tables and
+    /// cgroups apart. See [`ContainerArgs`].
+    #[command(flatten)]
+    pub containers: ContainerArgs,
 }
 
 /// `coop.toml`: the same settings, all optional.
+/// Names the container runtime uses on the host. The defaults (bridge
+/// `coop0` on 10.88.0.0/16, nft table `coop`, veths `coopv…`, namespaces
+/// `coop-…`, cgroups under `/coop`) suit one agent per machine.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ContainerArgs {
+    /// Host bridge of the containers
+    #[arg(long, env = "COOP_CONTAINER_BRIDGE", hide = true, value_name = "NAME")]
+    pub container_bridge: Option<String>,
+    /// Subnet of the containers, e.g. 10.88.0.0/16
+    #[arg(long, env = "COOP_CONTAINER_SUBNET", hide = true, value_name = "CIDR")]
+    pub container_subnet: Option<String>,
+    /// nftables table (family ip) of the containers' NAT and ports
+    #[arg(
+        long,
+        env = "COOP_CONTAINER_NFT_TABLE",
+        hide = true,
+        value_name = "NAME"
+    )]
+    pub container_nft_table: Option<String>,
+    /// Prefix of host-side veth names (at most 9 characters)
+    #[arg(
+        long,
+        env = "COOP_CONTAINER_VETH_PREFIX",
+        hide = true,
+        value_name = "PREFIX"
+    )]
+    pub container_veth_prefix: Option<String>,
+    /// Prefix of network namespace names
+    #[arg(
+        long,
+        env = "COOP_CONTAINER_NETNS_PREFIX",
+        hide = true,
+        value_name = "PREFIX"
+    )]
+    pub container_netns_prefix: Option<String>,
+    /// Parent cgroup of the containers
+    #[arg(long, env = "COOP_CONTAINER_CGROUP", hide = true, value_name = "NAME")]
+    pub container_cgroup: Option<String>,
+}
+
+impl ContainerArgs {
+    /// The runtime configuration: defaults with these names applied.
+    pub fn runtime_config(
+        &self,
+        shim: coop_compute::runtime::ShimCommand,
+    ) -> Result<coop_compute::runtime::RuntimeConfig> {
+        let mut config = coop_compute::runtime::RuntimeConfig::new(shim);
+        let net = &mut config.network;
+        if let Some(bridge) = &self.container_bridge {
+            net.bridge = bridge.clone();
+        }
+        if let Some(subnet) = &self.container_subnet {
+            net.subnet = subnet.parse().map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid container subnet `{subnet}`: {e}; write it like 10.88.0.0/16"
+                )
+            })?;
+        }
+        if let Some(table) = &self.container_nft_table {
+            net.nft_table = table.clone();
+        }
+        if let Some(prefix) = &self.container_veth_prefix {
+            net.veth_prefix = prefix.clone();
+        }
+        if let Some(prefix) = &self.container_netns_prefix {
+            net.netns_prefix = prefix.clone();
+        }
+        if let Some(cgroup) = &self.container_cgroup {
+            config.cgroup_parent = cgroup.clone();
+        }
+        net.validate()
+            .context("invalid container network settings")?;
+        Ok(config)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
@@ -121,6 +202,7 @@ pub struct Settings {
     pub cache_bytes: u64,
     pub s3_domains: Vec<String>,
     pub s3_max_body: u64,
+    pub containers: ContainerArgs,
     pub repair_interval: u64,
     pub scrub_interval: u64,
     pub gc_grace: u64,
@@ -253,6 +335,7 @@ impl Settings {
             cache_bytes,
             s3_domains,
             s3_max_body,
+            containers: args.containers,
             repair_interval: args.repair_interval.or(file.repair_interval).unwrap_or(30),
             scrub_interval: args.scrub_interval.or(file.scrub_interval).unwrap_or(86400),
             gc_grace: args.gc_grace.or(file.gc_grace).unwrap_or(3600),

@@ -198,23 +198,40 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
     // longer once denied.
     let durable = manifest.display().to_string();
     let stranger_reads = |endpoint: &str| -> Result<bool> {
-        Ok(tool(&other, endpoint, "durable", &["verify", "--manifest", &durable])?.0)
+        Ok(tool(
+            &other,
+            endpoint,
+            "durable",
+            &["verify", "--manifest", &durable],
+        )?
+        .0)
     };
-    assert!(!stranger_reads(&endpoints[2])?, "a key without grants read the bucket");
+    assert!(
+        !stranger_reads(&endpoints[2])?,
+        "a key without grants read the bucket"
+    );
     cloud.peers[0].cli_json(&["bucket", "allow", "durable", "--key", &other.id, "--read"])?;
-    assert!(stranger_reads(&endpoints[2])?, "an allowed key could not read");
+    assert!(
+        stranger_reads(&endpoints[2])?,
+        "an allowed key could not read"
+    );
     cloud.peers[0].cli_json(&["bucket", "deny", "durable", "--key", &other.id])?;
     assert!(!stranger_reads(&endpoints[2])?, "a denied key still reads");
 
     // A second read of the same objects through one peer comes from its
     // read cache.
     let hits = |peer: &Peer| -> Result<u64> {
-        Ok(storage(peer)?["counters"]["cache_hits"].as_u64().unwrap_or(0))
+        Ok(storage(peer)?["counters"]["cache_hits"]
+            .as_u64()
+            .unwrap_or(0))
     };
     let before = hits(&cloud.peers[3])?;
     verify_objects(&owner, &endpoints[3], "durable", &manifest)?;
     verify_objects(&owner, &endpoints[3], "durable", &manifest)?;
-    assert!(hits(&cloud.peers[3])? > before, "no read was served from the cache");
+    assert!(
+        hits(&cloud.peers[3])? > before,
+        "no read was served from the cache"
+    );
 
     // A peer killed in the middle of a multipart upload: nothing of the
     // object becomes visible, and the retry through another peer works.

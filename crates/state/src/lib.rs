@@ -2,10 +2,12 @@
 //!
 //! Stewards hold voting replicas; every other peer keeps a read replica
 //! (a Raft learner). Writes are typed [`Command`]s applied to typed tables
-//! (cloud, peers, invites, tokens, config); reads are local. This crate owns
+//! (cloud, peers, invites, tokens, config, S3 metadata, templates and
+//! containers); reads are local. This crate owns
 //! the storage, the apply logic and the choice of stewards; it does not know
 //! about HTTP or the CLI.
 
+mod compute;
 mod control;
 mod network;
 mod objects;
@@ -13,6 +15,7 @@ mod records;
 mod stewards;
 mod store;
 
+pub use compute::{ContainerEntry, ContainerLimits, DesiredState, RestartPolicy, TemplateEntry};
 pub use control::{ControlPlane, StartError, WriteError};
 pub use objects::{
     BlockId, BlockRef, BucketRecord, Completion, Grant, MIN_PART_SIZE, NewStripe, ObjectRecord,

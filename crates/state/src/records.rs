@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use coop_identity::{Certificate, CloudId};
 use coop_types::PeerId;
 
+use crate::compute::{ContainerEntry, DesiredState, TemplateEntry};
 use crate::objects::{
     BlockId, BucketRecord, Completion, Grant, NewStripe, ObjectRecord, PartRecord, S3KeyRecord,
     ShardLocation, UploadRecord,
@@ -161,6 +162,20 @@ pub enum Command {
         block: BlockId,
         moves: Vec<(u32, ShardLocation)>,
     },
+    /// The agent that imported a template records it. Refused if that
+    /// name and version already exist (remove it first).
+    PutTemplate(TemplateEntry),
+    /// An operator removes a template version. Refused while a container
+    /// was created from it.
+    DeleteTemplate { name: String, version: String },
+    /// The agent that will run a new container records it before starting
+    /// it. Refused if the name is taken or its template is unknown.
+    PutContainer(ContainerEntry),
+    /// An operator starts or stops a container; its peer's reconcile loop
+    /// and API act on it.
+    SetContainerDesired { name: String, desired: DesiredState },
+    /// The agent running a container forgets it once the runtime deleted it.
+    DeleteContainer { name: String },
     /// Any command, applied at most once per `id`: a writer that retries
     /// after a lost answer (leader died after committing) gets the first
     /// outcome back instead of applying the command twice.
@@ -212,6 +227,16 @@ pub enum CommandError {
     PartTooSmall { part: u32, size: u64 },
     #[error("a block the object refers to no longer exists; retry the request")]
     StripeGone,
+    #[error("template {0} already exists; remove it first or import under another version")]
+    TemplateExists(String),
+    #[error("no template {0}; list templates with `coop template ls`")]
+    TemplateUnknown(String),
+    #[error("template {template} is used by container `{container}`; remove the container first")]
+    TemplateInUse { template: String, container: String },
+    #[error("a container named `{0}` already exists; pick another name or remove it first")]
+    ContainerExists(String),
+    #[error("no container named `{0}`; list containers with `coop container ls --all`")]
+    ContainerUnknown(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
 }

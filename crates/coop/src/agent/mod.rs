@@ -3,6 +3,7 @@
 //! the cloud until it is stopped.
 
 mod bootstrap;
+mod containers;
 mod loops;
 mod protocol;
 mod services;
@@ -101,7 +102,9 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
         .set_handler(RPC_ALPN, Arc::new(services::RpcService(core.clone())));
 
     let storage = storage::start(&settings, &core.mesh)?;
+    let compute = containers::start(&core)?;
     let tasks = vec![
+        containers::spawn_reconcile(core.clone(), compute.clone()),
         storage::spawn_upkeep(&storage, &settings, &core.control),
         loops::spawn_store_sync(core.clone()),
         core.mesh.start_liveness(
@@ -131,7 +134,8 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
         storage.stripes.clone(),
         storage.disks.clone(),
         storage.metrics.clone(),
-    );
+    )
+    .with_compute(compute);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(coop_api::serve_on(listener, state, async move {
         let _ = stop_rx.await;

@@ -280,6 +280,11 @@ fn apply_command(
         | Command::AbortUpload { .. }
         | Command::MoveShards { .. }
         | Command::ForgetStripes { .. }) => return super::objects::apply(sm, command),
+        command @ (Command::PutTemplate(_)
+        | Command::DeleteTemplate { .. }
+        | Command::PutContainer(_)
+        | Command::SetContainerDesired { .. }
+        | Command::DeleteContainer { .. }) => return super::compute::apply(sm, command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

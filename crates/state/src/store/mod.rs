@@ -15,6 +15,9 @@
 //! `sm` maps `cloud`, `peer/<hex id>`, `invite/<hex id>`, `token/<hex hash>`
 //! and `config/<key>` to postcard-encoded records.
 
+mod compute;
+#[cfg(test)]
+mod compute_tests;
 mod log_store;
 mod machine;
 mod objects;

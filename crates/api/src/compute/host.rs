@@ -1,0 +1,237 @@
+//! [`ComputeHost`]: this peer's container runtime, template blobs and
+//! unpacked rootfs cache, and the blocking steps handlers and the agent's
+//! reconcile loop share.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use coop_compute::network::NetworkError;
+use coop_compute::runtime::{
+    Container, ContainerSpec, PortMapping, Runtime, RuntimeConfig, RuntimeError,
+};
+use coop_compute::{
+    ArchiveError, ContentId, Resources, SignedTemplate, TemplateRecord, blob_path, import_oci,
+    import_rootfs, rootfs_path, unpack_blob,
+};
+use coop_identity::PeerKey;
+use coop_state::{ContainerEntry, TemplateEntry};
+use coop_types::PeerId;
+
+use crate::error::ApiError;
+
+/// The compute side of one peer: where templates are kept and the runtime
+/// that runs containers. Blocking methods must run in `spawn_blocking`.
+#[derive(Debug)]
+pub struct ComputeHost {
+    key: PeerKey,
+    blobs: PathBuf,
+    cache: PathBuf,
+    uploads: PathBuf,
+    runtime: Result<Runtime, String>,
+    ops: tokio::sync::Mutex<()>,
+}
+
+impl ComputeHost {
+    /// Compute under `data_dir/templates` (blobs, unpacked rootfs, uploads
+    /// in progress) and `data_dir/containers` (the runtime's state root).
+    /// A runtime that cannot work here (not root, no cgroups) is kept as
+    /// its reason: templates still work, container calls answer 503.
+    pub fn new(data_dir: &Path, key: PeerKey, config: RuntimeConfig) -> ComputeHost {
+        let templates = data_dir.join("templates");
+        let runtime = Runtime::new(data_dir.join("containers"), config).map_err(|e| e.to_string());
+        ComputeHost {
+            key,
+            blobs: templates.join("blobs"),
+            cache: templates.join("rootfs"),
+            uploads: templates.join("uploads"),
+            runtime,
+            ops: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The runtime, or 503 saying why containers cannot run on this peer.
+    pub fn runtime(&self) -> Result<&Runtime, ApiError> {
+        self.runtime.as_ref().map_err(|reason| {
+            ApiError::Unavailable(format!("containers cannot run on this peer: {reason}"))
+        })
+    }
+
+    /// Why the runtime could not start, if it could not.
+    pub fn unavailable_reason(&self) -> Option<&str> {
+        self.runtime.as_ref().err().map(String::as_str)
+    }
+
+    /// Taken around every change to containers (API calls and reconcile
+    /// passes), so a restart policy never races a `stop` or `rm`.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.ops.lock().await
+    }
+
+    /// Where uploads are spooled before import.
+    pub fn uploads_dir(&self) -> &Path {
+        &self.uploads
+    }
+
+    /// This peer.
+    pub fn peer(&self) -> PeerId {
+        self.key.id()
+    }
+
+    /// Imports the rootfs (or OCI archive) at `source` into the blob store
+    /// and signs its record. Blocking.
+    pub fn import(
+        &self,
+        name: &str,
+        version: &str,
+        source: &Path,
+        oci: bool,
+        now: u64,
+    ) -> Result<TemplateEntry, ApiError> {
+        coop_compute::validate_name(name).map_err(bad)?;
+        coop_compute::validate_version(version).map_err(bad)?;
+        let shown = source.display().to_string();
+        let scrub = |message: String| message.replace(&shown, "the uploaded archive");
+        let imported = if oci {
+            import_oci(source, &self.blobs).map_err(|e| ApiError::BadRequest(scrub(e.to_string())))
+        } else {
+            import_rootfs(source, &self.blobs).map_err(|e| match e {
+                ArchiveError::Io { .. } => ApiError::Internal(scrub(e.to_string())),
+                other => ApiError::BadRequest(scrub(other.to_string())),
+            })
+        }?;
+        let record =
+            TemplateRecord::new(name, Some(version), &imported, self.key.id(), now).map_err(bad)?;
+        let signed = record
+            .sign(&self.key)
+            .map_err(|e| ApiError::Internal(format!("cannot sign template {name}: {e}")))?;
+        Ok(TemplateEntry {
+            name: name.to_string(),
+            version: version.to_string(),
+            content_id: imported.content_id.to_string(),
+            size_bytes: imported.size_bytes,
+            imported_by: self.key.id(),
+            imported_at: now,
+            signed: signed.to_bytes(),
+        })
+    }
+
+    /// Drops the blob and cached rootfs of `content_id` unless another
+    /// template in `remaining` still names it. Blocking.
+    pub fn forget_blob(&self, content_id: &str, remaining: &[TemplateEntry]) {
+        if remaining.iter().any(|t| t.content_id == content_id) {
+            return;
+        }
+        let Ok(id) = ContentId::from_str(content_id) else {
+            return;
+        };
+        let _ = std::fs::remove_file(blob_path(&self.blobs, &id));
+        if let Some(dir) = rootfs_path(&self.cache, &id).parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// The unpacked rootfs of a container's template, unpacked on first
+    /// use. Blocking.
+    pub fn rootfs(&self, entry: &ContainerEntry) -> Result<PathBuf, ApiError> {
+        let id = ContentId::from_str(&entry.content_id).map_err(bad)?;
+        let blob = blob_path(&self.blobs, &id);
+        if !blob.exists() {
+            return Err(ApiError::Unavailable(format!(
+                "template {}:{} (blob {}) is not on this peer; import it here (fetching templates from other peers is not built yet)",
+                entry.template,
+                entry.version,
+                id.short()
+            )));
+        }
+        let unpacked = unpack_blob(&blob, &id, &self.cache).map_err(|e| {
+            ApiError::Internal(format!(
+                "cannot unpack template {}:{}: {e}",
+                entry.template, entry.version
+            ))
+        })?;
+        Ok(unpacked.rootfs)
+    }
+
+    /// The runtime spec of a container entry over `rootfs`.
+    pub fn spec(&self, entry: &ContainerEntry, rootfs: PathBuf) -> Result<ContainerSpec, ApiError> {
+        let ports = entry
+            .ports
+            .iter()
+            .map(|p| PortMapping::from_str(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let limits = entry.limits;
+        let spec = ContainerSpec {
+            id: entry.name.clone(),
+            rootfs_lower: rootfs,
+            resources: Resources {
+                cpus_milli: limits.cpus_milli,
+                memory_bytes: limits.memory_bytes,
+                disk_bytes: limits.disk_bytes,
+                pids: limits.pids,
+            },
+            env: entry.env.clone(),
+            argv: entry.argv.clone(),
+            workdir: entry.workdir.clone(),
+            user: entry.user.clone(),
+            ports,
+            hostname: None,
+        };
+        spec.validate().map_err(bad)?;
+        Ok(spec)
+    }
+
+    /// Creates the container in the runtime if it is not there yet and
+    /// starts it. Blocking.
+    pub fn launch(&self, entry: &ContainerEntry) -> Result<Container, ApiError> {
+        let runtime = self.runtime()?;
+        match runtime.get(&entry.name) {
+            Ok(_) => {}
+            Err(RuntimeError::NotFound(_)) => {
+                let rootfs = self.rootfs(entry)?;
+                runtime
+                    .create(self.spec(entry, rootfs)?)
+                    .map_err(runtime_error)?;
+            }
+            Err(e) => return Err(runtime_error(e)),
+        }
+        runtime.start(&entry.name).map_err(runtime_error)
+    }
+
+    /// The container as the runtime sees it; `None` if the runtime has no
+    /// such container (or cannot run here). Blocking.
+    pub fn observe(&self, name: &str) -> Option<Container> {
+        self.runtime.as_ref().ok()?.get(name).ok()
+    }
+}
+
+/// Verifies a template entry's signed record against its importer and content id.
+pub(crate) fn verify_template(entry: &TemplateEntry) -> Result<TemplateRecord, String> {
+    let id = ContentId::from_str(&entry.content_id).map_err(|e| e.to_string())?;
+    SignedTemplate::from_bytes(&entry.signed)
+        .and_then(|signed| signed.verify(&entry.imported_by, &id))
+        .map_err(|e| e.to_string())
+}
+
+fn bad(err: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(err.to_string())
+}
+
+/// How a runtime refusal or failure reaches a client.
+pub fn runtime_error(err: RuntimeError) -> ApiError {
+    let message = err.to_string();
+    match err {
+        RuntimeError::NotRoot
+        | RuntimeError::NoCgroups(_)
+        | RuntimeError::MissingController(_)
+        | RuntimeError::DiskQuotaUnsupported(_) => ApiError::Unavailable(message),
+        RuntimeError::Spec(_) | RuntimeError::BadSignal(_) => ApiError::BadRequest(message),
+        RuntimeError::NotFound(_) => ApiError::NotFound(message),
+        RuntimeError::AlreadyExists(_)
+        | RuntimeError::NotRunning(_)
+        | RuntimeError::StillRunning(_)
+        | RuntimeError::Network(NetworkError::PortBusy { .. })
+        | RuntimeError::Network(NetworkError::SubnetFull(_)) => ApiError::Conflict(message),
+        _ => ApiError::Internal(message),
+    }
+}

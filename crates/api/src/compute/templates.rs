@@ -1,0 +1,216 @@
+//! `/v1/templates`: import (the body is the archive, streamed to disk),
+//! list, show and remove templates.
+
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use utoipa::IntoParams;
+
+use coop_state::Command;
+use coop_types::unix_now;
+
+use super::views::TemplateView;
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Query of `POST /v1/templates`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct ImportQuery {
+    /// Template name: 1-63 of a-z, 0-9 and `-`.
+    name: String,
+    /// Version [default: latest].
+    #[serde(default)]
+    version: Option<String>,
+    /// `rootfs` (a tar, tar.gz or tar.zst of a rootfs; the default) or `oci`
+    /// (a `docker save` or OCI layout archive).
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// Query selecting one version.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct VersionQuery {
+    /// A version; without it, every version (show) or `latest` (remove).
+    #[serde(default)]
+    version: Option<String>,
+}
+
+/// Deletes the spooled upload however the import ends.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Import a template from the archive in the request body.
+#[utoipa::path(post, path = "/v1/templates", tag = "compute", params(ImportQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "a tar / tar.gz / tar.zst of a rootfs, or an OCI archive with kind=oci"),
+    responses((status = 200, body = TemplateView), (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    Query(query): Query<ImportQuery>,
+    body: Body,
+) -> Result<Json<TemplateView>, ApiError> {
+    let host = state.compute()?;
+    let version = query
+        .version
+        .unwrap_or_else(|| coop_compute::DEFAULT_VERSION.to_string());
+    coop_compute::validate_name(&query.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    coop_compute::validate_version(&version).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let oci = match query.kind.as_deref() {
+        None | Some("rootfs") => false,
+        Some("oci") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown template kind `{other}`: use rootfs or oci"
+            )));
+        }
+    };
+    if state
+        .control
+        .store()
+        .template(&query.name, &version)?
+        .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "template {}:{version} already exists; remove it first or import under another version",
+            query.name
+        )));
+    }
+    let dir = host.uploads_dir().to_path_buf();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+    let spool = Spool(dir.join(format!(
+        "{}-{}.upload",
+        query.name,
+        data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>())
+    )));
+    let mut file = tokio::fs::File::create(&spool.0)
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", spool.0.display())))?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("the upload broke off: {e}")))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot spool the upload: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot spool the upload: {e}")))?;
+    drop(file);
+    let importer = host.clone();
+    let name = query.name.clone();
+    let source = spool.0.clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        importer.import(&name, &version, &source, oci, unix_now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the import task failed: {e}")))??;
+    drop(spool);
+    state
+        .control
+        .write(Command::PutTemplate(entry.clone()))
+        .await?;
+    Ok(Json(TemplateView::of(&entry)))
+}
+
+/// List every template version of the cloud.
+#[utoipa::path(get, path = "/v1/templates", tag = "compute",
+    responses((status = 200, body = Vec<TemplateView>)), security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<TemplateView>>, ApiError> {
+    let templates = state.control.store().templates()?;
+    Ok(Json(templates.iter().map(TemplateView::of).collect()))
+}
+
+/// Show the versions of one template.
+#[utoipa::path(get, path = "/v1/templates/{name}", tag = "compute", params(VersionQuery),
+    responses((status = 200, body = Vec<TemplateView>), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Result<Json<Vec<TemplateView>>, ApiError> {
+    let found: Vec<TemplateView> = state
+        .control
+        .store()
+        .templates()?
+        .iter()
+        .filter(|t| t.name == name && query.version.as_ref().is_none_or(|v| *v == t.version))
+        .map(TemplateView::of)
+        .collect();
+    if found.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no template {name}{}; list templates with `coop template ls`",
+            query.version.map(|v| format!(":{v}")).unwrap_or_default()
+        )));
+    }
+    Ok(Json(found))
+}
+
+/// Remove a template version (refused while a container uses it).
+#[utoipa::path(delete, path = "/v1/templates/{name}", tag = "compute", params(VersionQuery),
+    responses((status = 200, body = TemplateView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Result<Json<TemplateView>, ApiError> {
+    let store = state.control.store();
+    let versions: Vec<_> = store
+        .templates()?
+        .into_iter()
+        .filter(|t| t.name == name)
+        .collect();
+    let version = match query.version {
+        Some(v) => v,
+        None if versions.len() == 1 => versions[0].version.clone(),
+        None if versions.is_empty() => {
+            return Err(ApiError::NotFound(format!(
+                "no template {name}; list templates with `coop template ls`"
+            )));
+        }
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "template {name} has {} versions; name one with --version",
+                versions.len()
+            )));
+        }
+    };
+    let Some(entry) = versions.into_iter().find(|t| t.version == version) else {
+        return Err(ApiError::NotFound(format!(
+            "no template {name}:{version}; list templates with `coop template ls`"
+        )));
+    };
+    state
+        .control
+        .write(Command::DeleteTemplate {
+            name: name.clone(),
+            version: version.clone(),
+        })
+        .await?;
+    if let Ok(host) = state.compute() {
+        let remaining = state.control.store().templates()?;
+        let content_id = entry.content_id.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || host.forget_blob(&content_id, &remaining)).await;
+    }
+    Ok(Json(TemplateView::of(&entry)))
+}

@@ -1,0 +1,517 @@
+//! Containers end to end on one real peer: templates imported through the
+//! CLI, containers run, reached, exec'd into, logged, OOM-killed, kept
+//! alive across an agent restart, and bad archives refused.
+//!
+//! These tests need root, cgroups, network namespaces, nftables, loop
+//! devices, python3 and Debian's `busybox-static`; without them they fail
+//! saying what is missing. Each test gives its agent its own bridge, nft
+//! table, veth and netns prefixes and cgroup parent, and removes them.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use coop_testkit::{Cloud, Peer, PeerOptions, eventually, free_port, http_request};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coop");
+const BUSYBOX: &str = "/bin/busybox";
+
+fn require_host() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the container tests need root (mounts, cgroups, network namespaces)"
+    );
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "the container tests need {BUSYBOX}: apt-get install busybox-static"
+    );
+}
+
+/// A minimal rootfs: static busybox with its applets, users, and a page in /www.
+fn busybox_rootfs(root: &Path) -> Result<()> {
+    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp", "www", "root"] {
+        std::fs::create_dir_all(root.join(dir))?;
+    }
+    std::fs::copy(BUSYBOX, root.join("bin/busybox"))?;
+    let list = Command::new(BUSYBOX).arg("--list").output()?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    std::fs::write(root.join("www/index.html"), "hello from coop\n")?;
+    Ok(())
+}
+
+/// One agent with host names of its own, and the cleanup of them.
+struct Lab {
+    cloud: Cloud,
+    tag: u8,
+    rootfs: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: u8) -> Result<Lab> {
+        require_host();
+        let mut cloud = Cloud::new(BIN, &format!("containers{tag}"))?;
+        let rootfs = cloud.dir.path().join("rootfs");
+        busybox_rootfs(&rootfs)?;
+        let extra = [
+            ("--container-bridge", format!("coopk{tag}")),
+            ("--container-subnet", format!("10.214.{tag}.0/24")),
+            ("--container-nft-table", format!("coop_k{tag}")),
+            ("--container-veth-prefix", format!("ck{tag}v")),
+            ("--container-netns-prefix", format!("coopk{tag}-")),
+            ("--container-cgroup", format!("coop_k{tag}")),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect();
+        cloud.found(
+            "box",
+            PeerOptions {
+                extra_args: extra,
+                ..PeerOptions::default()
+            },
+        )?;
+        Ok(Lab { cloud, tag, rootfs })
+    }
+
+    fn peer(&self) -> &Peer {
+        &self.cloud.peers[0]
+    }
+
+    fn peer_mut(&mut self) -> &mut Peer {
+        &mut self.cloud.peers[0]
+    }
+
+    /// Runs the CLI; Ok(stdout) on success, Err(stderr) otherwise.
+    fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.peer().cli(args).map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn show(&self, name: &str) -> Result<Value> {
+        self.peer().cli_json(&["container", "show", name])
+    }
+
+    fn import_busybox(&self) -> Result<()> {
+        let rootfs = self.rootfs.display().to_string();
+        self.peer()
+            .cli_json(&["template", "import", "busybox", &rootfs])?;
+        Ok(())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.peer().is_running()
+            && let Ok(list) = self.peer().cli_json(&["container", "ls", "--all"])
+        {
+            for c in list.as_array().cloned().unwrap_or_default() {
+                if let Some(name) = c["name"].as_str() {
+                    let _ = self.peer().cli(&["container", "rm", "-f", name]);
+                }
+            }
+        }
+        let _ = self.peer_mut().stop();
+        let tag = self.tag;
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("coopk{tag}")])
+            .output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &format!("coop_k{tag}")])
+            .output();
+        for base in [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/cpu,cpuacct",
+            "/sys/fs/cgroup/pids",
+        ] {
+            let _ = std::fs::remove_dir(Path::new(base).join(format!("coop_k{tag}")));
+        }
+    }
+}
+
+fn state_of(lab: &Lab, name: &str) -> Result<String> {
+    Ok(lab.show(name)?["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[test]
+fn httpd_exec_logs_limits_and_errors() -> Result<()> {
+    let lab = Lab::new(1)?;
+    lab.import_busybox()?;
+    let listed = lab.peer().cli_json(&["template", "ls"])?;
+    assert_eq!(listed[0]["name"], "busybox", "{listed}");
+    assert_eq!(listed[0]["verified"], true, "{listed}");
+
+    // A web server with a published port, fetched over plain TCP.
+    let port = free_port()?;
+    let publish = format!("{port}:8080");
+    let out = lab.cli(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--size",
+        "tiny",
+        "--disk",
+        "64M",
+        "-p",
+        &publish,
+        "busybox",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    assert_eq!(out.as_deref().map(str::trim), Ok("web"), "{out:?}");
+    let page = eventually(Duration::from_secs(20), "the page", || {
+        Ok(
+            http_request(&format!("127.0.0.1:{port}"), "GET", "/", &[], None)
+                .ok()
+                .filter(|r| r.status == 200),
+        )
+    })?;
+    assert!(page.body.contains("hello from coop"), "{}", page.body);
+    let ls = lab.peer().cli_json(&["container", "ls"])?;
+    assert_eq!(ls[0]["name"], "web", "{ls}");
+    assert_eq!(ls[0]["state"], "running", "{ls}");
+    assert_eq!(ls[0]["ports"][0], format!("{port}:8080/tcp"), "{ls}");
+
+    // The same host port again: refused, and nothing is left of the attempt.
+    let err = lab
+        .cli(&[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "web2",
+            "-p",
+            &publish,
+            "busybox",
+            "--",
+            "sleep",
+            "100",
+        ])
+        .expect_err("a busy port must be refused");
+    assert!(err.contains("in use"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(lab.show("web2").is_err());
+    let err = lab
+        .cli(&["container", "run", "-d", "nothing-here"])
+        .expect_err("an unknown template must be refused");
+    assert!(err.contains("no template"), "{err}");
+    let err = lab
+        .cli(&["container", "run", "-d", "--size", "gigantic", "busybox"])
+        .expect_err("a bad size must be refused");
+    assert!(err.contains("gigantic"), "{err}");
+
+    // exec: output and exit code.
+    assert_eq!(
+        lab.cli(&["container", "exec", "web", "--", "echo", "hi"]),
+        Ok("hi\n".into())
+    );
+    let out = lab.peer().cli(&[
+        "container",
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo oops >&2; exit 3",
+    ])?;
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+
+    // exec -it through a pty: a shell that answers and exits with a code.
+    let script = format!(
+        r##"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv({bin:?}, [{bin:?}, "--data-dir", {dir:?}, "container", "exec", "-it", "web", "--", "sh"])
+out = b""
+def read_until(needle, limit):
+    global out
+    end = time.time() + limit
+    while needle not in out and time.time() < end:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+read_until(b"#", 20)
+os.write(fd, b"echo $((6*7))\r")
+read_until(b"42", 20)
+os.write(fd, b"exit 5\r")
+read_until(b"never", 5)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"##,
+        bin = BIN,
+        dir = lab.peer().data_dir.display().to_string(),
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("42"),
+        "pty output: {text}; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(5), "pty output: {text}");
+
+    // logs -f streams lines while the container still runs.
+    lab.cli(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "--size",
+        "tiny",
+        "--disk",
+        "64M",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo tick$i; sleep 1; done",
+    ])
+    .map_err(anyhow::Error::msg)?;
+    let mut follow = Command::new(BIN)
+        .args(["--data-dir", &lab.peer().data_dir.display().to_string()])
+        .args(["container", "logs", "-f", "ticker"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(follow.stdout.take().context("no stdout")?).lines();
+    let first = lines.next().context("no log line")??;
+    assert_eq!(first, "tick1");
+    assert_eq!(
+        state_of(&lab, "ticker")?,
+        "running",
+        "the first line must arrive while it runs"
+    );
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    assert_eq!(rest, ["tick2", "tick3", "tick4", "tick5"]);
+    assert!(follow.wait()?.success());
+
+    // stats and metrics of the web server.
+    let stats = lab.peer().cli_json(&["container", "stats", "web"])?;
+    assert!(stats["memory_bytes"].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert!(stats["pids"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let metrics = http_request(&lab.peer().api_addr(), "GET", "/metrics", &[], None)?;
+    assert!(
+        metrics
+            .body
+            .contains("coop_container_memory_bytes{container=\"web\"}"),
+        "{}",
+        metrics.body
+    );
+
+    // A memory hog under --memory 64M is OOM-killed, and show says so.
+    lab.cli(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "hog",
+        "--memory",
+        "64M",
+        "--disk",
+        "64M",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero bs=1M count=300 | tail > /dev/null",
+    ])
+    .map_err(anyhow::Error::msg)?;
+    let hog = eventually(Duration::from_secs(60), "the hog to be OOM-killed", || {
+        let view = lab.show("hog")?;
+        Ok((view["state"] == "exited").then_some(view))
+    })?;
+    assert_eq!(hog["oom_killed"], true, "{hog}");
+    let human = lab
+        .cli(&["container", "show", "hog"])
+        .map_err(anyhow::Error::msg)?;
+    assert!(human.contains("OOM-killed"), "{human}");
+
+    // stop, start, rm.
+    lab.cli(&["container", "stop", "web"])
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(state_of(&lab, "web")?, "exited");
+    let err = lab.cli(&["template", "rm", "busybox"]).expect_err("in use");
+    assert!(err.contains("used by container"), "{err}");
+    lab.cli(&["container", "start", "web"])
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(state_of(&lab, "web")?, "running");
+    let err = lab.cli(&["container", "rm", "web"]).expect_err("running");
+    assert!(err.contains("-f"), "{err}");
+    lab.cli(&["container", "rm", "-f", "web"])
+        .map_err(anyhow::Error::msg)?;
+    assert!(lab.show("web").is_err());
+    Ok(())
+}
+
+#[test]
+fn restart_always_survives_an_agent_restart() -> Result<()> {
+    let mut lab = Lab::new(2)?;
+    lab.import_busybox()?;
+    lab.cli(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "--restart",
+        "always",
+        "--size",
+        "tiny",
+        "--disk",
+        "64M",
+        "busybox",
+        "--",
+        "sleep",
+        "1000",
+    ])
+    .map_err(anyhow::Error::msg)?;
+    let pid = lab.show("keeper")?["pid"].as_i64().context("no pid")?;
+
+    // The agent goes away; meanwhile the container dies.
+    lab.peer_mut().stop()?;
+    // SAFETY: kill(2) on the container's init, which this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    lab.peer_mut().start(None)?;
+    let again = eventually(Duration::from_secs(30), "keeper to run again", || {
+        let view = lab.show("keeper")?;
+        Ok((view["state"] == "running" && view["pid"].as_i64() != Some(pid)).then_some(view))
+    })?;
+    assert_eq!(again["restart"], "always");
+
+    // A crash while the agent runs: restarted too.
+    let pid = again["pid"].as_i64().context("no pid")?;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    eventually(Duration::from_secs(30), "keeper to restart", || {
+        let view = lab.show("keeper")?;
+        Ok((view["state"] == "running" && view["pid"].as_i64() != Some(pid)).then_some(()))
+    })?;
+    // Stopped on purpose: stays stopped.
+    lab.cli(&["container", "stop", "keeper"])
+        .map_err(anyhow::Error::msg)?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        assert_eq!(state_of(&lab, "keeper")?, "exited");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// Writes a docker-save archive of `rootfs` (one layer) to `out`.
+fn docker_save(rootfs: &Path, out: &Path) -> Result<()> {
+    let script = r#"
+import hashlib, io, json, os, sys, tarfile
+rootfs, out = sys.argv[1], sys.argv[2]
+layer = io.BytesIO()
+with tarfile.open(fileobj=layer, mode="w", format=tarfile.GNU_FORMAT) as t:
+    for name in sorted(os.listdir(rootfs)):
+        t.add(os.path.join(rootfs, name), arcname=name)
+layer = layer.getvalue()
+diff = "sha256:" + hashlib.sha256(layer).hexdigest()
+config = json.dumps({"architecture": "amd64" if os.uname().machine == "x86_64" else "arm64",
+    "os": "linux", "config": {"Entrypoint": ["/bin/sh"], "Env": ["PATH=/bin"]},
+    "rootfs": {"type": "layers", "diff_ids": [diff]}}).encode()
+config_name = hashlib.sha256(config).hexdigest() + ".json"
+manifest = json.dumps([{"Config": config_name, "RepoTags": ["busybox:1"], "Layers": ["l1/layer.tar"]}]).encode()
+with tarfile.open(out, "w") as t:
+    for name, data in [("l1/layer.tar", layer), (config_name, config), ("manifest.json", manifest)]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(rootfs)
+        .arg(out)
+        .status()?;
+    if !status.success() {
+        bail!("building the OCI archive failed");
+    }
+    Ok(())
+}
+
+#[test]
+fn tar_slip_is_refused_and_oci_archives_run() -> Result<()> {
+    let lab = Lab::new(3)?;
+    let work = lab.cloud.dir.path();
+
+    let evil = work.join("evil.tar");
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import io, sys, tarfile\nwith tarfile.open(sys.argv[1], 'w') as t:\n    i = tarfile.TarInfo('../escaped'); i.size = 3; t.addfile(i, io.BytesIO(b'bad'))\n",
+        )
+        .arg(&evil)
+        .status()?;
+    assert!(status.success());
+    let err = lab
+        .cli(&["template", "import", "evil", &evil.display().to_string()])
+        .expect_err("a tar-slip archive must be refused");
+    assert!(err.contains("..") && err.contains("HTTP 400"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(lab.cli(&["template", "show", "evil"]).is_err());
+
+    let archive = work.join("busybox-oci.tar");
+    docker_save(&lab.rootfs, &archive)?;
+    lab.peer().cli_json(&[
+        "template",
+        "import-oci",
+        "bb-oci",
+        &archive.display().to_string(),
+    ])?;
+    let out = lab.peer().cli(&[
+        "container",
+        "run",
+        "--name",
+        "once",
+        "--disk",
+        "64M",
+        "bb-oci",
+        "--",
+        "sh",
+        "-c",
+        "echo oci-ok; exit 7",
+    ])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "oci-ok\n");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
