@@ -22,6 +22,11 @@ impl CoopS3 {
         self.control.read_barrier().await.map_err(write_error)
     }
 
+    /// Writes `command` through the control plane, as an S3 error on failure.
+    pub(crate) async fn commit(&self, command: Command) -> S3Result<()> {
+        self.control.write(command).await.map_err(write_error)
+    }
+
     /// The bucket, after a fresh read, if the signing key holds `need`.
     pub(crate) async fn bucket_for(
         &self,
@@ -129,13 +134,11 @@ pub(crate) async fn delete(
 ) -> S3Result<S3Response<DeleteBucketOutput>> {
     let name = req.input.bucket;
     s3.bucket_for(&req.credentials, &name, Need::Owner).await?;
-    s3.control
-        .write(Command::DeleteBucket {
-            name,
-            now: unix_now(),
-        })
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::DeleteBucket {
+        name,
+        now: unix_now(),
+    })
+    .await?;
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 

@@ -17,7 +17,7 @@ use coop_types::unix_now;
 use crate::access::{self, Need};
 use crate::body;
 use crate::buckets::timestamp_ms;
-use crate::errors::{internal, write_error};
+use crate::errors::internal;
 use crate::objects::{check_key, content_md5_matches, copy_source, now_ms, user_metadata};
 use crate::service::CoopS3;
 
@@ -68,10 +68,7 @@ pub(crate) async fn create(
         initiated_ms: now_ms(),
         initiator: access::key_id(&req.credentials)?.to_owned(),
     };
-    s3.control
-        .write(Command::CreateUpload(upload))
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::CreateUpload(upload)).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(bucket.name),
         key: Some(input.key),
@@ -88,21 +85,19 @@ async fn record_part(
     stored: body::Stored,
 ) -> S3Result<String> {
     let etag = stored.etag();
-    s3.control
-        .write(Command::PutPart {
-            upload: upload.to_owned(),
-            part: PartRecord {
-                number,
-                size: stored.size,
-                etag: etag.clone(),
-                modified_ms: now_ms(),
-                blocks: stored.blocks,
-            },
-            stripes: stored.stripes,
-            now: unix_now(),
-        })
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::PutPart {
+        upload: upload.to_owned(),
+        part: PartRecord {
+            number,
+            size: stored.size,
+            etag: etag.clone(),
+            modified_ms: now_ms(),
+            blocks: stored.blocks,
+        },
+        stripes: stored.stripes,
+        now: unix_now(),
+    })
+    .await?;
     Ok(etag)
 }
 
@@ -255,18 +250,16 @@ pub(crate) async fn complete(
         parts.push((part_number(number)?, etag.value().to_owned()));
     }
     let etag = multipart_etag(&parts.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>())?;
-    s3.control
-        .write(Command::CompleteUpload {
-            upload: input.upload_id,
-            completion: Completion {
-                parts,
-                etag: etag.clone(),
-                modified_ms: now_ms(),
-            },
-            now: unix_now(),
-        })
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::CompleteUpload {
+        upload: input.upload_id,
+        completion: Completion {
+            parts,
+            etag: etag.clone(),
+            modified_ms: now_ms(),
+        },
+        now: unix_now(),
+    })
+    .await?;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(bucket.name.clone()),
         key: Some(input.key.clone()),
@@ -285,13 +278,11 @@ pub(crate) async fn abort(
         .bucket_for(&req.credentials, &input.bucket, Need::Write)
         .await?;
     upload_of(s3, &bucket.name, &input.key, &input.upload_id)?;
-    s3.control
-        .write(Command::AbortUpload {
-            upload: input.upload_id,
-            now: unix_now(),
-        })
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::AbortUpload {
+        upload: input.upload_id,
+        now: unix_now(),
+    })
+    .await?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 

@@ -167,16 +167,14 @@ pub(crate) async fn put(
         modified_ms: now_ms(),
         blocks: stored.blocks,
     };
-    s3.control
-        .write(Command::PutObject {
-            bucket: bucket.name,
-            key: input.key,
-            object,
-            stripes: stored.stripes,
-            now: unix_now(),
-        })
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::PutObject {
+        bucket: bucket.name,
+        key: input.key,
+        object,
+        stripes: stored.stripes,
+        now: unix_now(),
+    })
+    .await?;
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(ETag::Strong(etag)),
         size: i64::try_from(stored.size).ok(),
@@ -201,21 +199,39 @@ fn byte_range(range: Option<Range>, size: u64) -> S3Result<(std::ops::Range<u64>
     }
 }
 
+/// The object a GET or HEAD serves: the key may read, the object exists
+/// and the request's conditions hold (304 or 412 otherwise).
+async fn readable(
+    s3: &CoopS3,
+    credentials: &Option<s3s::auth::Credentials>,
+    bucket: &str,
+    key: &str,
+    conditions: Conditions,
+) -> S3Result<ObjectRecord> {
+    s3.bucket_for(credentials, bucket, Need::Read).await?;
+    let object = s3.object(bucket, key)?;
+    conditions.check(&object, true)?;
+    Ok(object)
+}
+
 pub(crate) async fn get(
     s3: &CoopS3,
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    s3.bucket_for(&req.credentials, &input.bucket, Need::Read)
-        .await?;
-    let object = s3.object(&input.bucket, &input.key)?;
-    Conditions {
-        if_match: input.if_match,
-        if_none_match: input.if_none_match,
-        if_modified_since: input.if_modified_since,
-        if_unmodified_since: input.if_unmodified_since,
-    }
-    .check(&object, true)?;
+    let object = readable(
+        s3,
+        &req.credentials,
+        &input.bucket,
+        &input.key,
+        Conditions {
+            if_match: input.if_match,
+            if_none_match: input.if_none_match,
+            if_modified_since: input.if_modified_since,
+            if_unmodified_since: input.if_unmodified_since,
+        },
+    )
+    .await?;
     if input.part_number.is_some() {
         return Err(s3_error!(
             NotImplemented,
@@ -243,16 +259,19 @@ pub(crate) async fn head(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    s3.bucket_for(&req.credentials, &input.bucket, Need::Read)
-        .await?;
-    let object = s3.object(&input.bucket, &input.key)?;
-    Conditions {
-        if_match: input.if_match,
-        if_none_match: input.if_none_match,
-        if_modified_since: input.if_modified_since,
-        if_unmodified_since: input.if_unmodified_since,
-    }
-    .check(&object, true)?;
+    let object = readable(
+        s3,
+        &req.credentials,
+        &input.bucket,
+        &input.key,
+        Conditions {
+            if_match: input.if_match,
+            if_none_match: input.if_none_match,
+            if_modified_since: input.if_modified_since,
+            if_unmodified_since: input.if_unmodified_since,
+        },
+    )
+    .await?;
     let (span, content_range) = byte_range(input.range, object.size)?;
     Ok(S3Response::new(HeadObjectOutput {
         accept_ranges: Some("bytes".into()),
@@ -275,14 +294,12 @@ pub(crate) async fn delete(
     let bucket = s3
         .bucket_for(&req.credentials, &input.bucket, Need::Write)
         .await?;
-    s3.control
-        .write(Command::DeleteObjects {
-            bucket: bucket.name,
-            keys: vec![input.key],
-            now: unix_now(),
-        })
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::DeleteObjects {
+        bucket: bucket.name,
+        keys: vec![input.key],
+        now: unix_now(),
+    })
+    .await?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
 }
 
@@ -315,14 +332,12 @@ pub(crate) async fn delete_many(
             }),
         }
     }
-    s3.control
-        .write(Command::DeleteObjects {
-            bucket: bucket.name,
-            keys: keys.clone(),
-            now: unix_now(),
-        })
-        .await
-        .map_err(write_error)?;
+    s3.commit(Command::DeleteObjects {
+        bucket: bucket.name,
+        keys: keys.clone(),
+        now: unix_now(),
+    })
+    .await?;
     let quiet = input.delete.quiet.unwrap_or(false);
     let deleted = (!quiet).then(|| {
         keys.into_iter()
