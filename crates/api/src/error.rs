@@ -35,6 +35,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The error another peer answered with `status`, passed on as is.
+    pub fn from_status(status: u16, message: String) -> ApiError {
+        match status {
+            400 => ApiError::BadRequest(message),
+            401 | 403 => ApiError::Unauthorized(message),
+            404 => ApiError::NotFound(message),
+            409 => ApiError::Conflict(message),
+            503 => ApiError::Unavailable(message),
+            _ => ApiError::Internal(message),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

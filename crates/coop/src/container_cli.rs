@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure, always
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Run on this peer (name, id or unique id prefix) instead of the one
+    /// the CLI talks to; the peer accepts only what fits its free capacity
+    #[arg(long, value_name = "PEER")]
+    peer: Option<String>,
     /// Return at once instead of following the output until it exits
     #[arg(short = 'd', long)]
     detach: bool,
@@ -56,7 +60,7 @@ pub struct RunArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerAction {
-    /// Run a container from a template on this peer
+    /// Run a container from a template on this peer or, with --peer, on another
     Run(Box<RunArgs>),
     /// List containers (running ones; all with --all)
     Ls {
@@ -127,6 +131,7 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
                 ports,
                 env,
                 restart,
+                peer,
                 detach,
                 command,
             } = *args;
@@ -142,6 +147,7 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
                 env,
                 restart: Some(restart),
                 argv: command,
+                peer,
             };
             let view: ContainerView = client
                 .call(

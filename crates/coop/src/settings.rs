@@ -79,6 +79,19 @@ pub struct UpArgs {
     /// Largest body of one S3 request (single PUT or one part) [default: 5G]
     #[arg(long, env = "COOP_S3_MAX_BODY", value_name = "SIZE")]
     pub s3_max_body: Option<String>,
+    /// CPUs this peer lends to containers, e.g. 2 or 1.5 [default: all cores].
+    /// A container is accepted (locally or from another peer with --peer)
+    /// only while the CPUs, memory and disk of this peer's containers fit
+    #[arg(long, env = "COOP_CAPACITY_CPUS", value_name = "CPUS")]
+    pub capacity_cpus: Option<String>,
+    /// Memory this peer lends to containers, e.g. 8G [default: all memory
+    /// but 512 MiB]
+    #[arg(long, env = "COOP_CAPACITY_MEMORY", value_name = "SIZE")]
+    pub capacity_memory: Option<String>,
+    /// Disk this peer lends to containers' writable layers, e.g. 200G
+    /// [default: 90% of the data dir's filesystem]
+    #[arg(long, env = "COOP_CAPACITY_DISK", value_name = "SIZE")]
+    pub capacity_disk: Option<String>,
     /// Container networking and cgroup names; hidden, so tests (or two
     /// agents on one machine) can keep their bridges, nft tables and
     /// cgroups apart. See [`ContainerArgs`].
@@ -182,6 +195,9 @@ struct FileSettings {
     repair_interval: Option<u64>,
     scrub_interval: Option<u64>,
     gc_grace: Option<u64>,
+    capacity_cpus: Option<String>,
+    capacity_memory: Option<String>,
+    capacity_disk: Option<String>,
 }
 
 /// The resolved settings of a peer.
@@ -206,6 +222,16 @@ pub struct Settings {
     pub repair_interval: u64,
     pub scrub_interval: u64,
     pub gc_grace: u64,
+    /// What containers may use here; `None` means the machine's default.
+    pub capacity: CapacitySettings,
+}
+
+/// `--capacity-*`, parsed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CapacitySettings {
+    pub cpus_milli: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub disk_bytes: Option<u64>,
 }
 
 fn parse_size_setting(what: &str, text: &str) -> Result<u64> {
@@ -308,6 +334,26 @@ impl Settings {
         } else {
             args.s3_domains
         };
+        let capacity = CapacitySettings {
+            cpus_milli: args
+                .capacity_cpus
+                .or(file.capacity_cpus)
+                .map(|t| coop_compute::parse_cpus(&t))
+                .transpose()
+                .context("invalid --capacity-cpus")?,
+            memory_bytes: args
+                .capacity_memory
+                .or(file.capacity_memory)
+                .map(|t| coop_compute::parse_bytes(&t))
+                .transpose()
+                .context("invalid --capacity-memory")?,
+            disk_bytes: args
+                .capacity_disk
+                .or(file.capacity_disk)
+                .map(|t| coop_compute::parse_bytes(&t))
+                .transpose()
+                .context("invalid --capacity-disk")?,
+        };
         let defaults =
             |s: &str| -> SocketAddr { s.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))) };
         Ok(Settings {
@@ -339,6 +385,7 @@ impl Settings {
             repair_interval: args.repair_interval.or(file.repair_interval).unwrap_or(30),
             scrub_interval: args.scrub_interval.or(file.scrub_interval).unwrap_or(86400),
             gc_grace: args.gc_grace.or(file.gc_grace).unwrap_or(3600),
+            capacity,
         })
     }
 }

@@ -51,11 +51,27 @@ fn busybox_rootfs(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One agent with host names of its own, and the cleanup of them.
+/// Agents with host names of their own (bridge, nft table, veth and netns
+/// prefixes, cgroup parent: one tag each), and the cleanup of them.
 struct Lab {
     cloud: Cloud,
-    tag: u8,
+    tags: Vec<u8>,
     rootfs: PathBuf,
+}
+
+/// `coop up` flags that keep the host names of agent `tag` apart.
+fn host_names(tag: u8) -> Vec<String> {
+    [
+        ("--container-bridge", format!("coopk{tag}")),
+        ("--container-subnet", format!("10.214.{tag}.0/24")),
+        ("--container-nft-table", format!("coop_k{tag}")),
+        ("--container-veth-prefix", format!("ck{tag}v")),
+        ("--container-netns-prefix", format!("coopk{tag}-")),
+        ("--container-cgroup", format!("coop_k{tag}")),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value])
+    .collect()
 }
 
 impl Lab {
@@ -64,25 +80,33 @@ impl Lab {
         let mut cloud = Cloud::new(BIN, &format!("containers{tag}"))?;
         let rootfs = cloud.dir.path().join("rootfs");
         busybox_rootfs(&rootfs)?;
-        let extra = [
-            ("--container-bridge", format!("coopk{tag}")),
-            ("--container-subnet", format!("10.214.{tag}.0/24")),
-            ("--container-nft-table", format!("coop_k{tag}")),
-            ("--container-veth-prefix", format!("ck{tag}v")),
-            ("--container-netns-prefix", format!("coopk{tag}-")),
-            ("--container-cgroup", format!("coop_k{tag}")),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .collect();
         cloud.found(
             "box",
             PeerOptions {
-                extra_args: extra,
+                extra_args: host_names(tag),
                 ..PeerOptions::default()
             },
         )?;
-        Ok(Lab { cloud, tag, rootfs })
+        Ok(Lab {
+            cloud,
+            tags: vec![tag],
+            rootfs,
+        })
+    }
+
+    /// Joins another agent, with host names of `tag` and `extra` flags.
+    fn join(&mut self, name: &str, tag: u8, extra: &[&str]) -> Result<()> {
+        let mut args = host_names(tag);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        self.tags.push(tag);
+        self.cloud.join(
+            name,
+            PeerOptions {
+                extra_args: args,
+                ..PeerOptions::default()
+            },
+        )?;
+        Ok(())
     }
 
     fn peer(&self) -> &Peer {
@@ -126,21 +150,24 @@ impl Drop for Lab {
                 }
             }
         }
-        let _ = self.peer_mut().stop();
-        let tag = self.tag;
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("coopk{tag}")])
-            .output();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &format!("coop_k{tag}")])
-            .output();
-        for base in [
-            "/sys/fs/cgroup",
-            "/sys/fs/cgroup/memory",
-            "/sys/fs/cgroup/cpu,cpuacct",
-            "/sys/fs/cgroup/pids",
-        ] {
-            let _ = std::fs::remove_dir(Path::new(base).join(format!("coop_k{tag}")));
+        for peer in self.cloud.peers.iter_mut() {
+            let _ = peer.stop();
+        }
+        for tag in &self.tags {
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("coopk{tag}")])
+                .output();
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &format!("coop_k{tag}")])
+                .output();
+            for base in [
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/pids",
+            ] {
+                let _ = std::fs::remove_dir(Path::new(base).join(format!("coop_k{tag}")));
+            }
         }
     }
 }
@@ -514,4 +541,175 @@ fn tar_slip_is_refused_and_oci_archives_run() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
+}
+
+/// `run --peer`: the template travels through the cloud's store, the
+/// container runs on the other peer and is driven from the first one, and
+/// a peer refuses what does not fit in what it offers.
+#[test]
+fn containers_run_on_another_peer_within_its_capacity() -> Result<()> {
+    let mut lab = Lab::new(4)?;
+    lab.join(
+        "far",
+        104,
+        &["--capacity-cpus", "1", "--capacity-memory", "200M"],
+    )?;
+    lab.import_busybox()?;
+    let far = &lab.cloud.peers[1];
+    let far_id = far.id();
+    let blobs = far.data_dir.join("templates/blobs");
+    let cached = |dir: &Path| -> usize { walk_files(dir).len() };
+    assert_eq!(cached(&blobs), 0, "the joining peer has no template yet");
+
+    // Started from the first peer's API, running on `far`.
+    let port = free_port()?;
+    let publish = format!("{port}:8080");
+    let view = run_json(
+        lab.peer(),
+        &[
+            "-d", "--peer", "far", "--name", "web", "--memory", "64M", "--disk", "64M", "-p",
+            &publish, "busybox", "--", "httpd", "-f", "-p", "8080", "-h", "/www",
+        ],
+    )?;
+    assert_eq!(view["peer"], far_id.as_str(), "{view}");
+    assert_eq!(view["state"], "running", "{view}");
+    assert_eq!(cached(&blobs), 1, "far fetched the blob from the store");
+    let page = eventually(Duration::from_secs(20), "the page on far", || {
+        Ok(
+            http_request(&format!("127.0.0.1:{port}"), "GET", "/", &[], None)
+                .ok()
+                .filter(|r| r.status == 200),
+        )
+    })?;
+    assert!(page.body.contains("hello from coop"), "{}", page.body);
+
+    // Both peers see it running; stats come from far through the first.
+    for peer in &lab.cloud.peers {
+        let ls = peer.cli_json(&["container", "ls"])?;
+        assert_eq!(ls[0]["name"], "web", "{ls}");
+        assert_eq!(ls[0]["state"], "running", "{ls}");
+        assert_eq!(ls[0]["peer"], far_id.as_str(), "{ls}");
+    }
+    let stats = lab.peer().cli_json(&["container", "stats", "web"])?;
+    assert!(stats["pids"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    assert_eq!(stats["memory_limit_bytes"], 64u64 << 20, "{stats}");
+
+    // Output of a container on far, followed from the first peer until it exits.
+    let out = lab.peer().cli(&[
+        "container",
+        "run",
+        "--peer",
+        "far",
+        "--name",
+        "hello",
+        "--memory",
+        "32M",
+        "--disk",
+        "64M",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo remote-hello; sleep 1; echo remote-bye; exit 3",
+    ])?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "remote-hello\nremote-bye\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3));
+
+    // far offers 200M. `web` holds 64M; `hello` finished for good and
+    // holds nothing; so 160M more does not fit.
+    let err = lab
+        .cli(&[
+            "container",
+            "run",
+            "-d",
+            "--peer",
+            "far",
+            "--name",
+            "big",
+            "--memory",
+            "160M",
+            "--disk",
+            "64M",
+            "busybox",
+            "--",
+            "sleep",
+            "100",
+        ])
+        .expect_err("a lease beyond far's capacity must be refused");
+    assert!(err.contains("lacks capacity"), "{err}");
+    assert!(
+        err.contains("160 MiB memory asked, 136 MiB of 200 MiB free"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        lab.show("big").is_err(),
+        "nothing is left of a refused lease"
+    );
+    // The same container fits on the first peer.
+    let here = run_json(
+        lab.peer(),
+        &[
+            "-d", "--name", "big", "--memory", "160M", "--disk", "64M", "busybox", "--", "sleep",
+            "100",
+        ],
+    )?;
+    assert_eq!(here["peer"], lab.peer().id().as_str(), "{here}");
+
+    // Stop, start and remove `web` from the first peer.
+    let stopped = lab.peer().cli_json(&["container", "stop", "web"])?;
+    assert_eq!(stopped["desired"], "stopped", "{stopped}");
+    assert_ne!(stopped["state"], "running", "{stopped}");
+    let started = lab.peer().cli_json(&["container", "start", "web"])?;
+    assert_eq!(started["state"], "running", "{started}");
+    let err = lab
+        .cli(&["container", "exec", "web", "--", "true"])
+        .expect_err("exec is served by the peer that runs the container");
+    assert!(err.contains("runs on peer far"), "{err}");
+    lab.peer().cli_json(&["container", "rm", "-f", "web"])?;
+    assert!(
+        lab.cloud.peers[1]
+            .cli_json(&["container", "show", "web"])
+            .is_err()
+    );
+    let far_runtime = lab.cloud.peers[1].data_dir.join("containers/web");
+    assert!(!far_runtime.exists(), "far's runtime removed web");
+    Ok(())
+}
+
+/// Every file under `dir`, recursively.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk_files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// `coop --json container run ARGS` (the flag goes first: after `--`, it
+/// would be part of the container's command).
+fn run_json(peer: &Peer, args: &[&str]) -> Result<Value> {
+    let mut full = vec!["--json", "container", "run"];
+    full.extend_from_slice(args);
+    let out = peer.cli(&full)?;
+    if !out.status.success() {
+        bail!(
+            "coop container run failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("CLI output is not JSON")
 }

@@ -33,6 +33,8 @@ pub const RPC_ALPN: &[u8] = b"coop/rpc/1";
 pub const RAFT_ALPN: &[u8] = b"coop/raft/1";
 /// Shards of bulk data between peers (`store`).
 pub const BLOCKS_ALPN: &[u8] = b"coop/blocks/1";
+/// Container leases and operations on another peer's containers.
+pub const COMPUTE_ALPN: &[u8] = b"coop/compute/1";
 /// Status gossip (iroh-gossip under a coop-specific ALPN).
 pub const GOSSIP_ALPN: &[u8] = b"coop/gossip/1";
 

@@ -24,7 +24,7 @@ use crate::admission::{Admission, AdmissionHook};
 use crate::hello::{HelloProtocol, HelloReply, HelloRequest};
 use crate::liveness::Liveness;
 use crate::request::{HandlerTable, MAX_MESSAGE_BYTES, RequestHandler, RequestProtocol};
-use crate::{BLOCKS_ALPN, GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN};
+use crate::{BLOCKS_ALPN, COMPUTE_ALPN, GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN};
 
 /// How long a dial may take before the peer counts as unreachable. On a LAN
 /// a QUIC handshake takes milliseconds; across continents well under a
@@ -183,6 +183,7 @@ impl Mesh {
             .accept(RPC_ALPN, request(RPC_ALPN))
             .accept(RAFT_ALPN, request(RAFT_ALPN))
             .accept(BLOCKS_ALPN, request(BLOCKS_ALPN))
+            .accept(COMPUTE_ALPN, request(COMPUTE_ALPN))
             .accept(GOSSIP_ALPN, gossip.clone())
             .spawn();
         let liveness = Arc::new(Liveness::new(id, config.liveness));

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use coop_types::PeerId;
 
+use crate::objects::BlockRef;
+
 /// A template version as the cloud knows it: row `template/<name>/<version>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateEntry {
@@ -23,13 +25,16 @@ pub struct TemplateEntry {
     pub content_id: String,
     /// Length of the blob in bytes.
     pub size_bytes: u64,
-    /// The peer that imported the template, signed the record and holds the blob.
+    /// The peer that imported the template and signed the record.
     pub imported_by: PeerId,
     /// Unix seconds.
     pub imported_at: u64,
     /// The signed template record (`SignedTemplate::to_bytes`), so any peer
     /// can verify the blob it fetches against the importer's signature.
     pub signed: Vec<u8>,
+    /// The blob in the cloud's store, in order: any peer reads these
+    /// blocks, checks the content id and signature, and caches the blob.
+    pub blocks: Vec<BlockRef>,
 }
 
 /// Whether a container should be running.

@@ -164,10 +164,18 @@ pub enum Command {
     },
     /// The agent that imported a template records it. Refused if that
     /// name and version already exist (remove it first).
-    PutTemplate(TemplateEntry),
+    /// Its blocks follow the rule of `PutObject`: those in `stripes` are new.
+    PutTemplate {
+        entry: TemplateEntry,
+        stripes: Vec<NewStripe>,
+    },
     /// An operator removes a template version. Refused while a container
-    /// was created from it.
-    DeleteTemplate { name: String, version: String },
+    /// was created from it. Its blocks lose a reference at `now`.
+    DeleteTemplate {
+        name: String,
+        version: String,
+        now: u64,
+    },
     /// The agent that will run a new container records it before starting
     /// it. Refused if the name is taken or its template is unknown.
     PutContainer(ContainerEntry),

@@ -129,6 +129,14 @@ pub struct Stripes {
     pub(crate) metrics: Arc<StoreMetrics>,
 }
 
+impl std::fmt::Debug for Stripes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stripes")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Stripes {
     pub fn new(
         me: PeerId,
@@ -427,6 +435,16 @@ impl Stripes {
             (!up, i >= data, distance)
         });
         order
+    }
+
+    /// Reads block `id` past the cache, and leaves the cache as it was:
+    /// for bulk reads that happen once (a template fetched by a peer).
+    pub async fn read_uncached(
+        &self,
+        id: &BlockId,
+        stripe: &StripeRecord,
+    ) -> Result<Bytes, StripeReadError> {
+        self.read_shards(id, stripe).await
     }
 
     /// Reads block `id`. Served from the cache when it is there.

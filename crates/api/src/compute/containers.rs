@@ -1,6 +1,7 @@
 //! `/v1/containers`: run, list, show, start, stop, restart, remove, logs,
 //! stats and exec of containers on this peer.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,18 +11,19 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use coop_compute::runtime::{ExecOptions, PortMapping};
+use coop_compute::runtime::{ContainerState, ExecOptions, PortMapping};
 use coop_compute::{Overrides, Size};
 use coop_state::{
     Command, ContainerEntry, ContainerLimits, DesiredState, RestartPolicy, TemplateEntry,
 };
-use coop_types::unix_now;
+use coop_types::{PeerId, unix_now};
 
-use super::host::{ComputeHost, runtime_error};
+use super::host::{ComputeHost, runtime_error, should_restart};
+use super::remote::{self, PeerCall, PeerReply};
 use super::stream::{FRAME_STDOUT, pump_reader, serve_exec};
 use super::views::{ContainerView, ExecQuery, RunRequest, StatsView};
 use crate::AppState;
@@ -102,7 +104,7 @@ fn resolve_template(state: &AppState, wanted: &str) -> Result<TemplateEntry, Api
 /// Turns a run request into the entry to record, checking every field.
 fn entry_of(
     state: &AppState,
-    host: &ComputeHost,
+    peer: PeerId,
     request: RunRequest,
 ) -> Result<ContainerEntry, ApiError> {
     let template = resolve_template(state, &request.template)?;
@@ -163,7 +165,7 @@ fn entry_of(
     };
     Ok(ContainerEntry {
         name,
-        peer: host.peer(),
+        peer,
         template: template.name,
         version: template.version,
         content_id: template.content_id,
@@ -185,24 +187,53 @@ fn entry_of(
     })
 }
 
-/// The entry of a container this peer runs, or 404.
+/// What an operator asks of an existing container.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) enum Action {
+    Start,
+    Stop,
+    Restart,
+    Remove { force: bool },
+}
+
+/// The recorded entry of `name`, or 404.
+fn entry_named(state: &AppState, name: &str) -> Result<ContainerEntry, ApiError> {
+    state.control.store().container(name)?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no container named `{name}`; list containers with `coop container ls --all`"
+        ))
+    })
+}
+
+/// The entry of a container this peer runs, or an error saying where it runs.
 fn local_entry(
     state: &AppState,
     host: &ComputeHost,
     name: &str,
 ) -> Result<ContainerEntry, ApiError> {
-    let entry = state.control.store().container(name)?.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no container named `{name}`; list containers with `coop container ls --all`"
-        ))
-    })?;
+    let entry = entry_named(state, name)?;
     if entry.peer != host.peer() {
         return Err(ApiError::BadRequest(format!(
-            "container `{name}` runs on peer {}; talk to that peer's API (acting on other peers' containers is not built yet)",
-            entry.peer
+            "container `{name}` runs on peer {}; its logs and exec are served by that peer's API (`coop --api` there)",
+            peer_label(state, entry.peer)
         )));
     }
     Ok(entry)
+}
+
+/// A peer's name and short id, for messages.
+fn peer_label(state: &AppState, peer: PeerId) -> String {
+    let name = state
+        .control
+        .store()
+        .peers()
+        .ok()
+        .and_then(|peers| peers.into_iter().find(|r| r.id() == peer))
+        .map(|r| r.cert.body.name);
+    match name {
+        Some(name) => format!("{name} ({})", peer.short()),
+        None => peer.short(),
+    }
 }
 
 async fn view_of(
@@ -221,36 +252,30 @@ async fn view_of(
     .await
 }
 
-/// Run a container from a template on this peer.
-#[utoipa::path(post, path = "/v1/containers", tag = "compute", request_body = RunRequest,
-    responses((status = 200, body = ContainerView), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-        (status = 503, body = crate::error::ErrorBody)),
-    security(("bearer" = [])))]
-pub(crate) async fn run(
-    State(state): State<AppState>,
-    body: Result<Json<RunRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<ContainerView>, ApiError> {
-    let Json(request) = body?;
-    let host = state.compute()?;
+/// Runs `entry` on this peer, as its lease: checks that it fits in what
+/// the peer offers, records it, fetches its template on first use and
+/// starts it. A failure at any step leaves nothing behind.
+pub(crate) async fn lease_local(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    entry: ContainerEntry,
+) -> Result<ContainerView, ApiError> {
     host.runtime()?;
-    let entry = entry_of(&state, &host, request)?;
     let check = entry.clone();
-    blocking(&host, move |host| {
-        let spec = host.spec(&check, std::path::PathBuf::from("/"))?;
-        spec.validate().map_err(bad)
+    blocking(host, move |host| {
+        host.spec(&check, std::path::PathBuf::from("/")).map(|_| ())
     })
     .await?;
     let _guard = host.lock().await;
+    admit(state, host, &entry).await?;
     state
         .control
         .write(Command::PutContainer(entry.clone()))
         .await?;
-    let launched = entry.clone();
-    if let Err(err) = blocking(&host, move |host| host.launch(&launched).map(|_| ())).await {
+    if let Err(err) = launch(state, host, &entry).await {
         // Nothing half-created: the runtime's container and the record go.
         let name = entry.name.clone();
-        let _ = blocking(&host, move |host| {
+        let _ = blocking(host, move |host| {
             host.runtime()?.delete(&name, true).map_err(runtime_error)
         })
         .await;
@@ -262,10 +287,245 @@ pub(crate) async fn run(
             .await;
         return Err(err);
     }
-    Ok(Json(view_of(&host, entry).await?))
+    view_of(host, entry).await
 }
 
-/// List containers (running ones, or all).
+/// Refuses `entry` when it does not fit next to this peer's other
+/// containers. Reads the control plane after a barrier, so a lease just
+/// granted through another peer's write is counted.
+async fn admit(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    entry: &ContainerEntry,
+) -> Result<(), ApiError> {
+    state.control.read_barrier().await?;
+    let entries = state.control.store().containers()?;
+    let me = host.peer();
+    let mine: Vec<ContainerEntry> = entries.iter().filter(|e| e.peer == me).cloned().collect();
+    let finished = blocking(host, move |host| {
+        Ok(mine
+            .iter()
+            .filter(|e| {
+                host.observe(&e.name).is_some_and(|c| match c.state {
+                    ContainerState::Exited(exit) => !should_restart(e.restart, exit.status, false),
+                    _ => false,
+                })
+            })
+            .map(|e| e.name.clone())
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    host.capacity()
+        .admit(&entries, &finished, me, &entry.name, &entry.limits)
+        .map_err(ApiError::Conflict)
+}
+
+/// Fetches the template if this peer lacks it, then creates and starts
+/// the container.
+async fn launch(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    entry: &ContainerEntry,
+) -> Result<(), ApiError> {
+    host.ensure_template(state.control.store(), entry).await?;
+    let launched = entry.clone();
+    blocking(host, move |host| host.launch(&launched).map(|_| ())).await
+}
+
+/// Starts, stops, restarts or removes a container this peer runs.
+pub(crate) async fn act_local(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    name: &str,
+    action: Action,
+) -> Result<ContainerView, ApiError> {
+    host.runtime()?;
+    let _guard = host.lock().await;
+    let mut entry = local_entry(state, host, name)?;
+    match action {
+        Action::Start => {
+            admit(state, host, &entry).await?;
+            set_desired(state, name, DesiredState::Running).await?;
+            entry.desired = DesiredState::Running;
+            launch(state, host, &entry).await?;
+        }
+        Action::Stop => {
+            set_desired(state, name, DesiredState::Stopped).await?;
+            entry.desired = DesiredState::Stopped;
+            let id = name.to_string();
+            blocking(host, move |host| {
+                host.runtime()?
+                    .stop(&id, STOP_GRACE)
+                    .map(|_| ())
+                    .map_err(runtime_error)
+            })
+            .await?;
+        }
+        Action::Restart => {
+            admit(state, host, &entry).await?;
+            set_desired(state, name, DesiredState::Running).await?;
+            entry.desired = DesiredState::Running;
+            host.ensure_template(state.control.store(), &entry).await?;
+            let launched = entry.clone();
+            blocking(host, move |host| {
+                match host.runtime()?.stop(&launched.name, STOP_GRACE) {
+                    Ok(_) | Err(coop_compute::runtime::RuntimeError::NotFound(_)) => {}
+                    Err(e) => return Err(runtime_error(e)),
+                }
+                host.launch(&launched).map(|_| ())
+            })
+            .await?;
+        }
+        Action::Remove { force } => {
+            let view = view_of(host, entry).await?;
+            if view.state == "running" && !force {
+                return Err(ApiError::Conflict(format!(
+                    "container `{name}` is running; stop it first or remove it with -f"
+                )));
+            }
+            let id = name.to_string();
+            blocking(host, move |host| {
+                host.runtime()?.delete(&id, true).map_err(runtime_error)
+            })
+            .await?;
+            state
+                .control
+                .write(Command::DeleteContainer {
+                    name: name.to_string(),
+                })
+                .await?;
+            return Ok(view);
+        }
+    }
+    view_of(host, entry).await
+}
+
+/// Acts on `name` wherever it runs: here, or through its peer.
+async fn act(
+    state: &AppState,
+    name: &str,
+    action: Action,
+) -> Result<Json<ContainerView>, ApiError> {
+    let host = state.compute()?;
+    let entry = entry_named(state, name)?;
+    if entry.peer == host.peer() {
+        return act_local(state, &host, name, action).await.map(Json);
+    }
+    let call = PeerCall::Act {
+        name: name.to_string(),
+        action,
+    };
+    remote::call(state, entry.peer, call, None)
+        .await
+        .and_then(remote::expect_view)
+        .map(Json)
+}
+
+/// What this peer's runtime says about `names` (those it runs).
+pub(crate) async fn observe_local(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    names: Vec<String>,
+) -> Result<Vec<ContainerView>, ApiError> {
+    let me = host.peer();
+    let entries: Vec<ContainerEntry> = names
+        .iter()
+        .filter_map(|n| state.control.store().container(n).ok().flatten())
+        .filter(|e| e.peer == me)
+        .collect();
+    blocking(host, move |host| {
+        Ok(entries
+            .iter()
+            .map(|e| ContainerView::of(e, host.observe(&e.name).as_ref(), true))
+            .collect())
+    })
+    .await
+}
+
+/// Views of `entries` with their actual state, asking each other peer
+/// about its own (at most [`remote::OBSERVE_TIMEOUT`]; an unreachable
+/// peer's containers stay `unknown`).
+async fn views_of(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    entries: Vec<ContainerEntry>,
+) -> Result<Vec<ContainerView>, ApiError> {
+    let me = host.peer();
+    let mut by_peer: BTreeMap<PeerId, Vec<String>> = BTreeMap::new();
+    for entry in entries.iter().filter(|e| e.peer != me) {
+        by_peer
+            .entry(entry.peer)
+            .or_default()
+            .push(entry.name.clone());
+    }
+    let asked = futures::future::join_all(by_peer.into_iter().map(|(peer, names)| async move {
+        remote::call(state, peer, PeerCall::Observe { names }, None).await
+    }))
+    .await;
+    let mut remote_views: BTreeMap<String, ContainerView> = BTreeMap::new();
+    for reply in asked.into_iter().flatten() {
+        if let PeerReply::Views(views) = reply {
+            remote_views.extend(views.into_iter().map(|v| (v.name.clone(), v)));
+        }
+    }
+    let mut views = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let view = match remote_views.remove(&entry.name) {
+            Some(view) => view,
+            None => view_of(host, entry).await?,
+        };
+        views.push(view);
+    }
+    Ok(views)
+}
+
+/// Run a container from a template, on this peer or (with `peer`) on
+/// another one that accepts the lease.
+#[utoipa::path(post, path = "/v1/containers", tag = "compute", request_body = RunRequest,
+    responses((status = 200, body = ContainerView), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    body: Result<Json<RunRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ContainerView>, ApiError> {
+    let Json(request) = body?;
+    let host = state.compute()?;
+    let target = match &request.peer {
+        Some(needle) => crate::peers::resolve_peer(&state, needle)?,
+        None => state
+            .control
+            .store()
+            .peers()?
+            .into_iter()
+            .find(|r| r.id() == host.peer())
+            .ok_or_else(|| ApiError::Unavailable("this peer is not a member yet".into()))?,
+    };
+    if target.revoked_at.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "peer {} was removed from the cloud",
+            target.cert.body.name
+        )));
+    }
+    let entry = entry_of(&state, target.id(), request)?;
+    if state.control.store().container(&entry.name)?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "a container named `{}` already exists; pick another --name or remove it",
+            entry.name
+        )));
+    }
+    if entry.peer == host.peer() {
+        return lease_local(&state, &host, entry).await.map(Json);
+    }
+    let peer = entry.peer;
+    remote::call(&state, peer, PeerCall::Lease(Box::new(entry)), None)
+        .await
+        .and_then(remote::expect_view)
+        .map(Json)
+}
+
+/// List containers (running ones, or all) of every peer.
 #[utoipa::path(get, path = "/v1/containers", tag = "compute", params(ListQuery),
     responses((status = 200, body = Vec<ContainerView>)), security(("bearer" = [])))]
 pub(crate) async fn list(
@@ -274,18 +534,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<ContainerView>>, ApiError> {
     let host = state.compute()?;
     let entries = state.control.store().containers()?;
-    let me = host.peer();
-    let views = blocking(&host, move |host| {
-        Ok(entries
-            .iter()
-            .map(|e| {
-                let local = e.peer == me;
-                let actual = if local { host.observe(&e.name) } else { None };
-                ContainerView::of(e, actual.as_ref(), local)
-            })
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let views = views_of(&state, &host, entries).await?;
     Ok(Json(
         views
             .into_iter()
@@ -303,30 +552,24 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
     let host = state.compute()?;
-    let entry = state.control.store().container(&name)?.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no container named `{name}`; list containers with `coop container ls --all`"
-        ))
-    })?;
-    Ok(Json(view_of(&host, entry).await?))
+    let entry = entry_named(&state, &name)?;
+    let mut views = views_of(&state, &host, vec![entry]).await?;
+    views
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::Internal(format!("no view of container `{name}`")))
 }
 
 /// Start a stopped or exited container.
 #[utoipa::path(post, path = "/v1/containers/{name}/start", tag = "compute",
-    responses((status = 200, body = ContainerView), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = ContainerView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
-    let host = state.compute()?;
-    host.runtime()?;
-    let _guard = host.lock().await;
-    let entry = local_entry(&state, &host, &name)?;
-    set_desired(&state, &name, DesiredState::Running).await?;
-    let launched = entry.clone();
-    blocking(&host, move |host| host.launch(&launched).map(|_| ())).await?;
-    Ok(Json(view_of(&host, entry).await?))
+    act(&state, &name, Action::Start).await
 }
 
 async fn set_desired(state: &AppState, name: &str, desired: DesiredState) -> Result<(), ApiError> {
@@ -348,21 +591,7 @@ pub(crate) async fn stop(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
-    let host = state.compute()?;
-    host.runtime()?;
-    let _guard = host.lock().await;
-    let mut entry = local_entry(&state, &host, &name)?;
-    set_desired(&state, &name, DesiredState::Stopped).await?;
-    entry.desired = DesiredState::Stopped;
-    let id = name.clone();
-    blocking(&host, move |host| {
-        host.runtime()?
-            .stop(&id, STOP_GRACE)
-            .map(|_| ())
-            .map_err(runtime_error)
-    })
-    .await?;
-    Ok(Json(view_of(&host, entry).await?))
+    act(&state, &name, Action::Stop).await
 }
 
 /// Stop a container and start it again.
@@ -373,22 +602,7 @@ pub(crate) async fn restart(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
-    let host = state.compute()?;
-    host.runtime()?;
-    let _guard = host.lock().await;
-    let mut entry = local_entry(&state, &host, &name)?;
-    set_desired(&state, &name, DesiredState::Running).await?;
-    entry.desired = DesiredState::Running;
-    let launched = entry.clone();
-    blocking(&host, move |host| {
-        match host.runtime()?.stop(&launched.name, STOP_GRACE) {
-            Ok(_) | Err(coop_compute::runtime::RuntimeError::NotFound(_)) => {}
-            Err(e) => return Err(runtime_error(e)),
-        }
-        host.launch(&launched).map(|_| ())
-    })
-    .await?;
-    Ok(Json(view_of(&host, entry).await?))
+    act(&state, &name, Action::Restart).await
 }
 
 /// Remove a container (with `force`, a running one too).
@@ -401,30 +615,11 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Json<ContainerView>, ApiError> {
-    let host = state.compute()?;
-    host.runtime()?;
-    let _guard = host.lock().await;
-    let entry = local_entry(&state, &host, &name)?;
-    let view = view_of(&host, entry).await?;
-    if view.state == "running" && !query.force {
-        return Err(ApiError::Conflict(format!(
-            "container `{name}` is running; stop it first or remove it with -f"
-        )));
-    }
-    let id = name.clone();
-    blocking(&host, move |host| {
-        host.runtime()?.delete(&id, true).map_err(runtime_error)
-    })
-    .await?;
-    state
-        .control
-        .write(Command::DeleteContainer { name })
-        .await?;
-    Ok(Json(view))
+    act(&state, &name, Action::Remove { force: query.force }).await
 }
 
 /// The container's output (stdout and stderr), streamed; with `follow`,
-/// until it exits.
+/// until it exits. A container on another peer is read from there.
 #[utoipa::path(get, path = "/v1/containers/{name}/logs", tag = "compute", params(LogsQuery),
     responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 404, body = crate::error::ErrorBody)),
@@ -435,8 +630,16 @@ pub(crate) async fn logs(
     Query(query): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let host = state.compute()?;
-    local_entry(&state, &host, &name)?;
+    let entry = entry_named(&state, &name)?;
     let follow = query.follow;
+    let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
+    if entry.peer != host.peer() {
+        return Ok((
+            octets,
+            Body::from_stream(remote_logs(state, entry.peer, name, follow)),
+        )
+            .into_response());
+    }
     let stream = blocking(&host, move |host| {
         host.runtime()?.logs(&name, follow).map_err(runtime_error)
     })
@@ -448,11 +651,83 @@ pub(crate) async fn logs(
             .await
             .map(|(_, bytes)| (Ok::<_, std::io::Error>(bytes), rx))
     });
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok((octets, Body::from_stream(body)).into_response())
+}
+
+/// How often a follow of another peer's container asks for more output.
+const REMOTE_LOG_POLL: Duration = Duration::from_millis(500);
+
+/// The log of a container on `peer`, read in chunks; with `follow`, asked
+/// again until the container stops and its log is drained.
+fn remote_logs(
+    state: AppState,
+    peer: PeerId,
+    name: String,
+    follow: bool,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::unfold(Some(0u64), move |offset| {
+        let state = state.clone();
+        let name = name.clone();
+        async move {
+            let mut offset = offset?;
+            loop {
+                let call = PeerCall::Logs {
+                    name: name.clone(),
+                    offset,
+                };
+                match remote::call(&state, peer, call, None).await {
+                    Ok(PeerReply::Logs { bytes, running }) => {
+                        if !bytes.is_empty() {
+                            offset += bytes.len() as u64;
+                            return Some((Ok(bytes), Some(offset)));
+                        }
+                        if !follow || !running {
+                            return None;
+                        }
+                        tokio::time::sleep(REMOTE_LOG_POLL).await;
+                    }
+                    Ok(other) => {
+                        let err = std::io::Error::other(remote::unexpected(&other).to_string());
+                        return Some((Err(err), None));
+                    }
+                    Err(err) => return Some((Err(std::io::Error::other(err.to_string())), None)),
+                }
+            }
+        }
+    })
+}
+
+/// Up to [`remote::LOG_CHUNK`] bytes of the log of a container this peer
+/// runs, from `offset`, and whether it still runs.
+pub(crate) async fn log_chunk(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    name: &str,
+    offset: u64,
+) -> Result<(Vec<u8>, bool), ApiError> {
+    local_entry(state, host, name)?;
+    let name = name.to_string();
+    blocking(host, move |host| {
+        use std::io::Read;
+        let runtime = host.runtime()?;
+        let running = host.observe(&name).is_some_and(|c| {
+            matches!(
+                c.state,
+                coop_compute::runtime::ContainerState::Running { .. }
+            )
+        });
+        let mut stream = runtime.logs(&name, false).map_err(runtime_error)?;
+        let cannot =
+            |e: std::io::Error| ApiError::Internal(format!("cannot read the log of `{name}`: {e}"));
+        std::io::copy(&mut (&mut stream).take(offset), &mut std::io::sink()).map_err(cannot)?;
+        let mut bytes = Vec::new();
+        stream
+            .take(remote::LOG_CHUNK as u64)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        Ok((bytes, running))
+    })
+    .await
 }
 
 /// CPU, memory, processes, network and disk use now.
@@ -464,13 +739,29 @@ pub(crate) async fn stats(
     Path(name): Path<String>,
 ) -> Result<Json<StatsView>, ApiError> {
     let host = state.compute()?;
-    local_entry(&state, &host, &name)?;
-    let view = blocking(&host, move |host| {
+    let entry = entry_named(&state, &name)?;
+    if entry.peer == host.peer() {
+        return stats_local(&state, &host, &name).await.map(Json);
+    }
+    match remote::call(&state, entry.peer, PeerCall::Stats { name }, None).await? {
+        PeerReply::Stats(stats) => Ok(Json(stats)),
+        other => Err(remote::unexpected(&other)),
+    }
+}
+
+/// Stats of a container this peer runs.
+pub(crate) async fn stats_local(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    name: &str,
+) -> Result<StatsView, ApiError> {
+    local_entry(state, host, name)?;
+    let name = name.to_string();
+    blocking(host, move |host| {
         let stats = host.runtime()?.stats(&name).map_err(runtime_error)?;
         Ok(StatsView::of(&name, &stats))
     })
-    .await?;
-    Ok(Json(view))
+    .await
 }
 
 /// Run a command in a running container over an HTTP upgrade to

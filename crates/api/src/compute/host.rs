@@ -7,16 +7,19 @@ use std::str::FromStr;
 
 use coop_compute::network::NetworkError;
 use coop_compute::runtime::{
-    Container, ContainerSpec, PortMapping, Runtime, RuntimeConfig, RuntimeError,
+    Container, ContainerSpec, ExitStatus, PortMapping, Runtime, RuntimeConfig, RuntimeError,
 };
 use coop_compute::{
     ArchiveError, ContentId, Resources, SignedTemplate, TemplateRecord, blob_path, import_oci,
     import_rootfs, rootfs_path, unpack_blob,
 };
 use coop_identity::PeerKey;
-use coop_state::{ContainerEntry, TemplateEntry};
+use coop_state::{ContainerEntry, RestartPolicy, StateStore, TemplateEntry};
+use coop_store::Stripes;
 use coop_types::PeerId;
 
+use super::blobs::{Fetched, fetch_blob};
+use super::lease::Capacity;
 use crate::error::ApiError;
 
 /// The compute side of one peer: where templates are kept and the runtime
@@ -29,6 +32,12 @@ pub struct ComputeHost {
     uploads: PathBuf,
     runtime: Result<Runtime, String>,
     ops: tokio::sync::Mutex<()>,
+    /// The cloud's store, where template blobs live.
+    stripes: Stripes,
+    /// Held while a blob is fetched, so two starts never fetch it twice.
+    fetching: tokio::sync::Mutex<()>,
+    /// What this peer lends to containers.
+    capacity: Capacity,
 }
 
 impl ComputeHost {
@@ -36,7 +45,13 @@ impl ComputeHost {
     /// in progress) and `data_dir/containers` (the runtime's state root).
     /// A runtime that cannot work here (not root, no cgroups) is kept as
     /// its reason: templates still work, container calls answer 503.
-    pub fn new(data_dir: &Path, key: PeerKey, config: RuntimeConfig) -> ComputeHost {
+    pub fn new(
+        data_dir: &Path,
+        key: PeerKey,
+        config: RuntimeConfig,
+        stripes: Stripes,
+        capacity: Capacity,
+    ) -> ComputeHost {
         let templates = data_dir.join("templates");
         let runtime = Runtime::new(data_dir.join("containers"), config).map_err(|e| e.to_string());
         ComputeHost {
@@ -46,6 +61,9 @@ impl ComputeHost {
             uploads: templates.join("uploads"),
             runtime,
             ops: tokio::sync::Mutex::new(()),
+            stripes,
+            fetching: tokio::sync::Mutex::new(()),
+            capacity,
         }
     }
 
@@ -112,7 +130,59 @@ impl ComputeHost {
             imported_by: self.key.id(),
             imported_at: now,
             signed: signed.to_bytes(),
+            blocks: Vec::new(),
         })
+    }
+
+    /// What this peer lends to containers.
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    /// The cloud's store.
+    pub(crate) fn stripes(&self) -> &Stripes {
+        &self.stripes
+    }
+
+    /// Where this peer keeps template blobs.
+    pub(crate) fn blobs_dir(&self) -> &Path {
+        &self.blobs
+    }
+
+    /// Makes sure the blob of `entry`'s template is on this peer, reading
+    /// it from the cloud's store on first use. Returns what was fetched,
+    /// if anything was.
+    pub async fn ensure_template(
+        &self,
+        state: &StateStore,
+        entry: &ContainerEntry,
+    ) -> Result<Option<Fetched>, ApiError> {
+        let id = ContentId::from_str(&entry.content_id).map_err(bad)?;
+        let blob = blob_path(&self.blobs, &id);
+        if blob.exists() {
+            return Ok(None);
+        }
+        let _one_at_a_time = self.fetching.lock().await;
+        if blob.exists() {
+            return Ok(None);
+        }
+        let template = state
+            .template(&entry.template, &entry.version)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "container `{}` needs template {}:{}, which the cloud no longer has",
+                    entry.name, entry.template, entry.version
+                ))
+            })?;
+        if template.content_id != entry.content_id {
+            return Err(ApiError::Conflict(format!(
+                "template {}:{} was replaced since container `{}` was created from it",
+                entry.template, entry.version, entry.name
+            )));
+        }
+        fetch_blob(&self.stripes, state, &template, &self.blobs)
+            .await
+            .map(Some)
     }
 
     /// Drops the blob and cached rootfs of `content_id` unless another
@@ -137,7 +207,7 @@ impl ComputeHost {
         let blob = blob_path(&self.blobs, &id);
         if !blob.exists() {
             return Err(ApiError::Unavailable(format!(
-                "template {}:{} (blob {}) is not on this peer; import it here (fetching templates from other peers is not built yet)",
+                "template {}:{} (blob {}) is not on this peer yet; it is fetched from the cloud's store before a start",
                 entry.template,
                 entry.version,
                 id.short()
@@ -205,6 +275,17 @@ impl ComputeHost {
     }
 }
 
+/// Whether a container that exited should be started again.
+pub fn should_restart(policy: RestartPolicy, status: ExitStatus, unwatched_restart: bool) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => status != ExitStatus::Code(0),
+        // It died while the agent was away (shim gone, machine rebooted):
+        // it should still be running, so it runs again.
+        RestartPolicy::No => unwatched_restart && status == ExitStatus::Unknown,
+    }
+}
+
 /// Verifies a template entry's signed record against its importer and content id.
 pub(crate) fn verify_template(entry: &TemplateEntry) -> Result<TemplateRecord, String> {
     let id = ContentId::from_str(&entry.content_id).map_err(|e| e.to_string())?;
@@ -233,5 +314,23 @@ pub fn runtime_error(err: RuntimeError) -> ApiError {
         | RuntimeError::Network(NetworkError::PortBusy { .. })
         | RuntimeError::Network(NetworkError::SubnetFull(_)) => ApiError::Conflict(message),
         _ => ApiError::Internal(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_decide_as_documented() {
+        use ExitStatus::{Code, Signal, Unknown};
+        assert!(should_restart(RestartPolicy::Always, Code(0), false));
+        assert!(should_restart(RestartPolicy::OnFailure, Code(1), false));
+        assert!(should_restart(RestartPolicy::OnFailure, Signal(9), false));
+        assert!(should_restart(RestartPolicy::OnFailure, Unknown, false));
+        assert!(!should_restart(RestartPolicy::OnFailure, Code(0), false));
+        assert!(!should_restart(RestartPolicy::No, Code(1), false));
+        assert!(!should_restart(RestartPolicy::No, Unknown, false));
+        assert!(should_restart(RestartPolicy::No, Unknown, true));
     }
 }

@@ -8,17 +8,22 @@
 //! refuses, so nothing is left half-created. The agent's reconcile loop
 //! uses the same [`ComputeHost`] to apply restart policies.
 //!
-//! Not here yet: running on another peer (`--peer`), leases and capacity,
-//! fetching template blobs from the importing peer. Every container entry
-//! names its peer, so those slot in where the handlers check `entry.peer`.
+//! Template blobs live in the cloud's store (see `blobs`): a peer fetches
+//! one the first time it runs the template.
 
+mod blobs;
 pub(crate) mod containers;
 mod host;
+mod lease;
+mod remote;
 pub(crate) mod stream;
 pub(crate) mod templates;
 mod views;
 
-pub use host::{ComputeHost, runtime_error};
+pub use blobs::Fetched;
+pub use host::{ComputeHost, runtime_error, should_restart};
+pub use lease::Capacity;
+pub use remote::serve_compute_calls;
 pub use stream::{
     ExecFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF, FRAME_STDOUT,
 };

@@ -2,6 +2,7 @@
 //! list, show and remove templates.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use axum::Json;
 use axum::body::Body;
@@ -14,6 +15,7 @@ use utoipa::IntoParams;
 use coop_state::Command;
 use coop_types::unix_now;
 
+use super::blobs::{StoredBlob, store_blob};
 use super::views::TemplateView;
 use crate::AppState;
 use crate::error::ApiError;
@@ -120,9 +122,36 @@ pub(crate) async fn import(
     .await
     .map_err(|e| ApiError::Internal(format!("the import task failed: {e}")))??;
     drop(spool);
+    let id = coop_compute::ContentId::from_str(&entry.content_id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Another version with the same content shares its blocks.
+    let twin = state
+        .control
+        .store()
+        .templates()?
+        .into_iter()
+        .find(|t| t.content_id == entry.content_id && !t.blocks.is_empty());
+    let stored = match twin {
+        Some(twin) => StoredBlob {
+            blocks: twin.blocks,
+            stripes: Vec::new(),
+        },
+        None => {
+            store_blob(
+                host.stripes(),
+                &coop_compute::blob_path(host.blobs_dir(), &id),
+            )
+            .await?
+        }
+    };
+    let mut entry = entry;
+    entry.blocks = stored.blocks;
     state
         .control
-        .write(Command::PutTemplate(entry.clone()))
+        .write(Command::PutTemplate {
+            entry: entry.clone(),
+            stripes: stored.stripes,
+        })
         .await?;
     Ok(Json(TemplateView::of(&entry)))
 }
@@ -204,6 +233,7 @@ pub(crate) async fn remove(
         .write(Command::DeleteTemplate {
             name: name.clone(),
             version: version.clone(),
+            now: unix_now(),
         })
         .await?;
     if let Ok(host) = state.compute() {

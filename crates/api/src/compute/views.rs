@@ -98,6 +98,10 @@ pub struct RunRequest {
     /// Command and arguments; the template's entrypoint when empty.
     #[serde(default)]
     pub argv: Vec<String>,
+    /// The peer to run on (name, id or unique id prefix); this peer when
+    /// omitted. The target accepts only what fits in its free capacity.
+    #[serde(default)]
+    pub peer: Option<String>,
 }
 
 /// A container: desired state from the control plane, actual state from

@@ -10,8 +10,10 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use coop_api::ComputeHost;
-use coop_compute::runtime::{ContainerState, ExitStatus, ShimCommand};
-use coop_state::{ContainerEntry, DesiredState, RestartPolicy};
+use coop_api::compute::{Capacity, should_restart};
+use coop_compute::runtime::{ContainerState, ShimCommand};
+use coop_state::{ContainerEntry, DesiredState};
+use coop_store::Stripes;
 use coop_types::unix_now;
 
 use super::Core;
@@ -29,25 +31,41 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Builds the compute host. Bad container settings stop `coop up`; a
 /// host that cannot run containers (not root, no cgroups) still serves
 /// templates, and the reason is logged once.
-pub(crate) fn start(core: &Core) -> anyhow::Result<Arc<ComputeHost>> {
+pub(crate) fn start(core: &Core, stripes: Stripes) -> anyhow::Result<Arc<ComputeHost>> {
     let shim = ShimCommand::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find this executable to run `coop shim`: {e}"))?;
     let config = core.settings.containers.runtime_config(shim)?;
-    let host = ComputeHost::new(core.dir.root(), core.key.clone(), config);
+    let capacity = capacity(core);
+    info!(
+        cpus = capacity.cpus_milli as f64 / 1000.0,
+        memory_mib = capacity.memory_bytes >> 20,
+        disk_gib = capacity.disk_bytes >> 30,
+        "capacity lent to containers"
+    );
+    let host = ComputeHost::new(core.dir.root(), core.key.clone(), config, stripes, capacity);
     if let Some(reason) = host.unavailable_reason() {
         warn!(%reason, "containers cannot run on this peer; templates and everything else still work");
     }
     Ok(Arc::new(host))
 }
 
-/// Whether a container that exited should be started again.
-fn should_restart(policy: RestartPolicy, status: ExitStatus, unwatched_restart: bool) -> bool {
-    match policy {
-        RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => status != ExitStatus::Code(0),
-        // It died while the agent was away (shim gone, machine rebooted):
-        // it should still be running, so it runs again.
-        RestartPolicy::No => unwatched_restart && status == ExitStatus::Unknown,
+/// Memory kept for the host and the agent when no --capacity-memory is set.
+const HOST_MEMORY_RESERVE: u64 = 512 << 20;
+
+/// What this peer lends to containers: the `--capacity-*` settings, or the
+/// machine's cores, its memory but a reserve, and 90% of the filesystem
+/// that holds the data dir.
+fn capacity(core: &Core) -> Capacity {
+    let set = core.settings.capacity;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let (memory_total, _) = super::status::memory();
+    let disk_total = coop_store::filesystem(core.dir.root()).map_or(0, |(total, _)| total);
+    Capacity {
+        cpus_milli: set.cpus_milli.map_or(cores * 1000, u64::from),
+        memory_bytes: set.memory_bytes.unwrap_or_else(|| {
+            memory_total.saturating_sub(HOST_MEMORY_RESERVE.min(memory_total / 2))
+        }),
+        disk_bytes: set.disk_bytes.unwrap_or(disk_total / 10 * 9),
     }
 }
 
@@ -73,6 +91,15 @@ pub(crate) fn spawn_reconcile(core: Arc<Core>, host: Arc<ComputeHost>) -> JoinHa
             let Ok(entries) = core.control.store().containers() else {
                 continue;
             };
+            // Blobs of templates about to start come from the store first.
+            for entry in entries
+                .iter()
+                .filter(|e| e.peer == host.peer() && e.desired == DesiredState::Running)
+            {
+                if let Err(err) = host.ensure_template(core.control.store(), entry).await {
+                    warn!(container = %entry.name, %err, "cannot fetch the container's template");
+                }
+            }
             let _guard = host.lock().await;
             let worker = host.clone();
             let due: BTreeSet<String> = entries
@@ -163,22 +190,4 @@ fn reconcile_pass(
         }
     }
     attempts
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_policies_decide_as_documented() {
-        use ExitStatus::{Code, Signal, Unknown};
-        assert!(should_restart(RestartPolicy::Always, Code(0), false));
-        assert!(should_restart(RestartPolicy::OnFailure, Code(1), false));
-        assert!(should_restart(RestartPolicy::OnFailure, Signal(9), false));
-        assert!(should_restart(RestartPolicy::OnFailure, Unknown, false));
-        assert!(!should_restart(RestartPolicy::OnFailure, Code(0), false));
-        assert!(!should_restart(RestartPolicy::No, Code(1), false));
-        assert!(!should_restart(RestartPolicy::No, Unknown, false));
-        assert!(should_restart(RestartPolicy::No, Unknown, true));
-    }
 }

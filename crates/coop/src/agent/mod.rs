@@ -102,7 +102,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
         .set_handler(RPC_ALPN, Arc::new(services::RpcService(core.clone())));
 
     let storage = storage::start(&settings, &core.mesh)?;
-    let compute = containers::start(&core)?;
+    let compute = containers::start(&core, storage.stripes.clone())?;
     let tasks = vec![
         containers::spawn_reconcile(core.clone(), compute.clone()),
         storage::spawn_upkeep(&storage, &settings, &core.control),
@@ -136,6 +136,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
         storage.metrics.clone(),
     )
     .with_compute(compute);
+    coop_api::compute::serve_compute_calls(&state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(coop_api::serve_on(listener, state, async move {
         let _ = stop_rx.await;

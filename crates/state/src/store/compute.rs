@@ -5,6 +5,7 @@
 //! `container/<name>`. Template names never hold `/`, so the versions of a
 //! template are one contiguous range.
 
+use super::objects::{acquire, release};
 use super::{StateStore, StoreError, StrTable, db_err, get_value, put_value, scan_values};
 use crate::compute::{ContainerEntry, TemplateEntry};
 use crate::records::{Command, CommandError};
@@ -31,7 +32,7 @@ fn is_path_safe(text: &str) -> bool {
 /// Applies one compute command. Callers route only compute commands here.
 pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
     match command {
-        Command::PutTemplate(entry) => {
+        Command::PutTemplate { entry, stripes } => {
             if !is_path_safe(&entry.name) || !is_path_safe(&entry.version) {
                 return Ok(Err(CommandError::InvalidRecord(format!(
                     "template name `{}` and version `{}` must be non-empty and free of `/`",
@@ -45,14 +46,24 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
                     entry.name, entry.version
                 ))));
             }
+            let stored: u64 = entry.blocks.iter().map(|b| u64::from(b.len)).sum();
+            if stored != entry.size_bytes {
+                return Ok(Err(CommandError::InvalidRecord(format!(
+                    "template blocks hold {stored} bytes but the blob has {}",
+                    entry.size_bytes
+                ))));
+            }
+            if let Err(refusal) = acquire(sm, &entry.blocks, stripes)? {
+                return Ok(Err(refusal));
+            }
             put_value(sm, &row, &entry)?;
         }
-        Command::DeleteTemplate { name, version } => {
+        Command::DeleteTemplate { name, version, now } => {
             let row = template_key(&name, &version);
             let label = format!("{name}:{version}");
-            if get_value::<TemplateEntry>(sm, &row)?.is_none() {
+            let Some(entry) = get_value::<TemplateEntry>(sm, &row)? else {
                 return Ok(Err(CommandError::TemplateUnknown(label)));
-            }
+            };
             let containers: Vec<ContainerEntry> = scan_values(sm, CONTAINER_PREFIX)?;
             if let Some(user) = containers
                 .iter()
@@ -65,6 +76,7 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
             }
             sm.remove(row.as_str())
                 .map_err(db_err("removing a template"))?;
+            release(sm, &entry.blocks, now)?;
         }
         Command::PutContainer(entry) => {
             if !is_path_safe(&entry.name) {

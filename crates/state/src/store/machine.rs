@@ -280,7 +280,7 @@ fn apply_command(
         | Command::AbortUpload { .. }
         | Command::MoveShards { .. }
         | Command::ForgetStripes { .. }) => return super::objects::apply(sm, command),
-        command @ (Command::PutTemplate(_)
+        command @ (Command::PutTemplate { .. }
         | Command::DeleteTemplate { .. }
         | Command::PutContainer(_)
         | Command::SetContainerDesired { .. }

@@ -273,7 +273,7 @@ fn delete_bucket(sm: &mut StrTable<'_>, name: &str, now: u64) -> Applied {
 
 /// Registers new stripes and takes a reference on every block of `blocks`.
 /// Refused, before anything is written, when a shared block is gone.
-fn acquire(
+pub(super) fn acquire(
     sm: &mut StrTable<'_>,
     blocks: &[BlockRef],
     stripes: Vec<NewStripe>,
@@ -322,7 +322,11 @@ fn acquire(
 
 /// Drops one reference per listed block; a block left without any is marked
 /// dead at `now`.
-fn release(sm: &mut StrTable<'_>, blocks: &[BlockRef], now: u64) -> Result<(), StoreError> {
+pub(super) fn release(
+    sm: &mut StrTable<'_>,
+    blocks: &[BlockRef],
+    now: u64,
+) -> Result<(), StoreError> {
     for block in blocks {
         let row = stripe_key(&block.id);
         if let Some(mut stripe) = get_value::<StripeRecord>(sm, &row)? {

@@ -1,0 +1,209 @@
+//! Template blobs in the cloud's store. The importing peer cuts the blob
+//! into blocks and stores them like object data (erasure-coded over the
+//! cloud's disks); a peer that runs the template first reads the blocks
+//! back, checks the content id and the importer's signature, and keeps the
+//! blob in its local cache. So a template outlives the peer that imported
+//! it, and a first start reads from the nearest shards.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::info;
+
+use coop_compute::{ContentId, blob_path};
+use coop_state::{BlockRef, NewStripe, StateStore, TemplateEntry};
+use coop_store::{BLOCK_SIZE, Stripes};
+
+use crate::error::ApiError;
+
+/// Blocks written or read at once: enough to keep every peer's disk busy,
+/// few enough to bound memory at a few MiB.
+const BLOCKS_IN_FLIGHT: usize = 8;
+
+/// A blob stored in the cloud: its blocks in order and the stripes that
+/// are new (all of them, for a fresh import).
+pub(crate) struct StoredBlob {
+    pub blocks: Vec<BlockRef>,
+    pub stripes: Vec<NewStripe>,
+}
+
+/// Stores the blob at `path` in the cloud's store under the cloud's
+/// default layout. Returns once every block is durable.
+pub(crate) async fn store_blob(stripes: &Stripes, path: &Path) -> Result<StoredBlob, ApiError> {
+    let io = |e: std::io::Error| {
+        ApiError::Internal(format!(
+            "cannot read the template blob {}: {e}",
+            path.display()
+        ))
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut left = file.metadata().await.map_err(io)?.len();
+    let layout = stripes.layout_for(None);
+    let mut writing = FuturesOrdered::new();
+    let mut stored = Vec::new();
+    while left > 0 {
+        let len = left.min(BLOCK_SIZE as u64) as usize;
+        let mut block = vec![0u8; len];
+        file.read_exact(&mut block).await.map_err(io)?;
+        left -= len as u64;
+        let stripes = stripes.clone();
+        writing.push_back(async move { stripes.write(Bytes::from(block), layout, false).await });
+        if writing.len() >= BLOCKS_IN_FLIGHT
+            && let Some(done) = writing.next().await
+        {
+            stored.push(done.map_err(unstorable)?);
+        }
+    }
+    while let Some(done) = writing.next().await {
+        stored.push(done.map_err(unstorable)?);
+    }
+    Ok(StoredBlob {
+        blocks: stored
+            .iter()
+            .map(|s| BlockRef {
+                id: s.id,
+                len: s.stripe.len,
+            })
+            .collect(),
+        stripes: stored,
+    })
+}
+
+fn unstorable(err: coop_store::StripeWriteError) -> ApiError {
+    ApiError::Unavailable(format!(
+        "cannot store the template in the cloud's storage: {err}"
+    ))
+}
+
+/// What a fetch moved.
+#[derive(Debug)]
+pub struct Fetched {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Reads `template`'s blob from the store into `blobs`, checking it
+/// against the content id and the importer's signature before it becomes
+/// visible there. Nothing is left behind when a check fails.
+pub(crate) async fn fetch_blob(
+    stripes: &Stripes,
+    state: &StateStore,
+    template: &TemplateEntry,
+    blobs: &Path,
+) -> Result<Fetched, ApiError> {
+    let label = format!("{}:{}", template.name, template.version);
+    let id = ContentId::from_str(&template.content_id)
+        .map_err(|e| ApiError::Internal(format!("template {label} has a bad content id: {e}")))?;
+    super::host::verify_template(template)
+        .map_err(|e| ApiError::Conflict(format!("template {label} does not verify: {e}")))?;
+    if template.blocks.is_empty() && template.size_bytes > 0 {
+        return Err(ApiError::Unavailable(format!(
+            "template {label} was recorded without its blob in the cloud's store; import it again"
+        )));
+    }
+    let started = Instant::now();
+    let target = blob_path(blobs, &id);
+    let parent = target
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| blobs.to_path_buf());
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", parent.display())))?;
+    let partial = Partial(parent.join(format!(
+        ".{}.fetch-{}",
+        id.short(),
+        data_encoding::HEXLOWER.encode(&rand::random::<[u8; 6]>())
+    )));
+    let io = |e: std::io::Error| {
+        ApiError::Internal(format!("cannot write the template blob of {label}: {e}"))
+    };
+    let mut file = tokio::fs::File::create(&partial.0).await.map_err(io)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut reading = FuturesOrdered::new();
+    let mut blocks = template.blocks.iter();
+    let mut bytes = 0u64;
+    loop {
+        while reading.len() < BLOCKS_IN_FLIGHT
+            && let Some(block) = blocks.next()
+        {
+            reading.push_back(read_block(stripes, state, *block, label.clone()));
+        }
+        let Some(done) = reading.next().await else {
+            break;
+        };
+        let data = done?;
+        hasher.update(&data);
+        file.write_all(&data).await.map_err(io)?;
+        bytes += data.len() as u64;
+    }
+    file.sync_all().await.map_err(io)?;
+    drop(file);
+    let got = ContentId::from(hasher.finalize());
+    if got != id || bytes != template.size_bytes {
+        return Err(ApiError::Internal(format!(
+            "the blob of template {label} read back from the store does not match its content id ({} bytes, id {}); the store may hold damaged shards",
+            bytes,
+            got.short()
+        )));
+    }
+    tokio::fs::rename(&partial.0, &target).await.map_err(io)?;
+    partial.keep();
+    let fetched = Fetched {
+        bytes,
+        elapsed: started.elapsed(),
+    };
+    info!(
+        template = %label,
+        mib = bytes as f64 / (1 << 20) as f64,
+        secs = fetched.elapsed.as_secs_f64(),
+        "fetched template from the cloud's store"
+    );
+    Ok(fetched)
+}
+
+async fn read_block(
+    stripes: &Stripes,
+    state: &StateStore,
+    block: BlockRef,
+    label: String,
+) -> Result<Bytes, ApiError> {
+    let stripe = state.stripe(&block.id)?.ok_or_else(|| {
+        ApiError::Internal(format!(
+            "a block of template {label} has no stripe record; the template is damaged"
+        ))
+    })?;
+    let data = stripes
+        .read_uncached(&block.id, &stripe)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot read template {label}: {e}")))?;
+    if data.len() != block.len as usize {
+        return Err(ApiError::Internal(format!(
+            "a block of template {label} read back with {} bytes instead of {}",
+            data.len(),
+            block.len
+        )));
+    }
+    Ok(data)
+}
+
+/// A file being written that is removed unless kept.
+struct Partial(PathBuf);
+
+impl Partial {
+    fn keep(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
