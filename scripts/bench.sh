@@ -8,11 +8,16 @@
 #                               dd's raw disk bandwidth (needs the venv that
 #                               ./scripts/test.sh prepares)
 #   ./scripts/bench.sh erasure  Reed-Solomon coding per core, 1 MiB blocks
+#   ./scripts/bench.sh containers  start latency next to runc, memory per
+#                               idle container, first start that fetches a
+#                               100 MiB template (needs root, busybox-static
+#                               and runc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-cloud}" in
   cloud) cargo bench -p coop --bench cloud ;;
   s3) cargo bench -p coop --bench s3 ;;
   erasure) cargo bench -p coop-store --bench erasure ;;
-  *) echo "usage: $0 [cloud|s3|erasure]" >&2; exit 2 ;;
+  containers) cargo bench -p coop --bench containers ;;
+  *) echo "usage: $0 [cloud|s3|erasure|containers]" >&2; exit 2 ;;
 esac

@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
             "/templates/{name}",
             get(compute::templates::show).delete(compute::templates::remove),
         )
+        .route("/compute", get(compute::containers::status))
         .route(
             "/containers",
             get(compute::containers::list).post(compute::containers::run),

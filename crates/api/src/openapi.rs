@@ -42,6 +42,7 @@ impl Modify for BearerAuth {
         crate::compute::templates::list,
         crate::compute::templates::show,
         crate::compute::templates::remove,
+        crate::compute::containers::status,
         crate::compute::containers::run,
         crate::compute::containers::list,
         crate::compute::containers::show,

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::json;
 
-use coop_api::compute::{ContainerView, RunRequest, StatsView, exit_code_of};
+use coop_api::compute::{ComputeView, ContainerView, RunRequest, StatsView, exit_code_of};
 
 use crate::GlobalArgs;
 use crate::client::{Client, human_bytes, print_json, short, urlencode};
@@ -173,7 +173,16 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
         ContainerAction::Ls { all } => {
             let views: Vec<ContainerView> =
                 client.get(&format!("/v1/containers?all={all}")).await?;
-            print_list(global, &views)
+            print_list(global, &views)?;
+            if !global.json {
+                let here: ComputeView = client.get("/v1/compute").await?;
+                if let Some(reason) = here.reason {
+                    eprintln!(
+                        "note: containers cannot run on this peer ({reason}); run them on another with --peer"
+                    );
+                }
+            }
+            Ok(())
         }
         ContainerAction::Show { name } => {
             let view: ContainerView = client.get(&path(&name, "")).await?;

@@ -76,6 +76,10 @@ pub struct UpArgs {
     /// write) is kept before garbage collection deletes it [default: 3600]
     #[arg(long, env = "COOP_GC_GRACE", value_name = "SECS")]
     pub gc_grace: Option<u64>,
+    /// Seconds after which a multipart upload that was neither completed
+    /// nor aborted is aborted and its parts collected [default: 604800, a week]
+    #[arg(long, env = "COOP_UPLOAD_EXPIRY", value_name = "SECS")]
+    pub upload_expiry: Option<u64>,
     /// Largest body of one S3 request (single PUT or one part) [default: 5G]
     #[arg(long, env = "COOP_S3_MAX_BODY", value_name = "SIZE")]
     pub s3_max_body: Option<String>,
@@ -195,6 +199,7 @@ struct FileSettings {
     repair_interval: Option<u64>,
     scrub_interval: Option<u64>,
     gc_grace: Option<u64>,
+    upload_expiry: Option<u64>,
     capacity_cpus: Option<String>,
     capacity_memory: Option<String>,
     capacity_disk: Option<String>,
@@ -222,6 +227,7 @@ pub struct Settings {
     pub repair_interval: u64,
     pub scrub_interval: u64,
     pub gc_grace: u64,
+    pub upload_expiry: u64,
     /// What containers may use here; `None` means the machine's default.
     pub capacity: CapacitySettings,
 }
@@ -385,6 +391,10 @@ impl Settings {
             repair_interval: args.repair_interval.or(file.repair_interval).unwrap_or(30),
             scrub_interval: args.scrub_interval.or(file.scrub_interval).unwrap_or(86400),
             gc_grace: args.gc_grace.or(file.gc_grace).unwrap_or(3600),
+            upload_expiry: args
+                .upload_expiry
+                .or(file.upload_expiry)
+                .unwrap_or(7 * 24 * 3600),
             capacity,
         })
     }

@@ -8,47 +8,23 @@
 //! table, veth and netns prefixes and cgroup parent, and removes them.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use coop_testkit::containers::{
+    busybox_rootfs, container_host_flags, remove_container_host_names, require_container_host,
+};
 use coop_testkit::{Cloud, Peer, PeerOptions, eventually, free_port, http_request};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coop");
-const BUSYBOX: &str = "/bin/busybox";
 
 fn require_host() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the container tests need root (mounts, cgroups, network namespaces)"
-    );
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "the container tests need {BUSYBOX}: apt-get install busybox-static"
-    );
-}
-
-/// A minimal rootfs: static busybox with its applets, users, and a page in /www.
-fn busybox_rootfs(root: &Path) -> Result<()> {
-    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp", "www", "root"] {
-        std::fs::create_dir_all(root.join(dir))?;
+    if let Err(err) = require_container_host() {
+        panic!("the container tests cannot run here: {err:#}");
     }
-    std::fs::copy(BUSYBOX, root.join("bin/busybox"))?;
-    let list = Command::new(BUSYBOX).arg("--list").output()?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            let _ = symlink("busybox", root.join("bin").join(applet));
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
-    std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
-    std::fs::write(root.join("www/index.html"), "hello from coop\n")?;
-    Ok(())
 }
 
 /// Agents with host names of their own (bridge, nft table, veth and netns
@@ -57,21 +33,6 @@ struct Lab {
     cloud: Cloud,
     tags: Vec<u8>,
     rootfs: PathBuf,
-}
-
-/// `coop up` flags that keep the host names of agent `tag` apart.
-fn host_names(tag: u8) -> Vec<String> {
-    [
-        ("--container-bridge", format!("coopk{tag}")),
-        ("--container-subnet", format!("10.214.{tag}.0/24")),
-        ("--container-nft-table", format!("coop_k{tag}")),
-        ("--container-veth-prefix", format!("ck{tag}v")),
-        ("--container-netns-prefix", format!("coopk{tag}-")),
-        ("--container-cgroup", format!("coop_k{tag}")),
-    ]
-    .into_iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value])
-    .collect()
 }
 
 impl Lab {
@@ -83,7 +44,7 @@ impl Lab {
         cloud.found(
             "box",
             PeerOptions {
-                extra_args: host_names(tag),
+                extra_args: container_host_flags(tag),
                 ..PeerOptions::default()
             },
         )?;
@@ -96,7 +57,7 @@ impl Lab {
 
     /// Joins another agent, with host names of `tag` and `extra` flags.
     fn join(&mut self, name: &str, tag: u8, extra: &[&str]) -> Result<()> {
-        let mut args = host_names(tag);
+        let mut args = container_host_flags(tag);
         args.extend(extra.iter().map(|a| a.to_string()));
         self.tags.push(tag);
         self.cloud.join(
@@ -154,20 +115,7 @@ impl Drop for Lab {
             let _ = peer.stop();
         }
         for tag in &self.tags {
-            let _ = Command::new("ip")
-                .args(["link", "del", &format!("coopk{tag}")])
-                .output();
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", &format!("coop_k{tag}")])
-                .output();
-            for base in [
-                "/sys/fs/cgroup",
-                "/sys/fs/cgroup/memory",
-                "/sys/fs/cgroup/cpu,cpuacct",
-                "/sys/fs/cgroup/pids",
-            ] {
-                let _ = std::fs::remove_dir(Path::new(base).join(format!("coop_k{tag}")));
-            }
+            remove_container_host_names(*tag);
         }
     }
 }
@@ -651,6 +599,20 @@ fn containers_run_on_another_peer_within_its_capacity() -> Result<()> {
         lab.show("big").is_err(),
         "nothing is left of a refused lease"
     );
+    let far_compute = lab.cloud.peers[1].api_get("/v1/compute")?;
+    assert_eq!(far_compute["available"], true, "{far_compute}");
+    assert_eq!(
+        far_compute["capacity_memory_bytes"],
+        200u64 << 20,
+        "{far_compute}"
+    );
+    assert_eq!(far_compute["capacity_cpus_milli"], 1000, "{far_compute}");
+    assert_eq!(
+        far_compute["held_memory_bytes"],
+        64u64 << 20,
+        "{far_compute}"
+    );
+    assert_eq!(far_compute["containers"], 2, "{far_compute}");
     // The same container fits on the first peer.
     let here = run_json(
         lab.peer(),

@@ -398,6 +398,8 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
             "3",
             "--scrub-interval",
             "4",
+            "--upload-expiry",
+            "8",
         ]
         .into_iter()
         .map(str::to_owned),
@@ -511,8 +513,37 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
         "{counters}"
     );
 
+    // An upload abandoned halfway is aborted after --upload-expiry (8 s
+    // here); its parts' shards are collected with the rest below.
+    let (ok, _, stderr) = tool(
+        &key,
+        &endpoint,
+        "photos",
+        &[
+            "multipart",
+            "--key",
+            "abandoned",
+            "--parts",
+            "2",
+            "--part-mib",
+            "5",
+            "--abandon",
+        ],
+    )?;
+    assert!(ok, "the abandoned upload failed: {stderr}");
+    let (_, listed, _) = tool(&key, &endpoint, "photos", &["uploads"])?;
+    assert_eq!(listed["uploads"], 1, "{listed}");
+    eventually(
+        Duration::from_secs(60),
+        "the abandoned upload to expire",
+        || {
+            let (_, listed, _) = tool(&key, &endpoint, "photos", &["uploads"])?;
+            Ok((listed["uploads"] == 0).then_some(()))
+        },
+    )?;
+
     // Deleted objects give their space back once the grace (3 s here) is
-    // over: every shard file goes.
+    // over: every shard file goes, the abandoned parts' too.
     let manifest_path = manifest.display().to_string();
     let (ok, _, stderr) = tool(
         &key,

@@ -27,10 +27,7 @@ const MAX_DELETE_KEYS: usize = 1000;
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    coop_types::unix_now_ms()
 }
 
 pub(crate) fn check_key(key: &str) -> S3Result<()> {

@@ -40,6 +40,9 @@ pub struct UpkeepConfig {
     pub gc_grace: Duration,
     /// Pause after each shard scrubbed.
     pub scrub_pause: Duration,
+    /// Multipart uploads neither completed nor aborted for this long are
+    /// aborted by the leader, and their parts' blocks collected.
+    pub upload_expiry: Duration,
 }
 
 impl Default for UpkeepConfig {
@@ -50,6 +53,7 @@ impl Default for UpkeepConfig {
             scrub_interval: Duration::from_secs(24 * 3600),
             gc_grace: Duration::from_secs(3600),
             scrub_pause: Duration::from_millis(2),
+            upload_expiry: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -345,6 +349,34 @@ fn crowded_shard(stripe: &StripeRecord, live_peers: &HashSet<PeerId>) -> Option<
         .map(|(index, _)| index)
 }
 
+/// On the leader: aborts multipart uploads started more than `expiry` ago,
+/// so abandoned parts do not hold disk space forever.
+async fn expire_uploads(control: &ControlPlane, expiry: Duration) {
+    let Ok(uploads) = control.store().all_uploads() else {
+        return;
+    };
+    let now_ms = coop_types::unix_now_ms();
+    let cutoff = now_ms.saturating_sub(expiry.as_millis() as u64);
+    for upload in uploads.into_iter().filter(|u| u.initiated_ms < cutoff) {
+        let command = coop_state::Command::AbortUpload {
+            upload: upload.id.clone(),
+            now: now_ms / 1000,
+        };
+        match control.write(command).await {
+            Ok(()) => tracing::info!(
+                bucket = %upload.bucket,
+                key = %upload.key,
+                upload = %upload.id,
+                "aborted a multipart upload left unfinished past the expiry"
+            ),
+            Err(err) => {
+                tracing::warn!(%err, "cannot abort an expired multipart upload");
+                return;
+            }
+        }
+    }
+}
+
 /// Runs repair and scrub passes until the task is aborted.
 pub fn spawn_upkeep(
     stripes: Stripes,
@@ -373,6 +405,9 @@ pub fn spawn_upkeep(
                 }
                 _ = gc.tick() => {
                     stripes.gc_pass(&control, config.gc_grace).await;
+                    if control.is_leader() {
+                        expire_uploads(&control, config.upload_expiry).await;
+                    }
                 }
             }
         }

@@ -4,6 +4,7 @@
 //!
 //! Tests wait on conditions with [`eventually`], never with bare sleeps.
 
+pub mod containers;
 mod http;
 pub mod netns;
 mod peer;

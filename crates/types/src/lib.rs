@@ -8,4 +8,4 @@ mod time;
 pub use peer::{
     Connection, DiskStatus, PeerId, PeerIdParseError, PeerState, PeerStatus, PeerView, Role,
 };
-pub use time::unix_now;
+pub use time::{unix_now, unix_now_ms};

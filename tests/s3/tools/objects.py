@@ -9,6 +9,8 @@ when something was wrong, so a test can assert on both.
     verify     read every object of a manifest back; prints what differed
     multipart  upload one object in parts (slowly, if asked); prints its
                sha256 and ETag
+               (with --abandon, never completes it; prints the upload id)
+    uploads    how many multipart uploads the bucket has in progress
     exists     whether a key is visible to HEAD and to a listing
     delete     delete every object of a manifest
 """
@@ -92,6 +94,9 @@ def cmd_multipart(args):
         sys.stderr.write(f"part {n} done\n")
         sys.stderr.flush()
         time.sleep(args.pause)
+    if args.abandon:
+        json.dump({"upload": upload}, sys.stdout)
+        return 0
     done = s3.complete_multipart_upload(
         Bucket=args.bucket, Key=args.key, UploadId=upload, MultipartUpload={"Parts": parts}
     )
@@ -107,6 +112,13 @@ def cmd_delete(args):
         batch = [{"Key": k} for k in keys[start : start + 1000]]
         s3.delete_objects(Bucket=args.bucket, Delete={"Objects": batch, "Quiet": True})
     json.dump({"deleted": len(keys)}, sys.stdout)
+    return 0
+
+
+def cmd_uploads(args):
+    s3 = client(args.endpoint)
+    uploads = s3.list_multipart_uploads(Bucket=args.bucket).get("Uploads", [])
+    json.dump({"uploads": len(uploads)}, sys.stdout)
     return 0
 
 
@@ -145,8 +157,10 @@ def main():
     multi.add_argument("--part-mib", type=int, default=5)
     multi.add_argument("--pause", type=float, default=0.0)
     multi.add_argument("--seed", default="coop")
+    multi.add_argument("--abandon", action="store_true", help="upload the parts but never complete")
     exists = sub.add_parser("exists")
     exists.add_argument("--key", required=True)
+    sub.add_parser("uploads")
     delete = sub.add_parser("delete")
     delete.add_argument("--manifest", required=True)
     args = parser.parse_args()
@@ -156,6 +170,7 @@ def main():
         "multipart": cmd_multipart,
         "exists": cmd_exists,
         "delete": cmd_delete,
+        "uploads": cmd_uploads,
     }
     return commands[args.command](args)
 

@@ -23,6 +23,7 @@ use coop_state::{
 use coop_types::{PeerId, unix_now};
 
 use super::host::{ComputeHost, runtime_error, should_restart};
+use super::lease::{Capacity, ComputeView};
 use super::remote::{self, PeerCall, PeerReply};
 use super::stream::{FRAME_STDOUT, pump_reader, serve_exec};
 use super::views::{ContainerView, ExecQuery, RunRequest, StatsView};
@@ -300,9 +301,21 @@ async fn admit(
 ) -> Result<(), ApiError> {
     state.control.read_barrier().await?;
     let entries = state.control.store().containers()?;
+    let finished = finished(host, &entries).await?;
+    host.capacity()
+        .admit(&entries, &finished, host.peer(), &entry.name, &entry.limits)
+        .map_err(ApiError::Conflict)
+}
+
+/// The containers of `entries` on this peer that exited for good: their
+/// restart policy will not start them again.
+async fn finished(
+    host: &Arc<ComputeHost>,
+    entries: &[ContainerEntry],
+) -> Result<Vec<String>, ApiError> {
     let me = host.peer();
     let mine: Vec<ContainerEntry> = entries.iter().filter(|e| e.peer == me).cloned().collect();
-    let finished = blocking(host, move |host| {
+    blocking(host, move |host| {
         Ok(mine
             .iter()
             .filter(|e| {
@@ -314,10 +327,31 @@ async fn admit(
             .map(|e| e.name.clone())
             .collect::<Vec<_>>())
     })
-    .await?;
-    host.capacity()
-        .admit(&entries, &finished, me, &entry.name, &entry.limits)
-        .map_err(ApiError::Conflict)
+    .await
+}
+
+/// Whether containers run on this peer, what it lends them and what they hold.
+#[utoipa::path(get, path = "/v1/compute", tag = "compute",
+    responses((status = 200, body = ComputeView)), security(("bearer" = [])))]
+pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<ComputeView>, ApiError> {
+    let host = state.compute()?;
+    let entries = state.control.store().containers()?;
+    let finished = finished(&host, &entries).await?;
+    let me = host.peer();
+    let held = Capacity::held(&entries, me, "", &finished);
+    let offered = host.capacity();
+    Ok(Json(ComputeView {
+        peer: me.to_string(),
+        available: host.unavailable_reason().is_none(),
+        reason: host.unavailable_reason().map(str::to_string),
+        capacity_cpus_milli: offered.cpus_milli,
+        capacity_memory_bytes: offered.memory_bytes,
+        capacity_disk_bytes: offered.disk_bytes,
+        held_cpus_milli: held.cpus_milli,
+        held_memory_bytes: held.memory_bytes,
+        held_disk_bytes: held.disk_bytes,
+        containers: entries.iter().filter(|e| e.peer == me).count(),
+    }))
 }
 
 /// Fetches the template if this peer lacks it, then creates and starts

@@ -8,6 +8,9 @@
 //! again); every container holds its disk until it is removed, because its
 //! writable layer stays.
 
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
 use coop_state::{ContainerEntry, ContainerLimits, DesiredState};
 use coop_types::PeerId;
 
@@ -19,11 +22,36 @@ pub struct Capacity {
     pub disk_bytes: u64,
 }
 
+/// `GET /v1/compute`: whether this peer runs containers, what it lends
+/// them and what its containers hold now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ComputeView {
+    /// This peer (full id).
+    pub peer: String,
+    /// Whether containers can run here.
+    pub available: bool,
+    /// Why not, when they cannot (not root, no cgroups, ...).
+    pub reason: Option<String>,
+    pub capacity_cpus_milli: u64,
+    pub capacity_memory_bytes: u64,
+    pub capacity_disk_bytes: u64,
+    pub held_cpus_milli: u64,
+    pub held_memory_bytes: u64,
+    pub held_disk_bytes: u64,
+    /// Containers placed on this peer.
+    pub containers: usize,
+}
+
 impl Capacity {
     /// What containers on `me` hold now, leaving out `except` (a container
     /// being started again is not counted twice) and the CPUs and memory
     /// of those in `finished`.
-    fn held(entries: &[ContainerEntry], me: PeerId, except: &str, finished: &[String]) -> Capacity {
+    pub(crate) fn held(
+        entries: &[ContainerEntry],
+        me: PeerId,
+        except: &str,
+        finished: &[String],
+    ) -> Capacity {
         let mut held = Capacity {
             cpus_milli: 0,
             memory_bytes: 0,

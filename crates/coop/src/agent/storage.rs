@@ -85,6 +85,7 @@ pub fn spawn_upkeep(
             repair_interval: Duration::from_secs(settings.repair_interval.max(1)),
             scrub_interval: Duration::from_secs(settings.scrub_interval.max(1)),
             gc_grace: Duration::from_secs(settings.gc_grace),
+            upload_expiry: Duration::from_secs(settings.upload_expiry.max(1)),
             ..UpkeepConfig::default()
         },
     )

@@ -318,6 +318,11 @@ impl StateStore {
 
     /// Every multipart upload in progress in `bucket`, by key, then by
     /// initiation time.
+    /// Every multipart upload in progress, of every bucket.
+    pub fn all_uploads(&self) -> Result<Vec<UploadRecord>, StoreError> {
+        self.read_sm(|sm| scan_values(sm, objects::UPLOADS_PREFIX))
+    }
+
     pub fn uploads(&self, bucket: &str) -> Result<Vec<UploadRecord>, StoreError> {
         let mut uploads: Vec<UploadRecord> =
             self.read_sm(|sm| scan_values(sm, objects::UPLOADS_PREFIX))?;
