@@ -308,7 +308,7 @@ fn idle_memory(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-fn first_start(scratch: &Path, rootfs: &Path) -> Result<()> {
+fn first_start(scratch: &Path) -> Result<()> {
     let big = scratch.join("big-rootfs");
     busybox_rootfs(&big)?;
     // Random bytes, so compression cannot shrink the template.
@@ -362,6 +362,6 @@ fn main() -> Result<()> {
     println!("coop container benchmark (release binary {BIN})");
     start_latency(scratch.path(), &rootfs)?;
     idle_memory(&rootfs)?;
-    first_start(scratch.path(), &rootfs)?;
+    first_start(scratch.path())?;
     Ok(())
 }
