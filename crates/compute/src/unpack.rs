@@ -68,15 +68,27 @@ pub struct Unpacked {
     pub fresh: bool,
 }
 
-/// Where the rootfs of `id` is (or would be) in `cache`.
-pub fn rootfs_path(cache: &Path, id: &ContentId) -> PathBuf {
-    cache.join(id.to_string()).join("rootfs")
+/// Where the rootfs of `id` is (or would be) in `cache`, unpacked with
+/// owners shifted by `id_shift` (see [`crate::runtime::userns`]).
+pub fn rootfs_path(cache: &Path, id: &ContentId, id_shift: u32) -> PathBuf {
+    let name = if id_shift == 0 {
+        id.to_string()
+    } else {
+        format!("{id}-ids{id_shift}")
+    };
+    cache.join(name).join("rootfs")
 }
 
 /// Unpacks the blob at `blob` (which must have content id `id`) into
-/// `<cache>/<id>/rootfs`, unless it is already there.
-pub fn unpack_blob(blob: &Path, id: &ContentId, cache: &Path) -> Result<Unpacked, UnpackError> {
-    let rootfs = rootfs_path(cache, id);
+/// `<cache>/<id>/rootfs`, unless it is already there. With `id_shift`,
+/// every owner is shifted into the containers' id range.
+pub fn unpack_blob(
+    blob: &Path,
+    id: &ContentId,
+    cache: &Path,
+    id_shift: u32,
+) -> Result<Unpacked, UnpackError> {
+    let rootfs = rootfs_path(cache, id, id_shift);
     if rootfs.is_dir() {
         return Ok(Unpacked {
             rootfs,
@@ -100,7 +112,7 @@ pub fn unpack_blob(blob: &Path, id: &ContentId, cache: &Path) -> Result<Unpacked
         hasher: blake3::Hasher::new(),
     };
     let decoder = zstd::stream::read::Decoder::new(&mut hashing).map_err(|e| corrupt(blob, e))?;
-    let mut unpacker = Unpacker::new(blob, staging.path())?;
+    let mut unpacker = Unpacker::new(blob, staging.path(), id_shift)?;
     let mut archive = tar::Archive::new(decoder);
     for entry in archive.entries().map_err(|e| corrupt(blob, e))? {
         let entry = entry.map_err(|e| corrupt(blob, e))?;
@@ -186,10 +198,12 @@ struct Unpacker<'a> {
     dirs: Vec<(EntryPath, Meta)>,
     last: Option<EntryPath>,
     as_root: bool,
+    /// Added to every owner (see [`crate::runtime::userns`]).
+    id_shift: u32,
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(blob: &'a Path, root: &Path) -> Result<Self, UnpackError> {
+    fn new(blob: &'a Path, root: &Path, id_shift: u32) -> Result<Self, UnpackError> {
         // The staging directory is owned by whoever created it: us.
         let owner = fs::metadata(root).map_err(io_err(root, "read"))?.uid();
         Ok(Unpacker {
@@ -199,7 +213,13 @@ impl<'a> Unpacker<'a> {
             dirs: Vec::new(),
             last: None,
             as_root: owner == 0,
+            id_shift,
         })
+    }
+
+    /// The host owner of an entry owned by `id` in the blob.
+    fn owner(&self, id: u64) -> u32 {
+        crate::runtime::userns::shifted(id32(id), self.id_shift)
     }
 
     fn unsafe_entry(&self, raw: &[u8], rule: PathRule) -> UnpackError {
@@ -268,8 +288,12 @@ impl<'a> Unpacker<'a> {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &dest)
                     .map_err(io_err(&dest, "create"))?;
                 if self.as_root {
-                    std::os::unix::fs::lchown(&dest, Some(id32(meta.uid)), Some(id32(meta.gid)))
-                        .map_err(io_err(&dest, "chown"))?;
+                    std::os::unix::fs::lchown(
+                        &dest,
+                        Some(self.owner(meta.uid)),
+                        Some(self.owner(meta.gid)),
+                    )
+                    .map_err(io_err(&dest, "chown"))?;
                 }
                 let time = FileTime::from_unix_time(mtime_secs(meta.mtime), 0);
                 filetime::set_symlink_file_times(&dest, time, time)
@@ -326,8 +350,12 @@ impl<'a> Unpacker<'a> {
         }
         if self.as_root {
             // Before chmod: chown clears setuid and setgid bits.
-            std::os::unix::fs::fchown(&file, Some(id32(meta.uid)), Some(id32(meta.gid)))
-                .map_err(io_err(dest, "chown"))?;
+            std::os::unix::fs::fchown(
+                &file,
+                Some(self.owner(meta.uid)),
+                Some(self.owner(meta.gid)),
+            )
+            .map_err(io_err(dest, "chown"))?;
         }
         file.set_permissions(Permissions::from_mode(meta.mode))
             .map_err(io_err(dest, "chmod"))?;
@@ -345,8 +373,12 @@ impl<'a> Unpacker<'a> {
         for (path, meta) in self.dirs.iter().rev() {
             let dest = path.under(&self.root);
             if self.as_root {
-                std::os::unix::fs::chown(&dest, Some(id32(meta.uid)), Some(id32(meta.gid)))
-                    .map_err(io_err(&dest, "chown"))?;
+                std::os::unix::fs::chown(
+                    &dest,
+                    Some(self.owner(meta.uid)),
+                    Some(self.owner(meta.gid)),
+                )
+                .map_err(io_err(&dest, "chown"))?;
             }
             fs::set_permissions(&dest, Permissions::from_mode(meta.mode))
                 .map_err(io_err(&dest, "chmod"))?;

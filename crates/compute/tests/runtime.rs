@@ -259,6 +259,60 @@ fn exec_runs_commands_with_and_without_a_tty() {
     assert_eq!(out.status, ExitStatus::Code(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nbox\n");
 
+    // Root in the container is an unprivileged id on the host, in a user
+    // namespace of its own that owns the container's network.
+    let shift = rt.id_shift();
+    assert_eq!(
+        shift,
+        coop_compute::runtime::userns::ID_BASE,
+        "{:?}",
+        rt.no_user_namespace()
+    );
+    let out = rt
+        .exec(
+            "box",
+            ExecOptions::command(&[
+                "sh",
+                "-c",
+                "id -u; cat /proc/self/uid_map; touch /made-by-root && ls -ln /made-by-root",
+            ]),
+        )
+        .unwrap()
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(
+        &words[..4],
+        &["0", "0", &shift.to_string(), "65536"],
+        "{text}"
+    );
+    assert_eq!(words[6], "0", "the file belongs to root inside: {text}");
+    let pid = match rt.get("box").unwrap().state {
+        ContainerState::Running { pid, .. } => pid,
+        other => panic!("box is not running: {other:?}"),
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid_line.contains(&shift.to_string()), "{uid_line}");
+    // The exec'd process keeps the container's capabilities and no more:
+    // not the CAP_SYS_ADMIN (21) and CAP_SYS_PTRACE (19) it entered with.
+    let out = rt
+        .exec(
+            "box",
+            ExecOptions::command(&["grep", "-E", "^Cap(Eff|Bnd)", "/proc/self/status"]),
+        )
+        .unwrap()
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for line in text.lines() {
+        let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        assert_eq!(mask & (1 << 21 | 1 << 19), 0, "{line}");
+        assert_eq!(mask & 1, 1, "CAP_CHOWN stays: {line}");
+    }
+    assert_eq!(text.lines().count(), 2, "{text}");
+
     let mut with_input = rt.exec("box", ExecOptions::command(&["cat"])).unwrap();
     with_input
         .stdin

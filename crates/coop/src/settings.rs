@@ -142,6 +142,11 @@ pub struct ContainerArgs {
     /// Parent cgroup of the containers
     #[arg(long, env = "COOP_CONTAINER_CGROUP", hide = true, value_name = "NAME")]
     pub container_cgroup: Option<String>,
+    /// Run containers without a user namespace, so their root is the
+    /// host's root. By default a container's root is host uid 1073741824
+    /// (ids 0-65535 map from there) wherever the host supports it
+    #[arg(long, env = "COOP_NO_CONTAINER_USERNS")]
+    pub no_container_userns: bool,
 }
 
 impl ContainerArgs {
@@ -151,6 +156,7 @@ impl ContainerArgs {
         shim: coop_compute::runtime::ShimCommand,
     ) -> Result<coop_compute::runtime::RuntimeConfig> {
         let mut config = coop_compute::runtime::RuntimeConfig::new(shim);
+        config.user_namespaces = !self.no_container_userns;
         let net = &mut config.network;
         if let Some(bridge) = &self.container_bridge {
             net.bridge = bridge.clone();

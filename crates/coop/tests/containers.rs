@@ -206,6 +206,15 @@ fn httpd_exec_logs_limits_and_errors() -> Result<()> {
         lab.cli(&["container", "exec", "web", "--", "echo", "hi"]),
         Ok("hi\n".into())
     );
+    // Root in the container is host uid 2^30 in a user namespace.
+    let map = lab
+        .cli(&["container", "exec", "web", "--", "cat", "/proc/self/uid_map"])
+        .expect("exec cat");
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1073741824", "65536"],
+        "{map}"
+    );
     let out = lab.peer().cli(&[
         "container",
         "exec",

@@ -486,7 +486,15 @@ async fn views_of(
 ) -> Result<Vec<ContainerView>, ApiError> {
     let me = host.peer();
     let mut by_peer: BTreeMap<PeerId, Vec<String>> = BTreeMap::new();
-    for entry in entries.iter().filter(|e| e.peer != me) {
+    // Peers known to be down are not asked: their containers show as
+    // unknown at once instead of after a timeout.
+    let up = |peer: &PeerId| {
+        !matches!(
+            state.mesh.liveness().state(peer),
+            coop_types::PeerState::Down | coop_types::PeerState::Revoked
+        )
+    };
+    for entry in entries.iter().filter(|e| e.peer != me && up(&e.peer)) {
         by_peer
             .entry(entry.peer)
             .or_default()

@@ -134,6 +134,11 @@ impl ComputeHost {
         })
     }
 
+    /// Host id of containers' root (0 without user namespaces).
+    fn id_shift(&self) -> u32 {
+        self.runtime.as_ref().map_or(0, Runtime::id_shift)
+    }
+
     /// What this peer lends to containers.
     pub fn capacity(&self) -> Capacity {
         self.capacity
@@ -195,8 +200,10 @@ impl ComputeHost {
             return;
         };
         let _ = std::fs::remove_file(blob_path(&self.blobs, &id));
-        if let Some(dir) = rootfs_path(&self.cache, &id).parent() {
-            let _ = std::fs::remove_dir_all(dir);
+        for shift in [0, self.id_shift()] {
+            if let Some(dir) = rootfs_path(&self.cache, &id, shift).parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 
@@ -213,7 +220,7 @@ impl ComputeHost {
                 id.short()
             )));
         }
-        let unpacked = unpack_blob(&blob, &id, &self.cache).map_err(|e| {
+        let unpacked = unpack_blob(&blob, &id, &self.cache, self.id_shift()).map_err(|e| {
             ApiError::Internal(format!(
                 "cannot unpack template {}:{}: {e}",
                 entry.template, entry.version

@@ -37,7 +37,7 @@ fn directory_round_trips_through_blob_and_unpack() {
     );
 
     let cache = work.path().join("cache");
-    let unpacked = unpack_blob(&imported.path, &imported.content_id, &cache).unwrap();
+    let unpacked = unpack_blob(&imported.path, &imported.content_id, &cache, 0).unwrap();
     assert!(unpacked.fresh);
     let expected = snapshot(&src, &NOT_IN_BLOB);
     let actual = snapshot(&unpacked.rootfs, &[]);
@@ -63,7 +63,7 @@ fn directory_round_trips_through_blob_and_unpack() {
     );
 
     // Unpacking again is a no-op; importing the unpacked tree gives the same blob.
-    let again = unpack_blob(&imported.path, &imported.content_id, &cache).unwrap();
+    let again = unpack_blob(&imported.path, &imported.content_id, &cache, 0).unwrap();
     assert!(!again.fresh);
     let other_blobs = work.path().join("blobs2");
     let reimported = import_rootfs(&unpacked.rootfs, &other_blobs).unwrap();

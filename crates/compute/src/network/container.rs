@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::network::{NetworkConfig, NetworkError};
 use crate::runtime::spec::{PortMapping, Protocol};
 use crate::runtime::sys::{run, run_with_input};
+use crate::runtime::userns;
 
 /// Where `ip netns` keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
@@ -58,12 +59,27 @@ impl ContainerNetwork {
         PathBuf::from(NETNS_DIR).join(&self.netns)
     }
 
+    /// Where the user namespace that owns the network namespace is bound,
+    /// when the container has one.
+    pub fn userns_path(&self) -> PathBuf {
+        PathBuf::from(userns::USERNS_DIR).join(&self.netns)
+    }
+
     /// Creates the namespace and a fresh veth pair into it, with the address
     /// and default route. Anything left from an earlier run is replaced.
-    pub fn setup(&self, config: &NetworkConfig) -> Result<(), NetworkError> {
+    ///
+    /// With `id_shift`, the namespace belongs to a user namespace of its
+    /// own (mapping the container's ids onto `id_shift..`), which the
+    /// container joins: its root then holds capabilities over its own
+    /// network and nothing of the host's.
+    pub fn setup(&self, config: &NetworkConfig, id_shift: u32) -> Result<(), NetworkError> {
         self.teardown()?;
         let ns = self.netns.as_str();
-        run("ip", &["netns", "add", ns])?;
+        if id_shift == 0 {
+            run("ip", &["netns", "add", ns])?;
+        } else {
+            userns::create_namespaces(&self.userns_path(), ns, id_shift)?;
+        }
         run(
             "ip",
             &[
@@ -91,6 +107,7 @@ impl ContainerNetwork {
         if self.netns_path().exists() {
             run("ip", &["netns", "del", &self.netns])?;
         }
+        userns::remove_namespace_file(&self.userns_path())?;
         Ok(())
     }
 

@@ -177,6 +177,8 @@ pub enum NetworkError {
     },
     #[error(transparent)]
     Command(#[from] crate::runtime::sys::CommandError),
+    #[error("cannot create the user and network namespaces of a container: {0}")]
+    Namespaces(String),
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,

@@ -141,7 +141,7 @@ fn oci_layout(l1: Vec<u8>, l2: Vec<u8>, store: impl Fn(usize, Vec<u8>) -> Vec<u8
 
 fn flattened_paths(blob: &ImportedBlob, work: &Path) -> Vec<String> {
     let cache = work.join("cache");
-    let out = unpack_blob(&blob.path, &blob.content_id, &cache).unwrap();
+    let out = unpack_blob(&blob.path, &blob.content_id, &cache, 0).unwrap();
     let snap = snapshot(&out.rootfs, &[]);
     snap.keys().cloned().collect()
 }

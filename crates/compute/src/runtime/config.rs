@@ -56,6 +56,8 @@ pub struct RuntimeConfig {
     pub network: NetworkConfig,
     /// Parent cgroup of every container (`coop` → `/coop/<id>`).
     pub cgroup_parent: String,
+    /// Give containers a user namespace where the host supports it.
+    pub user_namespaces: bool,
 }
 
 impl RuntimeConfig {
@@ -67,6 +69,7 @@ impl RuntimeConfig {
             backend: Backend::Libcontainer,
             network: NetworkConfig::default(),
             cgroup_parent: "coop".into(),
+            user_namespaces: true,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! silently unlimited disk.
 
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::runtime::error::{RuntimeError, io_err};
@@ -46,7 +47,14 @@ impl Storage {
 
     /// Creates the image (if missing) and mounts it and the overlay (where
     /// not mounted yet). Idempotent, so a restart after a reboot remounts.
-    pub(crate) fn prepare(&self, lower: &Path, disk_bytes: u64) -> Result<(), RuntimeError> {
+    /// Creates and mounts what is missing. With `id_shift`, the writable
+    /// layer's root belongs to the container's root (see [`super::userns`]).
+    pub(crate) fn prepare(
+        &self,
+        lower: &Path,
+        disk_bytes: u64,
+        id_shift: u32,
+    ) -> Result<(), RuntimeError> {
         if !self.image.exists() {
             check_support()?;
             let tmp = self.image.with_extension("img.new");
@@ -97,6 +105,16 @@ impl Storage {
         }
         for dir in [self.upper(), self.work()] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        if id_shift != 0 {
+            // The merged root takes the upper root's owner and mode: the
+            // lower root's, shifted like the rest of the template.
+            let upper = self.upper();
+            let lower_meta = fs::metadata(lower).map_err(io_err("read", lower))?;
+            std::os::unix::fs::chown(&upper, Some(lower_meta.uid()), Some(lower_meta.gid()))
+                .map_err(io_err("chown", &upper))?;
+            fs::set_permissions(&upper, lower_meta.permissions())
+                .map_err(io_err("chmod", &upper))?;
         }
         if !is_mounted(&self.rootfs) {
             let options = format!(

@@ -38,14 +38,17 @@ impl Runtime {
         }
         let net = &self.config.network;
         HostNetwork::ensure(net)?;
-        Storage::in_dir(dir.path())
-            .prepare(&record.spec.rootfs_lower, record.spec.resources.disk_bytes)?;
+        Storage::in_dir(dir.path()).prepare(
+            &record.spec.rootfs_lower,
+            record.spec.resources.disk_bytes,
+            record.id_shift,
+        )?;
         // Entries left by an earlier run (agent crash) go; publish adds them afresh.
         record.network.unpublish(net, &record.spec.ports)?;
         for port in &record.spec.ports {
             check_host_port_free(port)?;
         }
-        record.network.setup(net)?;
+        record.network.setup(net, record.id_shift)?;
         let started = record
             .network
             .publish(net, &record.spec.ports)

@@ -24,6 +24,7 @@ pub mod spec;
 pub mod state;
 pub(crate) mod sys;
 mod user;
+pub mod userns;
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -55,6 +56,10 @@ pub struct Runtime {
     root: PathBuf,
     config: RuntimeConfig,
     cgroups: CgroupLayout,
+    /// Host id of containers' root; 0 without user namespaces.
+    id_shift: u32,
+    /// Why containers get no user namespace, when they do not.
+    no_userns: Option<String>,
 }
 
 /// A container as the runtime sees it now.
@@ -142,11 +147,36 @@ impl Runtime {
         if !spec::overlay_safe(&root) {
             return Err(SpecError::UnsafePath(root.display().to_string()).into());
         }
+        let (id_shift, no_userns) = if !config.user_namespaces {
+            (0, Some("turned off in the configuration".to_string()))
+        } else {
+            match userns::prepare(&root) {
+                Ok(()) => (userns::ID_BASE, None),
+                Err(reason) => (0, Some(reason)),
+            }
+        };
+        if let Some(reason) = &no_userns {
+            tracing::warn!(%reason, "containers run without a user namespace: their root is host root");
+        }
         Ok(Runtime {
             root,
             config,
             cgroups,
+            id_shift,
+            no_userns,
         })
+    }
+
+    /// The host id of containers' root (their ids map onto
+    /// `id_shift..id_shift + 65536`), or 0 when they get no user namespace.
+    /// Templates are unpacked with owners shifted by it.
+    pub fn id_shift(&self) -> u32 {
+        self.id_shift
+    }
+
+    /// Why containers get no user namespace here, when they do not.
+    pub fn no_user_namespace(&self) -> Option<&str> {
+        self.no_userns.as_deref()
     }
 
     /// The configuration this runtime was made with.
@@ -229,9 +259,18 @@ impl Runtime {
             uid,
             gid,
             created_at: now_secs(),
+            id_shift: self.id_shift,
             spec,
         };
         fs::create_dir_all(dir.path()).map_err(io_err("create", dir.path()))?;
+        if self.id_shift != 0
+            && let Err(reason) = userns::open_for_containers(dir.path())
+        {
+            let _ = fs::remove_dir_all(dir.path());
+            return Err(io_err("open to the container's root", dir.path())(
+                std::io::Error::other(reason),
+            ));
+        }
         if let Err(e) = self.write_container(&dir, &record) {
             let storage = Storage::in_dir(dir.path());
             let _ = storage.unmount();
@@ -261,8 +300,11 @@ impl Runtime {
         }
         let bundle = oci::bundle_spec(record, dir, self.cgroups.accounts_swap());
         write_json(&dir.bundle().join("config.json"), &bundle)?;
-        Storage::in_dir(dir.path())
-            .prepare(&record.spec.rootfs_lower, record.spec.resources.disk_bytes)?;
+        Storage::in_dir(dir.path()).prepare(
+            &record.spec.rootfs_lower,
+            record.spec.resources.disk_bytes,
+            record.id_shift,
+        )?;
         // The record last: a directory with a record is a complete container.
         write_json(&dir.config(), record)
     }

@@ -1,9 +1,8 @@
 //! The OCI runtime spec (`bundle/config.json`) and exec process specs the
 //! shim hands to libcontainer or runc.
 //!
-//! Namespaces: mount, pid, uts, ipc and network (the one the runtime
-//! prepared). No user namespace yet: the shared lower layer is owned by
-//! host root, so a remapped root could not use it without idmapped layers.
+//! Namespaces: mount, pid, uts, ipc, network (the one the runtime
+//! prepared) and, where the host supports it, user (see `userns`).
 //! `CAP_MKNOD` is not granted: without libcontainer's eBPF device filter
 //! (the `cgroupsv2_devices` feature, which needs libbpf) a v2 host would
 //! otherwise let a container create device nodes for the host's disks.
@@ -18,7 +17,7 @@ const CPU_PERIOD_US: u64 = 100_000;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Docker's default capability set, less `CAP_MKNOD` (see the module docs).
-const CAPABILITIES: [&str; 13] = [
+pub(crate) const CAPABILITIES: [&str; 13] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -103,7 +102,7 @@ pub(crate) fn bundle_spec(
             "options": ["rbind", "ro", "nosuid", "nodev", "noexec"],
         })
     };
-    json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process(record, &record.spec.argv, &[], None, false),
         "root": { "path": dir.path().join("rootfs"), "readonly": false },
@@ -147,7 +146,30 @@ pub(crate) fn bundle_spec(
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
             ],
         },
-    })
+    });
+    if record.id_shift != 0 {
+        with_user_namespace(&mut spec, record);
+    }
+    spec
+}
+
+/// Has the container join the user namespace the runtime made with its
+/// network namespace (ids 0..65536 are host ids `shift..`; see `userns`).
+/// The mappings are that namespace's; runc wants them spelled out.
+fn with_user_namespace(spec: &mut Value, record: &ContainerRecord) {
+    let mapping = json!([{
+        "containerID": 0,
+        "hostID": record.id_shift,
+        "size": crate::runtime::userns::ID_COUNT,
+    }]);
+    spec["linux"]["uidMappings"] = mapping.clone();
+    spec["linux"]["gidMappings"] = mapping;
+    if let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() {
+        namespaces.insert(
+            0,
+            json!({ "type": "user", "path": record.network.userns_path() }),
+        );
+    }
 }
 
 /// `/etc/hosts` for the container: localhost and its own name and address.
@@ -183,6 +205,7 @@ mod tests {
     use crate::network::{ContainerNetwork, NetworkConfig};
     use crate::runtime::config::Backend;
     use crate::runtime::spec::ContainerSpec;
+    use crate::runtime::userns;
 
     fn record() -> ContainerRecord {
         let mut spec = ContainerSpec::new("web", "/lower", &["/bin/httpd", "-f"]);
@@ -195,6 +218,7 @@ mod tests {
             uid: 0,
             gid: 0,
             created_at: 0,
+            id_shift: 0,
         }
     }
 
@@ -219,6 +243,25 @@ mod tests {
                 .get("swap")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_shifted_record_joins_its_user_namespace() {
+        let dir = ContainerDir::new("/state/containers/web");
+        let mut shifted = record();
+        shifted.id_shift = userns::ID_BASE;
+        let spec = bundle_spec(&shifted, &dir, true);
+        let linux = &spec["linux"];
+        assert_eq!(linux["namespaces"][0]["type"], "user");
+        assert_eq!(linux["namespaces"][0]["path"], "/run/coop-userns/coop-web");
+        assert_eq!(linux["namespaces"][2]["path"], "/run/netns/coop-web");
+        assert_eq!(linux["uidMappings"][0]["hostID"], userns::ID_BASE);
+        let text = serde_json::to_string(&spec).unwrap();
+        let _: libcontainer::oci_spec::runtime::Spec = serde_json::from_str(&text).unwrap();
+        // Without a shift, none of that.
+        let plain = bundle_spec(&record(), &dir, true);
+        assert!(plain["linux"].get("uidMappings").is_none());
+        assert_eq!(plain["linux"]["namespaces"].as_array().unwrap().len(), 5);
     }
 
     #[test]

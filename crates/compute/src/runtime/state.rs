@@ -44,6 +44,10 @@ pub struct ContainerRecord {
     pub gid: u32,
     /// Creation time, seconds since the epoch.
     pub created_at: u64,
+    /// Host id of the container's root in its user namespace; 0 when it
+    /// has none (records written before user namespaces have none).
+    #[serde(default)]
+    pub id_shift: u32,
 }
 
 /// Written by the shim once the container's process runs.

@@ -13,8 +13,9 @@ use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 
-use crate::runtime::Backend;
+use crate::runtime::{Backend, oci};
 use crate::shim::ShimError;
+use crate::shim::userns_exec::JoinUserNamespace;
 
 /// One container as the backend knows it.
 pub(crate) struct OciContainer<'a> {
@@ -22,6 +23,9 @@ pub(crate) struct OciContainer<'a> {
     pub id: &'a str,
     /// The backend's state root (`--root`).
     pub root: PathBuf,
+    /// The container has a user namespace, which libcontainer's exec does
+    /// not join by itself.
+    pub user_namespace: bool,
 }
 
 impl OciContainer<'_> {
@@ -75,10 +79,16 @@ impl OciContainer<'_> {
     ) -> Result<i32, ShimError> {
         match self.backend {
             Backend::Libcontainer => {
-                let pid = ContainerBuilder::new(self.id.to_string(), SyscallType::Linux)
+                let mut builder = ContainerBuilder::new(self.id.to_string(), SyscallType::Linux)
                     .with_root_path(&self.root)
                     .map_err(lc("prepare exec"))?
-                    .with_console_socket(console_socket.map(|(dir, name)| dir.join(name)))
+                    .with_console_socket(console_socket.map(|(dir, name)| dir.join(name)));
+                if self.user_namespace {
+                    builder = builder.with_executor(JoinUserNamespace {
+                        keep: oci::CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+                    });
+                }
+                let pid = builder
                     .as_tenant()
                     .with_process(Some(process))
                     .with_detach(true)

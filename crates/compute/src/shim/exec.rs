@@ -62,13 +62,25 @@ fn run(dir: &ContainerDir, exec_id: &str) -> Result<ExitStatus, ShimError> {
     let exec_dir = dir.exec_dir();
     let request: ExecRequest = read_json(&exec_dir.join(format!("{exec_id}.json")))?
         .ok_or_else(|| ShimError::Backend(format!("no exec request {exec_id}")))?;
-    let process = oci::process(
+    let mut process = oci::process(
         &record,
         &request.argv,
         &request.env,
         request.workdir.as_deref(),
         request.tty,
     );
+    if record.id_shift != 0 && record.backend == crate::runtime::Backend::Libcontainer {
+        // Enough to enter the user namespace; the executor drops them.
+        for set in ["bounding", "effective", "permitted"] {
+            if let Some(list) = process["capabilities"][set].as_array_mut() {
+                list.extend(
+                    super::userns_exec::extra_capabilities()
+                        .iter()
+                        .map(|c| serde_json::json!(c)),
+                );
+            }
+        }
+    }
     let process_path = exec_dir.join(format!("{exec_id}.process.json"));
     write_json(&process_path, &process)?;
     // runc exec --detach leaves its process to us as an orphan.

@@ -25,6 +25,7 @@
 mod backend;
 mod exec;
 pub(crate) mod start;
+mod userns_exec;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -108,6 +109,7 @@ fn oci_container<'a>(dir: &ContainerDir, record: &'a ContainerRecord) -> backend
         backend: &record.backend,
         id: &record.spec.id,
         root: dir.oci_root(),
+        user_namespace: record.id_shift != 0,
     }
 }
 

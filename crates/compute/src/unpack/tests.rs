@@ -20,7 +20,7 @@ fn assert_refused(tar: Vec<u8>, needle: &str) {
     let work = tempfile::tempdir().unwrap();
     let (blob, id) = blob_of(work.path(), tar);
     let cache = work.path().join("cache");
-    let err = unpack_blob(&blob, &id, &cache).unwrap_err();
+    let err = unpack_blob(&blob, &id, &cache, 0).unwrap_err();
     assert!(
         matches!(
             err,
@@ -83,15 +83,15 @@ fn a_blob_with_the_wrong_id_is_not_unpacked() {
     let (blob, _) = blob_of(work.path(), raw_tar(&[Raw::Dir("./")]));
     let wrong = ContentId::of_bytes(b"something else");
     let cache = work.path().join("cache");
-    let err = unpack_blob(&blob, &wrong, &cache).unwrap_err();
+    let err = unpack_blob(&blob, &wrong, &cache, 0).unwrap_err();
     assert!(matches!(err, UnpackError::WrongContent { .. }), "{err}");
-    assert!(!rootfs_path(&cache, &wrong).exists());
+    assert!(!rootfs_path(&cache, &wrong, 0).exists());
     assert_eq!(listing(&cache), Vec::<String>::new());
 
     let garbage = work.path().join("garbage");
     fs::write(&garbage, b"not zstd").unwrap();
     let id = ContentId::of_bytes(b"not zstd");
-    let err = unpack_blob(&garbage, &id, &cache).unwrap_err();
+    let err = unpack_blob(&garbage, &id, &cache, 0).unwrap_err();
     assert!(matches!(err, UnpackError::Corrupt { .. }), "{err}");
     assert_eq!(listing(&cache.join(id.to_string())), Vec::<String>::new());
 }
@@ -110,8 +110,8 @@ fn a_minimal_blob_unpacks_with_modes() {
         ]),
     );
     let cache = work.path().join("cache");
-    let out = unpack_blob(&blob, &id, &cache).unwrap();
-    assert_eq!(out.rootfs, rootfs_path(&cache, &id));
+    let out = unpack_blob(&blob, &id, &cache, 0).unwrap();
+    assert_eq!(out.rootfs, rootfs_path(&cache, &id, 0));
     assert_eq!(fs::read(out.rootfs.join("d/g")).unwrap(), b"hello");
     assert_eq!(
         fs::metadata(out.rootfs.join("d/f"))
@@ -126,4 +126,35 @@ fn a_minimal_blob_unpacks_with_modes() {
         fs::read_link(out.rootfs.join("s")).unwrap(),
         Path::new("/d/f")
     );
+}
+
+#[test]
+fn a_shifted_unpack_moves_every_owner_into_the_container_range() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: owners can only be set as root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    let (blob, id) = blob_of(
+        work.path(),
+        raw_tar(&[
+            Raw::Dir("./"),
+            Raw::Dir("d/"),
+            Raw::File("d/f", b"hello"),
+            Raw::Symlink("s", "/d/f"),
+        ]),
+    );
+    let cache = work.path().join("cache");
+    let shift = crate::runtime::userns::ID_BASE;
+    let out = unpack_blob(&blob, &id, &cache, shift).unwrap();
+    assert_eq!(out.rootfs, rootfs_path(&cache, &id, shift));
+    assert_ne!(out.rootfs, rootfs_path(&cache, &id, 0));
+    for path in ["", "d", "d/f"] {
+        let meta = fs::metadata(out.rootfs.join(path)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (shift, shift), "{path}");
+    }
+    let link = fs::symlink_metadata(out.rootfs.join("s")).unwrap();
+    assert_eq!(link.uid(), shift);
 }

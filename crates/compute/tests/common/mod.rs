@@ -85,6 +85,22 @@ pub fn busybox_rootfs(root: &Path) {
     fs::write(root.join("www/index.html"), "hello from coop\n").unwrap();
 }
 
+/// Moves the owner of everything under `root` into the container id range
+/// that starts at `shift` (nothing to do at 0).
+pub fn shift_owners(root: &Path, shift: u32) {
+    use std::os::unix::fs::MetadataExt;
+    if shift == 0 {
+        return;
+    }
+    let meta = fs::symlink_metadata(root).unwrap();
+    std::os::unix::fs::lchown(root, Some(shift + meta.uid()), Some(shift + meta.gid())).unwrap();
+    if meta.is_dir() {
+        for entry in fs::read_dir(root).unwrap() {
+            shift_owners(&entry.unwrap().path(), shift);
+        }
+    }
+}
+
 impl Lab {
     /// A lab with names ending in `tag` (unique per test).
     pub fn new(tag: u8) -> Lab {
@@ -113,10 +129,13 @@ impl Lab {
                 enable_ip_forward: false,
             },
             cgroup_parent: format!("coop_test{tag}"),
+            user_namespaces: true,
         };
         let runtime = Runtime::new(dir.path().join("state"), config.clone()).unwrap_or_else(|e| {
             panic!("the runtime tests need a usable host: {e}");
         });
+        // As an unpacked template would be: owned by the containers' ids.
+        shift_owners(&rootfs, runtime.id_shift());
         Lab {
             tag,
             dir,

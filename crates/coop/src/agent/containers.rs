@@ -25,6 +25,8 @@ const RECONCILE_INTERVAL: Duration = Duration::from_millis(1500);
 /// after this long: a `run` on a peer whose replica lags may have created
 /// it before its entry is applied here.
 const ORPHAN_GRACE_SECS: u64 = 60;
+/// How long a pass waits for this replica to catch up with the leader.
+const BARRIER_WAIT: Duration = Duration::from_secs(1);
 /// Longest wait between attempts to start a container that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -101,6 +103,15 @@ pub(crate) fn spawn_reconcile(core: Arc<Core>, host: Arc<ComputeHost>) -> JoinHa
                 }
             }
             let _guard = host.lock().await;
+            // Read again under the lock: an `rm` or `stop` that held it may
+            // have changed the entries since, and acting on the old ones
+            // would start again what was just removed. The barrier waits
+            // for this replica to catch up with the leader, briefly: cut
+            // off from the leader, the loop goes on with what it has.
+            let _ = tokio::time::timeout(BARRIER_WAIT, core.control.read_barrier()).await;
+            let Ok(entries) = core.control.store().containers() else {
+                continue;
+            };
             let worker = host.clone();
             let due: BTreeSet<String> = entries
                 .iter()
