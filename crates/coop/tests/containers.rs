@@ -208,7 +208,14 @@ fn httpd_exec_logs_limits_and_errors() -> Result<()> {
     );
     // Root in the container is host uid 2^30 in a user namespace.
     let map = lab
-        .cli(&["container", "exec", "web", "--", "cat", "/proc/self/uid_map"])
+        .cli(&[
+            "container",
+            "exec",
+            "web",
+            "--",
+            "cat",
+            "/proc/self/uid_map",
+        ])
         .expect("exec cat");
     assert_eq!(
         map.split_whitespace().collect::<Vec<_>>(),
@@ -228,37 +235,7 @@ fn httpd_exec_logs_limits_and_errors() -> Result<()> {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
 
     // exec -it through a pty: a shell that answers and exits with a code.
-    let script = format!(
-        r##"
-import os, pty, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv({bin:?}, [{bin:?}, "--data-dir", {dir:?}, "container", "exec", "-it", "web", "--", "sh"])
-out = b""
-def read_until(needle, limit):
-    global out
-    end = time.time() + limit
-    while needle not in out and time.time() < end:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-read_until(b"#", 20)
-os.write(fd, b"echo $((6*7))\r")
-read_until(b"42", 20)
-os.write(fd, b"exit 5\r")
-read_until(b"never", 5)
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"##,
-        bin = BIN,
-        dir = lab.peer().data_dir.display().to_string(),
-    );
-    let out = Command::new("python3").arg("-c").arg(&script).output()?;
+    let out = exec_it(lab.peer(), "web")?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("42"),
@@ -638,10 +615,31 @@ fn containers_run_on_another_peer_within_its_capacity() -> Result<()> {
     assert_ne!(stopped["state"], "running", "{stopped}");
     let started = lab.peer().cli_json(&["container", "start", "web"])?;
     assert_eq!(started["state"], "running", "{started}");
+    // exec into far's container through the first peer: output, exit
+    // code, a pty, and far's refusal passed on when it is not running.
+    let out = lab.peer().cli(&[
+        "container",
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo remote-exec; echo to-stderr >&2; exit 4",
+    ])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "remote-exec\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
+    assert_eq!(out.status.code(), Some(4));
+    let out = exec_it(lab.peer(), "web")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("42"), "pty output: {text}");
+    assert_eq!(out.status.code(), Some(5), "pty output: {text}");
+    lab.peer().cli_json(&["container", "stop", "web"])?;
     let err = lab
         .cli(&["container", "exec", "web", "--", "true"])
-        .expect_err("exec is served by the peer that runs the container");
-    assert!(err.contains("runs on peer far"), "{err}");
+        .expect_err("exec into a stopped container must be refused");
+    assert!(err.contains("not running"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    lab.peer().cli_json(&["container", "start", "web"])?;
     lab.peer().cli_json(&["container", "rm", "-f", "web"])?;
     assert!(
         lab.cloud.peers[1]
@@ -683,4 +681,41 @@ fn run_json(peer: &Peer, args: &[&str]) -> Result<Value> {
         );
     }
     serde_json::from_slice(&out.stdout).context("CLI output is not JSON")
+}
+
+/// `coop container exec -it NAME -- sh` through `peer`'s CLI, driven in a
+/// pty by python: waits for the prompt, asks for 6*7, exits with 5.
+fn exec_it(peer: &Peer, name: &str) -> Result<std::process::Output> {
+    let script = format!(
+        r##"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv({bin:?}, [{bin:?}, "--data-dir", {dir:?}, "container", "exec", "-it", {name:?}, "--", "sh"])
+out = b""
+def read_until(needle, limit):
+    global out
+    end = time.time() + limit
+    while needle not in out and time.time() < end:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+read_until(b"#", 20)
+os.write(fd, b"echo $((6*7))\r")
+read_until(b"42", 20)
+os.write(fd, b"exit 5\r")
+read_until(b"never", 5)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"##,
+        bin = BIN,
+        name = name,
+        dir = peer.data_dir.display().to_string(),
+    );
+    Ok(Command::new("python3").arg("-c").arg(&script).output()?)
 }

@@ -19,9 +19,10 @@ mod relay_tls;
 mod request;
 
 pub use admission::{Admission, PathInfo};
+pub use iroh::endpoint::{RecvStream, SendStream};
 pub use liveness::{Liveness, LivenessConfig, StatusSource};
 pub use mesh::{Mesh, MeshConfig, MeshError};
-pub use request::RequestHandler;
+pub use request::{RequestHandler, StreamHandler};
 
 /// Certificates are exchanged here; open to any peer.
 pub const HELLO_ALPN: &[u8] = b"coop/hello/1";
@@ -35,6 +36,8 @@ pub const RAFT_ALPN: &[u8] = b"coop/raft/1";
 pub const BLOCKS_ALPN: &[u8] = b"coop/blocks/1";
 /// Container leases and operations on another peer's containers.
 pub const COMPUTE_ALPN: &[u8] = b"coop/compute/1";
+/// An exec session into a container on another peer (a stream protocol).
+pub const EXEC_ALPN: &[u8] = b"coop/exec/1";
 /// Status gossip (iroh-gossip under a coop-specific ALPN).
 pub const GOSSIP_ALPN: &[u8] = b"coop/gossip/1";
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use iroh::address_lookup::MemoryLookup;
-use iroh::endpoint::{Connection, IdleTimeout, QuicTransportConfig, presets};
+use iroh::endpoint::{
+    Connection, IdleTimeout, QuicTransportConfig, RecvStream, SendStream, presets,
+};
 use iroh::protocol::Router;
 use iroh::{
     Endpoint, EndpointAddr, EndpointId, RelayConfig, RelayMap, RelayMode, RelayUrl, SecretKey,
@@ -23,8 +25,13 @@ use coop_types::PeerId;
 use crate::admission::{Admission, AdmissionHook};
 use crate::hello::{HelloProtocol, HelloReply, HelloRequest};
 use crate::liveness::Liveness;
-use crate::request::{HandlerTable, MAX_MESSAGE_BYTES, RequestHandler, RequestProtocol};
-use crate::{BLOCKS_ALPN, COMPUTE_ALPN, GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN};
+use crate::request::{
+    HandlerTable, MAX_MESSAGE_BYTES, RequestHandler, RequestProtocol, StreamHandler,
+    StreamProtocol, StreamTable,
+};
+use crate::{
+    BLOCKS_ALPN, COMPUTE_ALPN, EXEC_ALPN, GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN,
+};
 
 /// How long a dial may take before the peer counts as unreachable. On a LAN
 /// a QUIC handshake takes milliseconds; across continents well under a
@@ -95,6 +102,7 @@ struct Inner {
     addr_book: MemoryLookup,
     addrs: RwLock<HashMap<PeerId, Vec<TransportAddr>>>,
     handlers: HandlerTable,
+    streams: StreamTable,
     pool: Mutex<HashMap<(PeerId, &'static [u8]), Slot>>,
     greeted: Mutex<HashSet<PeerId>>,
     gossip: Gossip,
@@ -167,6 +175,7 @@ impl Mesh {
             }
         }
         let handlers: HandlerTable = Arc::default();
+        let streams: StreamTable = Arc::default();
         let gossip = Gossip::builder().alpn(GOSSIP_ALPN).spawn(endpoint.clone());
         let request = |alpn| RequestProtocol {
             alpn,
@@ -184,6 +193,13 @@ impl Mesh {
             .accept(RAFT_ALPN, request(RAFT_ALPN))
             .accept(BLOCKS_ALPN, request(BLOCKS_ALPN))
             .accept(COMPUTE_ALPN, request(COMPUTE_ALPN))
+            .accept(
+                EXEC_ALPN,
+                StreamProtocol {
+                    alpn: EXEC_ALPN,
+                    handlers: streams.clone(),
+                },
+            )
             .accept(GOSSIP_ALPN, gossip.clone())
             .spawn();
         let liveness = Arc::new(Liveness::new(id, config.liveness));
@@ -205,6 +221,7 @@ impl Mesh {
             addr_book,
             addrs: RwLock::default(),
             handlers,
+            streams,
             pool: Mutex::default(),
             greeted: Mutex::default(),
             gossip,
@@ -515,6 +532,38 @@ impl Mesh {
         }
         if let Ok(mut greeted) = self.0.greeted.lock() {
             greeted.remove(&peer);
+        }
+    }
+
+    /// Serves streams of `alpn` (one of the stream ALPNs) with `handler`.
+    pub fn set_stream_handler(&self, alpn: &'static [u8], handler: Arc<dyn StreamHandler>) {
+        if let Ok(mut table) = self.0.streams.write() {
+            table.insert(alpn, handler);
+        }
+    }
+
+    /// Opens a bidirectional stream to `peer` on a protected stream ALPN.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        alpn: &'static [u8],
+    ) -> Result<(SendStream, RecvStream), MeshError> {
+        let conn = self.connection(peer, alpn).await?;
+        match conn.open_bi().await {
+            Ok(streams) => Ok(streams),
+            Err(_) if conn.close_reason().is_some() => {
+                // A pooled connection that died: once more on a fresh one.
+                self.forget(peer, alpn);
+                let conn = self.connection(peer, alpn).await?;
+                conn.open_bi().await.map_err(|e| MeshError::Request {
+                    peer,
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => Err(MeshError::Request {
+                peer,
+                reason: e.to_string(),
+            }),
         }
     }
 

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
-use iroh::endpoint::Connection;
+use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use tracing::debug;
 
@@ -78,6 +78,57 @@ impl ProtocolHandler for RequestProtocol {
                     let _ = send.finish();
                 }
             });
+        }
+    }
+}
+
+/// Serves whole bidirectional streams of one protocol: the handler owns
+/// both halves and speaks whatever the protocol says, for as long as it
+/// likes (an exec session, say).
+pub trait StreamHandler: Send + Sync + 'static {
+    fn handle(&self, from: PeerId, send: SendStream, recv: RecvStream) -> BoxFuture<'static, ()>;
+}
+
+/// Stream handlers by ALPN.
+pub(crate) type StreamTable = Arc<RwLock<HashMap<&'static [u8], Arc<dyn StreamHandler>>>>;
+
+/// The iroh protocol handler serving one stream ALPN from the table.
+#[derive(Clone)]
+pub(crate) struct StreamProtocol {
+    pub alpn: &'static [u8],
+    pub handlers: StreamTable,
+}
+
+impl fmt::Debug for StreamProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamProtocol({})", String::from_utf8_lossy(self.alpn))
+    }
+}
+
+impl ProtocolHandler for StreamProtocol {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        let from = peer_of(connection.remote_id());
+        loop {
+            let (send, mut recv) = match connection.accept_bi().await {
+                Ok(streams) => streams,
+                Err(err) => {
+                    debug!(peer = %from.short(), %err, "stream connection ended");
+                    return Ok(());
+                }
+            };
+            let handler = self
+                .handlers
+                .read()
+                .ok()
+                .and_then(|h| h.get(self.alpn).cloned());
+            match handler {
+                Some(handler) => {
+                    tokio::spawn(handler.handle(from, send, recv));
+                }
+                None => {
+                    let _ = recv.stop(1u32.into());
+                }
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use coop_compute::runtime::{ContainerState, ExecOptions, PortMapping};
+use coop_compute::runtime::{ContainerState, ExecHandle, ExecOptions, PortMapping};
 use coop_compute::{Overrides, Size};
 use coop_state::{
     Command, ContainerEntry, ContainerLimits, DesiredState, RestartPolicy, TemplateEntry,
@@ -25,6 +25,7 @@ use coop_types::{PeerId, unix_now};
 use super::host::{ComputeHost, runtime_error, should_restart};
 use super::lease::{Capacity, ComputeView};
 use super::remote::{self, PeerCall, PeerReply};
+use super::remote_exec;
 use super::stream::{FRAME_STDOUT, pump_reader, serve_exec};
 use super::views::{ContainerView, ExecQuery, RunRequest, StatsView};
 use crate::AppState;
@@ -215,7 +216,7 @@ fn local_entry(
     let entry = entry_named(state, name)?;
     if entry.peer != host.peer() {
         return Err(ApiError::BadRequest(format!(
-            "container `{name}` runs on peer {}; its logs and exec are served by that peer's API (`coop --api` there)",
+            "container `{name}` runs on peer {}, not on this one",
             peer_label(state, entry.peer)
         )));
     }
@@ -807,7 +808,8 @@ pub(crate) async fn stats_local(
 }
 
 /// Run a command in a running container over an HTTP upgrade to
-/// `coop-exec` (frames: see the `stream` module).
+/// `coop-exec` (frames: see the `stream` module). A container on another
+/// peer is reached over `coop/exec/1`, which carries the same frames.
 #[utoipa::path(post, path = "/v1/containers/{name}/exec", tag = "compute", params(ExecQuery),
     responses((status = 101, description = "switched to the coop-exec frame stream"),
         (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
@@ -819,7 +821,7 @@ pub(crate) async fn exec(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let host = state.compute()?;
-    local_entry(&state, &host, &name)?;
+    let entry = entry_named(&state, &name)?;
     let wants_upgrade = request
         .headers()
         .get(header::UPGRADE)
@@ -832,13 +834,53 @@ pub(crate) async fn exec(
     }
     let argv: Vec<String> = serde_json::from_str(&query.argv)
         .map_err(|e| ApiError::BadRequest(format!("argv must be a JSON array of strings: {e}")))?;
-    let options = ExecOptions {
+    let call = remote_exec::ExecCall {
+        name,
         argv,
         tty: query.tty,
+        rows: query.rows,
+        cols: query.cols,
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    if entry.peer == host.peer() {
+        let handle = start_exec(&state, &host, call).await?;
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => serve_exec(hyper_util::rt::TokioIo::new(upgraded), handle).await,
+                Err(err) => tracing::warn!(%err, "exec upgrade failed"),
+            }
+        });
+    } else {
+        let session = remote_exec::open(&state, entry.peer, &call).await?;
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => session.pipe(hyper_util::rt::TokioIo::new(upgraded)).await,
+                Err(err) => tracing::warn!(%err, "exec upgrade failed"),
+            }
+        });
+    }
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "coop-exec")
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(format!("cannot build the upgrade response: {e}")))
+}
+
+/// Starts `call` in a container this peer runs.
+pub(crate) async fn start_exec(
+    state: &AppState,
+    host: &Arc<ComputeHost>,
+    call: remote_exec::ExecCall,
+) -> Result<ExecHandle, ApiError> {
+    local_entry(state, host, &call.name)?;
+    let options = ExecOptions {
+        argv: call.argv,
+        tty: call.tty,
         ..ExecOptions::default()
     };
-    let (rows, cols) = (query.rows, query.cols);
-    let handle = blocking(&host, move |host| {
+    let (name, rows, cols) = (call.name, call.rows, call.cols);
+    blocking(host, move |host| {
         let handle = host
             .runtime()?
             .exec(&name, options)
@@ -848,18 +890,5 @@ pub(crate) async fn exec(
         }
         Ok(handle)
     })
-    .await?;
-    let upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => serve_exec(hyper_util::rt::TokioIo::new(upgraded), handle).await,
-            Err(err) => tracing::warn!(%err, "exec upgrade failed"),
-        }
-    });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, "coop-exec")
-        .body(Body::empty())
-        .map_err(|e| ApiError::Internal(format!("cannot build the upgrade response: {e}")))
+    .await
 }

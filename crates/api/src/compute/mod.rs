@@ -16,6 +16,7 @@ pub(crate) mod containers;
 mod host;
 mod lease;
 mod remote;
+mod remote_exec;
 pub(crate) mod stream;
 pub(crate) mod templates;
 mod views;

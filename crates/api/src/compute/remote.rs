@@ -184,9 +184,10 @@ async fn answer(state: &AppState, from: PeerId, call: PeerCall) -> Result<PeerRe
     }
 }
 
-/// Starts answering other peers' compute calls.
+/// Starts answering other peers' compute calls and exec sessions.
 pub fn serve_compute_calls(state: &AppState) {
     state
         .mesh
         .set_handler(COMPUTE_ALPN, Arc::new(ComputeService(state.clone())));
+    super::remote_exec::serve(state);
 }
