@@ -235,12 +235,14 @@ fn mem_available() -> Result<u64> {
         .context("no MemAvailable in /proc/meminfo")
 }
 
-/// Resident bytes of every `coop shim` process.
-fn shim_rss() -> (usize, u64) {
+/// How many `coop shim` processes run, and their summed resident and
+/// proportional (shared pages split among sharers) set sizes in bytes.
+fn shim_memory() -> (usize, u64, u64) {
     let mut count = 0;
     let mut total = 0;
+    let mut pss_total = 0;
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     for entry in procs.flatten() {
         let dir = entry.path();
@@ -251,19 +253,22 @@ fn shim_rss() -> (usize, u64) {
         if args.get(1) != Some(&&b"shim"[..]) {
             continue;
         }
-        let rss = std::fs::read_to_string(dir.join("status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-            .unwrap_or(0);
+        let field = |file: &str, name: &str| {
+            std::fs::read_to_string(dir.join(file))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with(name))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|kb| kb.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
         count += 1;
-        total += rss * 1024;
+        total += field("status", "VmRSS:") * 1024;
+        pss_total += field("smaps_rollup", "Pss:") * 1024;
     }
-    (count, total)
+    (count, total, pss_total)
 }
 
 fn idle_memory(rootfs: &Path) -> Result<()> {
@@ -292,16 +297,17 @@ fn idle_memory(rootfs: &Path) -> Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     let after = mem_available()?;
     let agent_after = peer.rss_bytes().unwrap_or(0);
-    let (shims, shim_bytes) = shim_rss();
+    let (shims, shim_bytes, shim_pss) = shim_memory();
     let running = peer.cli_json(&["container", "ls"])?;
     let mib = |b: f64| b / (1 << 20) as f64;
     println!(
         "{} idle containers running (started in {:.1} s): host MemAvailable drop {:.2} MiB per container; \
-         {shims} shims with {:.2} MiB RSS each; agent RSS {:.1} -> {:.1} MiB",
+         {shims} shims with {:.2} MiB RSS, {:.2} MiB PSS each; agent RSS {:.1} -> {:.1} MiB",
         running.as_array().map_or(0, Vec::len),
         took.as_secs_f64(),
         mib(before.saturating_sub(after) as f64 / IDLE as f64),
         mib(shim_bytes as f64 / shims.max(1) as f64),
+        mib(shim_pss as f64 / shims.max(1) as f64),
         mib(agent_before as f64),
         mib(agent_after as f64),
     );

@@ -207,11 +207,12 @@ pub async fn storage_status(global: &GlobalArgs) -> Result<()> {
     println!("objects         {}", health(&view.object_health));
     println!("blocks          {}", health(&view.blocks));
     println!(
-        "repair          {} blocks pending on this peer ({} passes, {} shards rebuilt, {} moved)",
+        "repair          {} blocks pending on this peer ({} passes, {} shards rebuilt, {} moved, {} rebalanced)",
         view.repair_pending,
         view.counters.get("repair_passes").copied().unwrap_or(0),
         view.counters.get("rebuilt_shards").copied().unwrap_or(0),
         view.counters.get("moved_shards").copied().unwrap_or(0),
+        view.counters.get("rebalanced_shards").copied().unwrap_or(0),
     );
     let counters: Vec<String> = view
         .counters

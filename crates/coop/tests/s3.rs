@@ -567,3 +567,81 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
     );
     Ok(())
 }
+
+/// Bytes of shards each peer's disks hold, by peer id, as `peer` sees them.
+fn used_by_peer(peer: &Peer) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut used = std::collections::BTreeMap::new();
+    for disk in storage(peer)?["disks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let id = disk["peer"].as_str().unwrap_or_default().to_owned();
+        *used.entry(id).or_insert(0) += disk["used_bytes"].as_u64().unwrap_or(0);
+    }
+    Ok(used)
+}
+
+/// A peer that joins a cloud whose stripes already have one shard per
+/// peer takes its share of the existing data: repair moves shards from the
+/// fuller disks onto it, and every object still reads back.
+#[test]
+fn a_joining_peer_takes_its_share_of_existing_data() -> Result<()> {
+    python()?;
+    let base = TempDir::new("s3grow")?;
+    let options = PeerOptions {
+        extra_args: ["--repair-interval", "2"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        ..PeerOptions::default()
+    };
+    let mut cloud = Cloud::new(BIN, "s3grow")?;
+    cloud.found("g0", options.clone())?;
+    cloud.join("g1", options.clone())?;
+    cloud.join("g2", options.clone())?;
+    for peer in &cloud.peers {
+        wait_for_domains(peer, 3, "ec:1+2")?;
+    }
+    let key = create_key(&cloud.peers[0], "grow", true)?;
+    cloud.peers[0].cli_json(&["bucket", "create", "photos", "--owner", &key.id])?;
+    let manifest = put_objects(&key, &cloud.peers[0].s3_url(), "photos", base.path(), 48)?;
+    // Every peer holds a whole copy (ec:1+2): equal shares, once every
+    // status has caught up.
+    let before = eventually(Duration::from_secs(20), "equal shares", || {
+        let used = used_by_peer(&cloud.peers[0])?;
+        let first = used.values().next().copied().unwrap_or(0);
+        Ok((used.len() == 3 && first > 0 && used.values().all(|u| *u == first)).then_some(used))
+    })?;
+
+    cloud.join("g3", options.clone())?;
+    let newcomer = cloud.peers[3].id();
+    let shares = eventually(
+        Duration::from_secs(120),
+        "the new peer to hold its share",
+        || {
+            let used = used_by_peer(&cloud.peers[0])?;
+            let total: u64 = used.values().sum();
+            let mine = used.get(&newcomer).copied().unwrap_or(0);
+            // Its fair share is a quarter; most of that is enough here.
+            Ok((used.len() == 4 && mine * 4 * 10 >= total * 7).then_some(used))
+        },
+    )?;
+    // Data moved, it was not copied: the total stays what it was.
+    let total_before: u64 = before.values().sum();
+    let total_after: u64 = shares.values().sum();
+    assert!(
+        total_after <= total_before + total_before / 20,
+        "before {before:?}, after {shares:?}"
+    );
+    let rebalanced: u64 = cloud.peers[..3]
+        .iter()
+        .map(|p| storage(p).map(|s| s["counters"]["rebalanced_shards"].as_u64().unwrap_or(0)))
+        .sum::<Result<u64>>()?;
+    assert!(rebalanced > 0, "no peer counted a rebalanced shard");
+    // Every object reads back through the newcomer, and all are healthy.
+    verify_objects(&key, &cloud.peers[3].s3_url(), "photos", &manifest)?;
+    let health = storage(&cloud.peers[3])?["object_health"].clone();
+    assert_eq!(health["healthy"], 48, "{health}");
+    Ok(())
+}

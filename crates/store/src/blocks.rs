@@ -126,8 +126,7 @@ impl BlockService {
                 BlockReply::Present(shards.iter().map(|(b, i)| d.store.has(b, *i)).collect())
             }),
             BlockRequest::Delete { disk, block, index } => self.disk(&disk).and_then(|d| {
-                d.store
-                    .delete(&block, index)
+                d.remove(&block, index)
                     .map(|()| BlockReply::Deleted)
                     .map_err(|e| e.to_string())
             }),

@@ -154,11 +154,14 @@ impl DiskStore {
         fs::metadata(self.path(block, index)).is_ok_and(|m| m.len() >= HEADER_LEN as u64)
     }
 
-    pub fn delete(&self, block: &BlockId, index: usize) -> Result<(), DiskError> {
+    /// Deletes a shard if it is there; returns the payload bytes freed.
+    pub fn delete(&self, block: &BlockId, index: usize) -> Result<u64, DiskError> {
         let path = self.path(block, index);
+        let len = fs::metadata(&path).map_or(0, |m| m.len());
         match fs::remove_file(&path) {
             Err(err) if err.kind() != ErrorKind::NotFound => Err(io(&path)(err)),
-            _ => Ok(()),
+            Err(_) => Ok(0),
+            Ok(()) => Ok(len.saturating_sub(HEADER_LEN as u64)),
         }
     }
 

@@ -69,7 +69,7 @@ impl Stripes {
                     };
                     if garbage {
                         match disk.store.delete(&block, index) {
-                            Ok(()) => deleted += 1,
+                            Ok(_) => deleted += 1,
                             Err(err) => warn!(%err, "cannot delete a garbage shard"),
                         }
                     }

@@ -18,6 +18,7 @@ mod local;
 mod metrics;
 mod placement;
 mod policy;
+mod rebalance;
 mod repair;
 mod stripes;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use coop_types::{DiskStatus, PeerId};
 
-use crate::disk::{DiskError, DiskStore};
+use crate::disk::{BlockId, DiskError, DiskStore};
 
 /// Name of the id file inside a disk directory.
 const ID_FILE: &str = "coop-disk.id";
@@ -124,6 +124,17 @@ impl LocalDisk {
 
     pub(crate) fn add_used(&self, bytes: u64) {
         self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Deletes a shard and takes its bytes off the count.
+    pub(crate) fn remove(&self, block: &BlockId, index: usize) -> Result<(), DiskError> {
+        let freed = self.store.delete(block, index)?;
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(freed))
+            });
+        Ok(())
     }
 
     /// What this disk reports in the peer's status.

@@ -17,6 +17,8 @@ pub struct StoreMetrics {
     pub cache_misses: AtomicU64,
     /// Shards moved off peers that are gone for good.
     pub moved_shards: AtomicU64,
+    /// Shards moved from fuller disks to emptier ones.
+    pub rebalanced_shards: AtomicU64,
     /// Shard files deleted by garbage collection.
     pub collected_shards: AtomicU64,
     /// Repair passes completed.
@@ -88,6 +90,11 @@ impl StoreMetrics {
                 "coop_store_moved_shards",
                 "Shards moved off peers gone for good or onto new peers",
                 get(&self.moved_shards),
+            ),
+            (
+                "coop_store_rebalanced_shards",
+                "Shards moved from fuller disks to emptier ones",
+                get(&self.rebalanced_shards),
             ),
             (
                 "coop_store_collected_shards",

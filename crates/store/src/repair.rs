@@ -6,7 +6,9 @@
 //! each stripe). It asks the holders which shards they still have, rebuilds
 //! missing ones in place, and moves shards whose holder is gone for good
 //! (down past the grace, or revoked) to another disk, recording the move in
-//! the control plane. Work is throttled between stripes.
+//! the control plane. It also moves a few shards from disks fuller than the
+//! cloud's mean onto emptier ones (see `rebalance`), so capacity that joins
+//! takes its share of existing data. Work is throttled between stripes.
 //!
 //! Scrub: every pass, each peer reads every shard on its own disks and
 //! checks its checksum; a corrupt shard is deleted, which the next repair
@@ -23,7 +25,11 @@ use coop_types::PeerId;
 
 use crate::disk::DiskError;
 use crate::placement::DiskRef;
+use crate::rebalance;
 use crate::stripes::{ClusterDisk, Stripes, code};
+
+/// Most shards one peer moves for balance in one repair pass.
+const REBALANCE_PER_PASS: usize = 32;
 
 /// How often and how gently the upkeep loops run.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +75,9 @@ struct Needs {
     /// A shard sharing its peer with another shard of the stripe while
     /// some live peer holds none: moved there to spread the stripe.
     crowded: Option<usize>,
+    /// A shard on a disk fuller than the mean, and the emptier disk it
+    /// moves to.
+    rebalance: Option<(usize, ClusterDisk)>,
 }
 
 impl Stripes {
@@ -150,6 +159,7 @@ impl Stripes {
             .map(|d| d.peer)
             .collect();
         let mut needs = Vec::new();
+        let mut calm = Vec::new();
         for (id, stripe) in mine {
             let mut missing = Vec::new();
             let mut homeless = Vec::new();
@@ -172,14 +182,39 @@ impl Stripes {
                     missing,
                     homeless,
                     crowded,
+                    rebalance: None,
+                });
+            } else {
+                calm.push((id, stripe));
+            }
+        }
+        let calm_refs: Vec<(BlockId, &StripeRecord)> =
+            calm.iter().map(|(id, s)| (*id, s)).collect();
+        let moves = rebalance::plan(&calm_refs, &self.view.disks(), REBALANCE_PER_PASS);
+        if !moves.is_empty() {
+            info!(
+                shards = moves.len(),
+                "moving shards from fuller disks to emptier ones"
+            );
+        }
+        for mv in moves {
+            if let Some((_, stripe)) = calm.iter().find(|(id, _)| *id == mv.block) {
+                needs.push(Needs {
+                    id: mv.block,
+                    stripe: stripe.clone(),
+                    missing: Vec::new(),
+                    homeless: Vec::new(),
+                    crowded: None,
+                    rebalance: Some((mv.index, mv.target)),
                 });
             }
         }
         self.metrics
             .repair_pending
             .store(needs.len() as u64, Ordering::Relaxed);
-        if !needs.is_empty() {
-            info!(stripes = needs.len(), "repairing blocks that lost shards");
+        let repairs = needs.iter().filter(|n| n.rebalance.is_none()).count();
+        if repairs > 0 {
+            info!(stripes = repairs, "repairing blocks that lost shards");
         }
         let mut fixed = 0;
         for need in needs {
@@ -215,6 +250,15 @@ impl Stripes {
                 .await?;
             self.metrics.shard_rebuilt();
             fixed += 1;
+        }
+        if let Some((index, target)) = &need.rebalance {
+            let shard = shards.get(*index).ok_or("re-coding gave too few shards")?;
+            self.relocate(control, need, *index, target, shard.clone())
+                .await?;
+            self.metrics
+                .rebalanced_shards
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(fixed + 1);
         }
         let moving: Vec<usize> = need.homeless.iter().copied().chain(need.crowded).collect();
         if moving.is_empty() {
@@ -291,6 +335,41 @@ impl Stripes {
             }
         }
         Ok(fixed + moved)
+    }
+
+    /// Puts shard `index` of a healthy stripe on `target`, records the
+    /// move, and deletes the old copy.
+    async fn relocate(
+        &self,
+        control: &ControlPlane,
+        need: &Needs,
+        index: usize,
+        target: &ClusterDisk,
+        shard: crate::erasure::Shard,
+    ) -> Result<(), String> {
+        let checksum = shard.checksum;
+        if checksum != need.stripe.shards[index].checksum {
+            return Err(format!("re-coded shard {index} differs from its record"));
+        }
+        self.put_shard(target.peer, target.disk.clone(), need.id, shard)
+            .await?;
+        let home = ShardLocation {
+            peer: target.peer,
+            disk: target.disk.clone(),
+            checksum,
+        };
+        control
+            .write(Command::MoveShards {
+                block: need.id,
+                moves: vec![(index as u32, home)],
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let old = &need.stripe.shards[index];
+        if let Err(err) = self.delete_shard(old.peer, &old.disk, need.id, index).await {
+            debug!(%err, "could not delete a rebalanced shard; garbage collection will");
+        }
+        Ok(())
     }
 
     /// One scrub pass over this peer's disks: every shard read and checked;

@@ -48,6 +48,10 @@ pub struct ClusterDisk {
     /// The disk's id on its peer.
     pub disk: String,
     pub free_bytes: u64,
+    /// Bytes of shards the disk holds.
+    pub used_bytes: u64,
+    /// What the disk offers in all.
+    pub total_bytes: u64,
 }
 
 /// What the store needs to know about the rest of the cloud.
@@ -354,7 +358,7 @@ impl Stripes {
             let local = self.local.clone();
             let disk = disk.to_owned();
             return tokio::task::spawn_blocking(move || match local.get(&disk) {
-                Some(d) => d.store.delete(&block, index).map_err(|e| e.to_string()),
+                Some(d) => d.remove(&block, index).map_err(|e| e.to_string()),
                 None => Err(format!("no local disk {disk}")),
             })
             .await

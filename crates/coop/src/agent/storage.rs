@@ -36,6 +36,8 @@ impl ClusterView for MeshView {
                 zone: self.zone.clone(),
                 disk: d.id,
                 free_bytes: d.free_bytes,
+                used_bytes: d.used_bytes,
+                total_bytes: d.total_bytes,
             })
             .collect();
         let fresh = self.mesh.liveness().config().unreachable_after;
@@ -52,6 +54,8 @@ impl ClusterView for MeshView {
                     zone: status.zone.clone(),
                     disk: disk.id,
                     free_bytes: disk.free_bytes,
+                    used_bytes: disk.used_bytes,
+                    total_bytes: disk.total_bytes,
                 });
             }
         }
