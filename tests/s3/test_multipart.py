@@ -106,6 +106,41 @@ def test_range_get_across_part_boundary(s3, bucket):
     assert response["ContentRange"] == f"bytes {PART - 10}-{PART + 9}/{len(whole)}"
 
 
+def test_get_and_head_by_part_number(s3, bucket):
+    """GET and HEAD with partNumber serve one part of a multipart object,
+    as a 206 with its Content-Range and the object's part count; a single
+    PUT is one part; an unknown part is 416 InvalidPartNumber, and a Range
+    with partNumber is 400."""
+    pieces = [os.urandom(PART), os.urandom(PART), os.urandom(1000)]
+    upload = Upload(s3, bucket, "by-part")
+    for number, data in enumerate(pieces, 1):
+        upload.put(number, data)
+    upload.complete()
+    total = sum(len(p) for p in pieces)
+    second = s3.get_object(Bucket=bucket, Key="by-part", PartNumber=2)
+    assert http_status(second) == 206
+    assert second["Body"].read() == pieces[1]
+    assert second["ContentLength"] == PART
+    assert second["PartsCount"] == 3
+    assert second["ContentRange"] == f"bytes {PART}-{2 * PART - 1}/{total}"
+    last = s3.head_object(Bucket=bucket, Key="by-part", PartNumber=3)
+    assert last["ContentLength"] == 1000
+    assert last["PartsCount"] == 3
+    assert last["ContentRange"] == f"bytes {2 * PART}-{total - 1}/{total}"
+    with expect_error("InvalidPartNumber", 416):
+        s3.get_object(Bucket=bucket, Key="by-part", PartNumber=4)
+    with expect_error(None, 416):
+        s3.head_object(Bucket=bucket, Key="by-part", PartNumber=4)
+    with expect_error("InvalidRequest", 400):
+        s3.get_object(Bucket=bucket, Key="by-part", PartNumber=1, Range="bytes=0-9")
+    s3.put_object(Bucket=bucket, Key="single", Body=b"one piece")
+    single = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
+    assert single["Body"].read() == b"one piece"
+    assert "PartsCount" not in single
+    with expect_error("InvalidPartNumber", 416):
+        s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
+
+
 def test_reupload_part_replaces_it(s3, bucket):
     """Uploading the same part number again replaces the earlier data."""
     upload = Upload(s3, bucket, "reupload")

@@ -239,6 +239,7 @@ mod tests {
                     len: *len,
                 })
                 .collect(),
+            parts: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use s3s::dto::*;
-use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use coop_state::{BucketRecord, Command, CommandError, ObjectRecord, StripeLayout, WriteError};
 use coop_store::{Policy, layout_of};
@@ -163,6 +163,7 @@ pub(crate) async fn put(
         metadata,
         modified_ms: now_ms(),
         blocks: stored.blocks,
+        parts: Vec::new(),
     };
     s3.commit(Command::PutObject {
         bucket: bucket.name,
@@ -194,6 +195,54 @@ fn byte_range(range: Option<Range>, size: u64) -> S3Result<(std::ops::Range<u64>
             Ok((span, Some(header)))
         }
     }
+}
+
+/// What a GET or HEAD serves: the `Range`, or the part `partNumber` names
+/// (a part of a multipart upload; an object from a single PUT is one
+/// part), with its `Content-Range` and, for a multipart object asked for a
+/// part, the number of parts.
+fn span_of(
+    range: Option<Range>,
+    part: Option<i32>,
+    object: &ObjectRecord,
+) -> S3Result<(std::ops::Range<u64>, Option<String>, Option<i32>)> {
+    let Some(number) = part else {
+        let (span, header) = byte_range(range, object.size)?;
+        return Ok((span, header, None));
+    };
+    if range.is_some() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
+    }
+    let single = [object.size];
+    let parts: &[u64] = if object.parts.is_empty() {
+        &single
+    } else {
+        &object.parts
+    };
+    let index = usize::try_from(number)
+        .ok()
+        .filter(|n| (1..=parts.len()).contains(n))
+        .ok_or_else(|| {
+            let mut err = S3Error::with_message(
+                S3ErrorCode::from_bytes(b"InvalidPartNumber").unwrap_or(S3ErrorCode::InvalidRange),
+                format!(
+                    "The requested partnumber is not satisfiable: the object has {} part(s)",
+                    parts.len()
+                ),
+            );
+            err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            err
+        })?
+        - 1;
+    let start: u64 = parts[..index].iter().sum();
+    let span = start..start + parts[index];
+    let header =
+        (object.size > 0).then(|| format!("bytes {}-{}/{}", span.start, span.end - 1, object.size));
+    let count = (!object.parts.is_empty()).then(|| parts.len() as i32);
+    Ok((span, header, count))
 }
 
 /// The object a GET or HEAD serves: the key may read, the object exists
@@ -229,13 +278,7 @@ pub(crate) async fn get(
         },
     )
     .await?;
-    if input.part_number.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "GET with partNumber is not supported; use a Range instead"
-        ));
-    }
-    let (span, content_range) = byte_range(input.range, object.size)?;
+    let (span, content_range, parts_count) = span_of(input.range, input.part_number, &object)?;
     let length = span.end - span.start;
     let body = body::read_body(&s3.stripes, s3.store(), &object, span);
     Ok(S3Response::new(GetObjectOutput {
@@ -243,6 +286,7 @@ pub(crate) async fn get(
         body: Some(body),
         content_length: i64::try_from(length).ok(),
         content_range,
+        parts_count,
         content_type: content_type_out(&object),
         e_tag: Some(ETag::Strong(object.etag.clone())),
         last_modified: Some(timestamp_ms(object.modified_ms)),
@@ -269,11 +313,12 @@ pub(crate) async fn head(
         },
     )
     .await?;
-    let (span, content_range) = byte_range(input.range, object.size)?;
+    let (span, content_range, parts_count) = span_of(input.range, input.part_number, &object)?;
     Ok(S3Response::new(HeadObjectOutput {
         accept_ranges: Some("bytes".into()),
         content_length: i64::try_from(span.end - span.start).ok(),
         content_range,
+        parts_count,
         content_type: content_type_out(&object),
         e_tag: Some(ETag::Strong(object.etag.clone())),
         last_modified: Some(timestamp_ms(object.modified_ms)),
@@ -422,6 +467,7 @@ pub(crate) async fn copy(
             metadata,
             modified_ms,
             blocks: source.blocks.clone(),
+            parts: source.parts.clone(),
         };
         match s3
             .control

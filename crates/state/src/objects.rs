@@ -164,6 +164,9 @@ pub struct ObjectRecord {
     /// Unix milliseconds.
     pub modified_ms: u64,
     pub blocks: Vec<BlockRef>,
+    /// Sizes of the parts of a multipart upload, in order (GET with
+    /// `partNumber`); empty for a single PUT.
+    pub parts: Vec<u64>,
 }
 
 /// A multipart upload in progress.

@@ -456,6 +456,7 @@ fn complete_upload(
         metadata: upload.metadata.clone(),
         modified_ms: completion.modified_ms,
         blocks,
+        parts: chosen.iter().map(|part| part.size).collect(),
     };
     // The object takes over the chosen parts' references; the parts left
     // out lose theirs when the upload is dropped below.

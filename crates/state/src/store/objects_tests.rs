@@ -64,6 +64,7 @@ fn object(blocks: &[(u8, u32)]) -> ObjectRecord {
                 len: *len,
             })
             .collect(),
+        parts: Vec::new(),
     }
 }
 
