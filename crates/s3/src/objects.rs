@@ -241,7 +241,7 @@ fn span_of(
     let span = start..start + parts[index];
     let header =
         (object.size > 0).then(|| format!("bytes {}-{}/{}", span.start, span.end - 1, object.size));
-    let count = (!object.parts.is_empty()).then(|| parts.len() as i32);
+    let count = (!object.parts.is_empty()).then_some(parts.len() as i32);
     Ok((span, header, count))
 }
 
