@@ -289,6 +289,7 @@ fn main() -> ExitCode {
         return coop_compute::shim::main(args.collect());
     }
     let cli = Cli::parse();
+    coop_store::tune_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -81,4 +81,15 @@ fn main() {
         "blake3 alone      {:>6.2} GiB/s",
         gib_per_s(rounds * BLOCK, elapsed)
     );
+    // What the agent's write path sees: fresh shard buffers per block, with
+    // the allocator settings `coop up` applies.
+    coop_store::tune_allocator();
+    let codec = Codec::new(4, 2).expect("valid layout");
+    let (rounds, elapsed) = measure(|| {
+        black_box(codec.encode(black_box(&block)).expect("encode"));
+    });
+    println!(
+        "ec:4+2  encode+checksums, fresh buffers, coop's allocator settings {:>6.2} GiB/s",
+        gib_per_s(rounds * BLOCK, elapsed)
+    );
 }
