@@ -275,16 +275,17 @@ impl Stripes {
             .filter(|(i, _)| !moving.contains(i))
             .map(|(_, s)| s)
             .collect();
-        let candidates: Vec<ClusterDisk> = self
-            .view
-            .disks()
-            .into_iter()
+        let disks = self.view.disks();
+        let candidates: Vec<ClusterDisk> = disks
+            .iter()
             .filter(|d| d.free_bytes > 0)
             .filter(|d| !kept.iter().any(|k| k.peer == d.peer && k.disk == d.disk))
             .filter(|d| {
                 need.crowded.is_none() || !need.stripe.shards.iter().any(|s| s.peer == d.peer)
             })
+            .cloned()
             .collect();
+        let candidates = least_shared(&kept, &disks, candidates, moving.len());
         let refs: Vec<DiskRef> = candidates
             .iter()
             .map(|d| DiskRef {
@@ -410,6 +411,38 @@ impl Stripes {
     }
 }
 
+/// The candidates a moved shard may go to, keeping the stripe spread: those
+/// on peers without a kept shard of it first, then those in zones with the
+/// fewest kept shards; as few as still leave `needed` disks to choose from.
+fn least_shared(
+    kept: &[&ShardLocation],
+    disks: &[ClusterDisk],
+    mut candidates: Vec<ClusterDisk>,
+    needed: usize,
+) -> Vec<ClusterDisk> {
+    let zone_of = |peer: &PeerId| {
+        disks
+            .iter()
+            .find(|d| d.peer == *peer)
+            .map(|d| d.zone.clone())
+    };
+    let kept_zones: Vec<Option<String>> = kept.iter().map(|k| zone_of(&k.peer)).collect();
+    let cost = |d: &ClusterDisk| {
+        let on_peer = kept.iter().filter(|k| k.peer == d.peer).count();
+        let in_zone = kept_zones
+            .iter()
+            .filter(|z| z.as_deref() == Some(d.zone.as_str()))
+            .count();
+        (on_peer, in_zone)
+    };
+    candidates.sort_by_key(&cost);
+    let Some(bar) = candidates.get(needed.max(1) - 1).map(&cost) else {
+        return candidates;
+    };
+    candidates.retain(|d| cost(d) <= bar);
+    candidates
+}
+
 /// A shard to move so the stripe spreads over more peers: one from a peer
 /// holding several, when a live peer holds none.
 fn crowded_shard(stripe: &StripeRecord, live_peers: &HashSet<PeerId>) -> Option<usize> {
@@ -491,4 +524,55 @@ pub fn spawn_upkeep(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(peer: u8, zone: &str) -> ClusterDisk {
+        ClusterDisk {
+            peer: PeerId([peer; 32]),
+            zone: zone.into(),
+            disk: "d".into(),
+            free_bytes: 1 << 30,
+            used_bytes: 0,
+            total_bytes: 1 << 30,
+        }
+    }
+
+    fn at(peer: u8) -> ShardLocation {
+        ShardLocation {
+            peer: PeerId([peer; 32]),
+            disk: "d".into(),
+            checksum: [0; 32],
+        }
+    }
+
+    #[test]
+    fn moved_shards_go_where_the_stripe_is_thinnest() {
+        // Kept shards on peers 1 (zone a) and 2 (zone a); candidates in
+        // zone a (peer 3) and zone b (peers 4, 5).
+        let disks = vec![
+            disk(1, "a"),
+            disk(2, "a"),
+            disk(3, "a"),
+            disk(4, "b"),
+            disk(5, "b"),
+        ];
+        let (k1, k2) = (at(1), at(2));
+        let kept = vec![&k1, &k2];
+        let candidates = vec![disk(3, "a"), disk(4, "b"), disk(5, "b")];
+        let one = least_shared(&kept, &disks, candidates.clone(), 1);
+        assert!(one.iter().all(|d| d.zone == "b"), "{one:?}");
+        assert_eq!(one.len(), 2);
+        // Three shards to place: zone a must be used too.
+        let three = least_shared(&kept, &disks, candidates.clone(), 3);
+        assert_eq!(three.len(), 3);
+        // A peer already holding a shard comes last.
+        let with_holder = vec![disk(1, "b"), disk(3, "a")];
+        let picked = least_shared(&kept, &disks, with_holder, 1);
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].peer, PeerId([3; 32]));
+    }
 }
