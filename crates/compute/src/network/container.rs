@@ -147,7 +147,7 @@ impl ContainerNetwork {
         config: &NetworkConfig,
         ports: &[PortMapping],
     ) -> Result<(), NetworkError> {
-        if run("nft", &["list", "table", "ip", &config.nft_table]).is_err() {
+        if ports.is_empty() || run("nft", &["list", "table", "ip", &config.nft_table]).is_err() {
             return Ok(());
         }
         for p in ports {

@@ -37,7 +37,7 @@ impl Runtime {
             return self.container(&dir, record);
         }
         let net = &self.config.network;
-        HostNetwork::ensure(net)?;
+        self.ensure_host_network()?;
         Storage::in_dir(dir.path()).prepare(
             &record.spec.rootfs_lower,
             record.spec.resources.disk_bytes,
@@ -57,6 +57,8 @@ impl Runtime {
         if let Err(e) = started {
             let _ = record.network.unpublish(net, &record.spec.ports);
             let _ = record.network.teardown();
+            // Someone may have removed the nft table or the bridge's address.
+            self.host_network_doubtful();
             return Err(e);
         }
         self.container(&dir, record)
@@ -405,6 +407,7 @@ impl Runtime {
     /// runtime's configuration. For uninstalling and tests; containers
     /// should be deleted first.
     pub fn teardown_host(&self) -> Result<(), RuntimeError> {
+        self.host_network_doubtful();
         HostNetwork::teardown(&self.config.network)?;
         self.cgroups
             .remove_parent_if_empty(&format!("/{}", self.config.cgroup_parent));

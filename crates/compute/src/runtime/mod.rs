@@ -60,6 +60,9 @@ pub struct Runtime {
     id_shift: u32,
     /// Why containers get no user namespace, when they do not.
     no_userns: Option<String>,
+    /// The bridge and nft table were set up by this runtime (checked again
+    /// when the bridge is gone or a start fails).
+    host_network_ready: std::sync::atomic::AtomicBool,
 }
 
 /// A container as the runtime sees it now.
@@ -164,7 +167,28 @@ impl Runtime {
             cgroups,
             id_shift,
             no_userns,
+            host_network_ready: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Sets up the bridge and nft table unless this runtime did already
+    /// and the bridge is still there: each check starts `ip` or `nft`,
+    /// which a container start should not pay for every time.
+    pub(crate) fn ensure_host_network(&self) -> Result<(), RuntimeError> {
+        use std::sync::atomic::Ordering;
+        let bridge = Path::new("/sys/class/net").join(&self.config.network.bridge);
+        if self.host_network_ready.load(Ordering::Relaxed) && bridge.exists() {
+            return Ok(());
+        }
+        crate::network::HostNetwork::ensure(&self.config.network)?;
+        self.host_network_ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes the next start check the host network again.
+    pub(crate) fn host_network_doubtful(&self) {
+        self.host_network_ready
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The host id of containers' root (their ids map onto

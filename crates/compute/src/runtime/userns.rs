@@ -29,7 +29,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::network::NetworkError;
-use crate::runtime::sys::run;
 
 /// The host id of a container's root.
 pub const ID_BASE: u32 = 1 << 30;
@@ -37,6 +36,8 @@ pub const ID_BASE: u32 = 1 << 30;
 pub const ID_COUNT: u32 = 65536;
 /// Where containers' user namespaces are bound.
 pub const USERNS_DIR: &str = "/run/coop-userns";
+/// Where `ip netns` keeps named network namespaces.
+const NETNS_DIR: &str = "/run/netns";
 
 /// Why this host cannot give containers a user namespace, if it cannot.
 pub(crate) fn host_support() -> Result<(), String> {
@@ -131,6 +132,7 @@ pub(crate) fn create_namespaces(
         }
     };
     let pid = child.id();
+    let net_path = Path::new(NETNS_DIR).join(netns);
     let bound = (|| {
         let map = format!("0 {shift} {ID_COUNT}\n");
         for file in ["uid_map", "gid_map"] {
@@ -138,7 +140,11 @@ pub(crate) fn create_namespaces(
                 .map_err(|e| failed(format!("cannot write {file}: {e}")))?;
         }
         bind(&format!("/proc/{pid}/ns/user"), userns_path).map_err(failed)?;
-        run("ip", &["netns", "attach", netns, &pid.to_string()])?;
+        // What `ip netns attach` does, without starting it.
+        fs::create_dir_all(NETNS_DIR)
+            .and_then(|()| fs::write(&net_path, b""))
+            .map_err(|e| failed(format!("cannot create {}: {e}", net_path.display())))?;
+        bind(&format!("/proc/{pid}/ns/net"), &net_path).map_err(failed)?;
         Ok(())
     })();
     if let Some(mut stdin) = child.stdin.take() {
@@ -148,7 +154,7 @@ pub(crate) fn create_namespaces(
     let _ = child.wait();
     if bound.is_err() {
         let _ = remove_namespace_file(userns_path);
-        let _ = run("ip", &["netns", "del", netns]);
+        let _ = remove_namespace_file(&net_path);
     }
     bound
 }
