@@ -132,6 +132,22 @@ impl Drop for Lab {
     }
 }
 
+/// Imports the busybox template on `peer` and starts one container from
+/// it, so the template is unpacked in the cache; returns the API token.
+fn import_and_warm(peer: &Peer, rootfs: &Path) -> Result<String> {
+    let token = peer.token()?;
+    peer.cli_json(&[
+        "template",
+        "import",
+        "busybox",
+        &rootfs.display().to_string(),
+    ])?;
+    let warm = json!({"template": "busybox", "name": "warm", "disk": "64M", "argv": ["true"]});
+    api_run(peer, &token, &warm)?;
+    api_remove(peer, &token, "warm")?;
+    Ok(token)
+}
+
 /// p50 and p99 of `runc run --detach` of `rootfs` running `sleep`.
 fn runc_starts(scratch: &Path, rootfs: &Path) -> Result<Vec<Duration>> {
     let bundle = scratch.join("bundle");
@@ -183,18 +199,7 @@ fn runc_starts(scratch: &Path, rootfs: &Path) -> Result<Vec<Duration>> {
 fn start_latency(scratch: &Path, rootfs: &Path) -> Result<()> {
     let lab = Lab::new("ctbench-start", 201, &[])?;
     let peer = &lab.cloud.peers[0];
-    let token = peer.token()?;
-    peer.cli_json(&[
-        "template",
-        "import",
-        "busybox",
-        &rootfs.display().to_string(),
-    ])?;
-    // One start to unpack the template into the cache.
-    let warm =
-        json!({"template": "busybox", "name": "warm", "disk": "64M", "argv": ["sleep", "1000"]});
-    api_run(peer, &token, &warm)?;
-    api_remove(peer, &token, "warm")?;
+    let token = import_and_warm(peer, rootfs)?;
     let mut times = Vec::new();
     for i in 0..STARTS {
         let name = format!("s{i}");
@@ -274,16 +279,7 @@ fn shim_memory() -> (usize, u64, u64) {
 fn idle_memory(rootfs: &Path) -> Result<()> {
     let lab = Lab::new("ctbench-idle", 204, &["--capacity-cpus", "4"])?;
     let peer = &lab.cloud.peers[0];
-    let token = peer.token()?;
-    peer.cli_json(&[
-        "template",
-        "import",
-        "busybox",
-        &rootfs.display().to_string(),
-    ])?;
-    let warm = json!({"template": "busybox", "name": "warm", "disk": "64M", "argv": ["true"]});
-    api_run(peer, &token, &warm)?;
-    api_remove(peer, &token, "warm")?;
+    let token = import_and_warm(peer, rootfs)?;
     std::thread::sleep(Duration::from_secs(2));
     let before = mem_available()?;
     let agent_before = peer.rss_bytes().unwrap_or(0);
