@@ -65,6 +65,15 @@ const META_SNAPSHOT_DATA: &str = "snapshot_data";
 /// Bumped by every snapshot build so snapshot ids stay unique even when two
 /// builds see the same applied log id, across restarts too.
 const META_SNAPSHOT_SEQ: &str = "snapshot_seq";
+/// The format of the records in this database; see [`FORMAT`].
+const META_FORMAT: &str = "format";
+
+/// The format of the records this build reads and writes. Records are
+/// postcard, which has no field names: adding a field changes the format.
+/// Bumped with every such change; a database of another format is refused
+/// at open instead of failing on its first record. 2: templates keep their
+/// blocks in the store, objects their part sizes.
+pub const FORMAT: u32 = 2;
 
 const CLOUD_KEY: &str = "cloud";
 const PEER_PREFIX: &str = "peer/";
@@ -124,6 +133,11 @@ pub enum StoreError {
     },
     #[error("the state database is inconsistent: {0}")]
     Inconsistent(String),
+    #[error(
+        "the control-plane state in {} was written in format {found}, but this coop reads format {FORMAT}; development versions have no upgrade path between formats yet: start this peer from a new data dir",
+        path.display()
+    )]
+    Format { path: PathBuf, found: u32 },
     #[error("the storage worker thread failed")]
     Worker(#[from] tokio::task::JoinError),
 }
@@ -149,12 +163,36 @@ impl StateStore {
         let txn = db
             .begin_write()
             .map_err(db_err("starting the table set-up"))?;
-        txn.open_table(LOG)
-            .map_err(db_err("creating the log table"))?;
-        txn.open_table(META)
-            .map_err(db_err("creating the meta table"))?;
-        txn.open_table(SM)
-            .map_err(db_err("creating the state table"))?;
+        {
+            let log = txn
+                .open_table(LOG)
+                .map_err(db_err("creating the log table"))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(db_err("creating the meta table"))?;
+            let sm = txn
+                .open_table(SM)
+                .map_err(db_err("creating the state table"))?;
+            let count = |n: Result<u64, redb::StorageError>| n.map_err(db_err("counting rows"));
+            let used = count(log.len())? + count(meta.len())? + count(sm.len())? > 0;
+            // Records from before formats were numbered are format 1.
+            match get_value::<u32>(&meta, META_FORMAT)? {
+                Some(found) if found == FORMAT => {}
+                Some(found) => {
+                    return Err(StoreError::Format {
+                        path: path.to_path_buf(),
+                        found,
+                    });
+                }
+                None if used => {
+                    return Err(StoreError::Format {
+                        path: path.to_path_buf(),
+                        found: 1,
+                    });
+                }
+                None => put_value(&mut meta, META_FORMAT, &FORMAT)?,
+            }
+        }
         txn.commit()
             .map_err(db_err("committing the table set-up"))?;
 

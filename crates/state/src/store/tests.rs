@@ -15,7 +15,9 @@ use openraft::{
 use coop_identity::{Certificate, CertificateBody, CloudId};
 use coop_types::PeerId;
 
-use super::{LogStore, SM, StateMachine, StateStore, StoreError};
+use super::{
+    FORMAT, LogStore, META, META_FORMAT, SM, StateMachine, StateStore, StoreError, put_value,
+};
 use crate::TypeConfig;
 use crate::records::{
     CloudInfo, Command, CommandError, InviteRecord, PeerNode, PeerRecord, TokenRecord,
@@ -587,4 +589,50 @@ async fn once_applies_a_request_at_most_once() {
     assert_eq!(h.run(once(2)).await, Err(CommandError::InviteUsed));
     assert_eq!(h.run(once(2)).await, Err(CommandError::InviteUsed));
     assert_eq!(h.store.peers().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_database_of_another_format_is_refused_at_open() {
+    let dir = TempDir::new("format");
+    {
+        let store = StateStore::open(&dir.db()).unwrap();
+        store
+            .log_store()
+            .save_vote(&Vote::new(1, PeerId([1; 32])))
+            .await
+            .unwrap();
+    }
+    // Reopening the same format is fine.
+    drop(StateStore::open(&dir.db()).expect("same format"));
+    // A database from before formats were numbered: used, but no format.
+    {
+        let db = redb::Database::create(dir.db()).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove(META_FORMAT).unwrap();
+        txn.commit().unwrap();
+    }
+    let err = StateStore::open(&dir.db())
+        .err()
+        .expect("format 1 is refused");
+    assert!(matches!(err, StoreError::Format { found: 1, .. }), "{err}");
+    assert!(err.to_string().contains("new data dir"), "{err}");
+    // A future format.
+    {
+        let db = redb::Database::create(dir.db()).unwrap();
+        let txn = db.begin_write().unwrap();
+        put_value(
+            &mut txn.open_table(META).unwrap(),
+            META_FORMAT,
+            &(FORMAT + 1),
+        )
+        .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = StateStore::open(&dir.db())
+        .err()
+        .expect("a newer format is refused");
+    assert!(
+        matches!(err, StoreError::Format { found, .. } if found == FORMAT + 1),
+        "{err}"
+    );
 }
