@@ -112,12 +112,15 @@ fn main() -> Result<()> {
             // Idle memory: let the cloud settle, then read RSS of every peer.
             std::thread::sleep(Duration::from_secs(10)); // measuring idle: the wait is the point
             let rss: Vec<u64> = cloud.peers.iter().filter_map(|p| p.rss_bytes()).collect();
+            let anon: Vec<u64> = cloud.peers.iter().filter_map(|p| p.anon_bytes()).collect();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             println!(
-                "{:<40} min {:.1} MiB  max {:.1} MiB (5-peer cloud, 10 s idle)",
+                "{:<40} min {:.1} MiB  max {:.1} MiB, of which anonymous {:.1}-{:.1} MiB (5-peer cloud, 10 s idle)",
                 "idle RSS per agent",
                 mib(*rss.iter().min().unwrap_or(&0)),
-                mib(*rss.iter().max().unwrap_or(&0))
+                mib(*rss.iter().max().unwrap_or(&0)),
+                mib(*anon.iter().min().unwrap_or(&0)),
+                mib(*anon.iter().max().unwrap_or(&0))
             );
         }
     }
@@ -133,9 +136,10 @@ fn main() -> Result<()> {
     std::thread::sleep(Duration::from_secs(10)); // measuring idle: the wait is the point
     if let Some(rss) = single.peers[0].rss_bytes() {
         println!(
-            "{:<40} {:.1} MiB (1-peer cloud, 10 s idle)",
+            "{:<40} {:.1} MiB, of which anonymous {:.1} MiB (1-peer cloud, 10 s idle)",
             "idle RSS, single peer",
-            rss as f64 / (1 << 20) as f64
+            rss as f64 / (1 << 20) as f64,
+            single.peers[0].anon_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
         );
     }
     Ok(())

@@ -177,15 +177,26 @@ impl Peer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Resident memory of the running peer, from /proc, in bytes.
+    /// Resident memory of the running peer, from /proc, in bytes. It
+    /// counts the binary's code pages in full, though every process running
+    /// the binary shares them.
     pub fn rss_bytes(&self) -> Option<u64> {
+        self.status_kib("VmRSS:").map(|kb| kb * 1024)
+    }
+
+    /// The anonymous part of [`Peer::rss_bytes`] (heap and stacks): what
+    /// this process alone uses.
+    pub fn anon_bytes(&self) -> Option<u64> {
+        self.status_kib("RssAnon:").map(|kb| kb * 1024)
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
         status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
     }
 
     /// GET a path of this peer's API with its token; parsed JSON.
