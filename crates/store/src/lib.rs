@@ -39,7 +39,7 @@ pub use stripes::{
 /// glibc hands out every allocation over 128 KiB as fresh pages from the
 /// kernel and gives them back on free, so each 256 KiB shard is faulted in
 /// page by page, which costs more than coding it (see BENCHMARKS.md).
-/// Allocations up to 4 MiB then come from the heap, and up to 32 MiB of
+/// Allocations up to 4 MiB then come from the heap, and up to 4 MiB of
 /// free heap is kept before it is returned. Call once, early; does nothing
 /// on other C libraries.
 pub fn tune_allocator() {
