@@ -26,8 +26,7 @@ use crate::admission::{Admission, AdmissionHook};
 use crate::hello::{HelloProtocol, HelloReply, HelloRequest};
 use crate::liveness::Liveness;
 use crate::request::{
-    HandlerTable, MAX_MESSAGE_BYTES, RequestHandler, RequestProtocol, StreamHandler,
-    StreamProtocol, StreamTable,
+    HandlerTable, MAX_MESSAGE_BYTES, RequestHandler, Served, StreamHandler, StreamTable,
 };
 use crate::{
     BLOCKS_ALPN, COMPUTE_ALPN, EXEC_ALPN, GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN,
@@ -177,7 +176,7 @@ impl Mesh {
         let handlers: HandlerTable = Arc::default();
         let streams: StreamTable = Arc::default();
         let gossip = Gossip::builder().alpn(GOSSIP_ALPN).spawn(endpoint.clone());
-        let request = |alpn| RequestProtocol {
+        let request = |alpn| Served {
             alpn,
             handlers: handlers.clone(),
         };
@@ -195,7 +194,7 @@ impl Mesh {
             .accept(COMPUTE_ALPN, request(COMPUTE_ALPN))
             .accept(
                 EXEC_ALPN,
-                StreamProtocol {
+                Served {
                     alpn: EXEC_ALPN,
                     handlers: streams.clone(),
                 },

@@ -28,38 +28,74 @@ pub trait RequestHandler: Send + Sync + 'static {
     fn handle(&self, from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>>;
 }
 
-/// Handlers by ALPN, filled in as the agent's rooms start.
-pub(crate) type HandlerTable = Arc<RwLock<HashMap<&'static [u8], Arc<dyn RequestHandler>>>>;
-
-/// The iroh protocol handler serving one request ALPN from the table.
-#[derive(Clone)]
-pub(crate) struct RequestProtocol {
-    pub alpn: &'static [u8],
-    pub handlers: HandlerTable,
+/// Serves whole bidirectional streams of one protocol: the handler owns
+/// both halves and speaks whatever the protocol says, for as long as it
+/// likes (an exec session, say).
+pub trait StreamHandler: Send + Sync + 'static {
+    fn handle(&self, from: PeerId, send: SendStream, recv: RecvStream) -> BoxFuture<'static, ()>;
 }
 
-impl fmt::Debug for RequestProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RequestProtocol({})", String::from_utf8_lossy(self.alpn))
+/// Handlers of one kind by ALPN, filled in as the agent's rooms start.
+pub(crate) type Table<H> = Arc<RwLock<HashMap<&'static [u8], Arc<H>>>>;
+/// Request handlers by ALPN.
+pub(crate) type HandlerTable = Table<dyn RequestHandler>;
+/// Stream handlers by ALPN.
+pub(crate) type StreamTable = Table<dyn StreamHandler>;
+
+/// The iroh protocol handler serving one ALPN from a table of handlers:
+/// `Served<dyn RequestHandler>` answers one request per stream,
+/// `Served<dyn StreamHandler>` hands each stream to its handler.
+pub(crate) struct Served<H: ?Sized> {
+    pub alpn: &'static [u8],
+    pub handlers: Table<H>,
+}
+
+impl<H: ?Sized> Clone for Served<H> {
+    fn clone(&self) -> Self {
+        Served {
+            alpn: self.alpn,
+            handlers: self.handlers.clone(),
+        }
     }
 }
 
-impl ProtocolHandler for RequestProtocol {
-    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+impl<H: ?Sized> fmt::Debug for Served<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Served({})", String::from_utf8_lossy(self.alpn))
+    }
+}
+
+impl<H: ?Sized> Served<H> {
+    /// The handler now, if its room has started.
+    fn handler(&self) -> Option<Arc<H>> {
+        self.handlers
+            .read()
+            .ok()
+            .and_then(|h| h.get(self.alpn).cloned())
+    }
+
+    /// Takes the connection's streams one by one until it ends.
+    async fn each_stream(
+        &self,
+        connection: Connection,
+        mut serve: impl FnMut(PeerId, Option<Arc<H>>, SendStream, RecvStream),
+    ) -> Result<(), AcceptError> {
         let from = peer_of(connection.remote_id());
         loop {
-            let (mut send, mut recv) = match connection.accept_bi().await {
-                Ok(streams) => streams,
+            match connection.accept_bi().await {
+                Ok((send, recv)) => serve(from, self.handler(), send, recv),
                 Err(err) => {
-                    debug!(peer = %from.short(), %err, "request connection ended");
+                    debug!(peer = %from.short(), %err, "connection ended");
                     return Ok(());
                 }
-            };
-            let handler = self
-                .handlers
-                .read()
-                .ok()
-                .and_then(|h| h.get(self.alpn).cloned());
+            }
+        }
+    }
+}
+
+impl ProtocolHandler for Served<dyn RequestHandler> {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        self.each_stream(connection, |from, handler, mut send, mut recv| {
             tokio::spawn(async move {
                 let request = match recv.read_to_end(MAX_MESSAGE_BYTES).await {
                     Ok(bytes) => bytes,
@@ -78,57 +114,21 @@ impl ProtocolHandler for RequestProtocol {
                     let _ = send.finish();
                 }
             });
-        }
+        })
+        .await
     }
 }
 
-/// Serves whole bidirectional streams of one protocol: the handler owns
-/// both halves and speaks whatever the protocol says, for as long as it
-/// likes (an exec session, say).
-pub trait StreamHandler: Send + Sync + 'static {
-    fn handle(&self, from: PeerId, send: SendStream, recv: RecvStream) -> BoxFuture<'static, ()>;
-}
-
-/// Stream handlers by ALPN.
-pub(crate) type StreamTable = Arc<RwLock<HashMap<&'static [u8], Arc<dyn StreamHandler>>>>;
-
-/// The iroh protocol handler serving one stream ALPN from the table.
-#[derive(Clone)]
-pub(crate) struct StreamProtocol {
-    pub alpn: &'static [u8],
-    pub handlers: StreamTable,
-}
-
-impl fmt::Debug for StreamProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StreamProtocol({})", String::from_utf8_lossy(self.alpn))
-    }
-}
-
-impl ProtocolHandler for StreamProtocol {
+impl ProtocolHandler for Served<dyn StreamHandler> {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        let from = peer_of(connection.remote_id());
-        loop {
-            let (send, mut recv) = match connection.accept_bi().await {
-                Ok(streams) => streams,
-                Err(err) => {
-                    debug!(peer = %from.short(), %err, "stream connection ended");
-                    return Ok(());
-                }
-            };
-            let handler = self
-                .handlers
-                .read()
-                .ok()
-                .and_then(|h| h.get(self.alpn).cloned());
-            match handler {
-                Some(handler) => {
-                    tokio::spawn(handler.handle(from, send, recv));
-                }
-                None => {
-                    let _ = recv.stop(1u32.into());
-                }
+        self.each_stream(connection, |from, handler, send, mut recv| match handler {
+            Some(handler) => {
+                tokio::spawn(handler.handle(from, send, recv));
             }
-        }
+            None => {
+                let _ = recv.stop(1u32.into());
+            }
+        })
+        .await
     }
 }
