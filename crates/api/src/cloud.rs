@@ -178,6 +178,11 @@ pub(crate) async fn create_invite(
         }
     }
     let token = InviteToken::new(state.cloud, own, now + ttl, bootstrap);
+    // Encoded before it is recorded: an invite nobody can be given must
+    // not exist.
+    let text = token
+        .encode(&state.key)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .control
         .write(Command::CreateInvite(InviteRecord {
@@ -190,7 +195,7 @@ pub(crate) async fn create_invite(
         }))
         .await?;
     Ok(Json(InviteCreated {
-        token: token.encode(&state.key),
+        token: text,
         expires_at: token.expires_at,
     }))
 }

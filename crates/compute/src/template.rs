@@ -189,8 +189,8 @@ impl SignedTemplate {
     }
 
     /// Compact bytes for storage and the wire.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.to_bytes()
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TemplateError> {
+        Ok(self.0.to_bytes()?)
     }
 
     /// Parses [`SignedTemplate::to_bytes`] output (nothing is verified yet).
@@ -238,7 +238,7 @@ mod tests {
         let record = TemplateRecord::new("web", None, &blob(), key.id(), 100).unwrap();
         assert_eq!(record.version, "latest");
         let signed = record.sign(&key).unwrap();
-        let back = SignedTemplate::from_bytes(&signed.to_bytes()).unwrap();
+        let back = SignedTemplate::from_bytes(&signed.to_bytes().unwrap()).unwrap();
         assert_eq!(back.verify(&key.id(), &blob().content_id).unwrap(), record);
         assert_eq!(back.signer(), key.id());
 
@@ -260,7 +260,7 @@ mod tests {
             Err(TemplateError::SignerMismatch { .. })
         ));
         // A flipped byte breaks the signature.
-        let mut raw = signed.to_bytes();
+        let mut raw = signed.to_bytes().unwrap();
         let middle = raw.len() / 2;
         raw[middle] ^= 1;
         if let Ok(tampered) = SignedTemplate::from_bytes(&raw) {

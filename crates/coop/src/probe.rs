@@ -8,10 +8,11 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use coop_identity::PeerKey;
-use coop_mesh::{LivenessConfig, Mesh, MeshConfig, RPC_ALPN};
+use coop_mesh::{LivenessConfig, Mesh, MeshConfig};
 use coop_types::PeerId;
 
 use crate::GlobalArgs;
+use crate::agent::protocol::{AgentRequest, AgentRpc};
 use crate::datadir::{DataDir, default_data_dir};
 
 pub async fn probe(global: &GlobalArgs, peer: &str, addr: Option<&str>, mdns: bool) -> Result<()> {
@@ -29,6 +30,7 @@ pub async fn probe(global: &GlobalArgs, peer: &str, addr: Option<&str>, mdns: bo
         liveness: LivenessConfig::default(),
         relay: false,
         mdns,
+        protocols: Vec::new(),
     })
     .await?;
     // Without an address the peer must be found some other way (mDNS).
@@ -56,10 +58,7 @@ pub async fn probe(global: &GlobalArgs, peer: &str, addr: Option<&str>, mdns: bo
     };
     // A protected protocol without a successful hello must be refused at
     // the handshake, whatever we send.
-    let rpc = match mesh
-        .request(target, RPC_ALPN, b"probe", Duration::from_secs(5))
-        .await
-    {
+    let rpc = match mesh.call::<AgentRpc>(target, &AgentRequest::Ping).await {
         Ok(_) => "answered".to_string(),
         Err(err) => err.to_string(),
     };

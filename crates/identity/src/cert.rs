@@ -47,11 +47,13 @@ pub enum CertError {
 impl Certificate {
     /// Signs `body` with the cloud root key. The body's cloud must be the
     /// key's cloud; it is overwritten so a caller cannot get this wrong.
-    pub fn issue(cloud_key: &CloudKey, mut body: CertificateBody) -> Self {
+    /// Fails only if the body cannot be encoded, so nothing unsigned or
+    /// signed-empty is ever issued.
+    pub fn issue(cloud_key: &CloudKey, mut body: CertificateBody) -> Result<Self, CertError> {
         body.cloud = cloud_key.id();
-        let bytes = postcard::to_stdvec(&body).unwrap_or_default();
+        let bytes = postcard::to_stdvec(&body).map_err(|e| CertError::Malformed(e.to_string()))?;
         let signature = cloud_key.sign(&bytes);
-        Certificate { body, signature }
+        Ok(Certificate { body, signature })
     }
 
     /// Checks that this certificate was issued by `cloud`, is unexpired at
@@ -106,7 +108,7 @@ mod tests {
         let cloud = CloudKey::generate();
         let other = CloudKey::generate();
         let peer = PeerKey::generate().id();
-        let cert = Certificate::issue(&cloud, body(peer));
+        let cert = Certificate::issue(&cloud, body(peer)).unwrap();
         assert_eq!(cert.verify(&cloud.id(), &peer, 150), Ok(()));
         assert!(matches!(
             cert.verify(&other.id(), &peer, 150),
@@ -121,7 +123,7 @@ mod tests {
             Err(CertError::Expired { .. })
         ));
         // A certificate signed by another cloud's key but claiming this cloud.
-        let mut forged = Certificate::issue(&other, body(peer));
+        let mut forged = Certificate::issue(&other, body(peer)).unwrap();
         forged.body.cloud = cloud.id();
         assert!(matches!(
             forged.verify(&cloud.id(), &peer, 150),

@@ -64,6 +64,8 @@ pub enum InviteError {
     Forged,
     #[error("the invite expired {0} seconds ago; ask for a new one with `coop invite`")]
     Expired(u64),
+    #[error("cannot encode the invite: {0}")]
+    Encode(String),
 }
 
 impl InviteToken {
@@ -90,7 +92,7 @@ impl InviteToken {
     }
 
     /// Encodes the token as one line, signed by the issuing peer's key.
-    pub fn encode(&self, issuer_key: &PeerKey) -> String {
+    pub fn encode(&self, issuer_key: &PeerKey) -> Result<String, InviteError> {
         let body = InviteBody {
             cloud: self.cloud,
             invite_id: self.invite_id,
@@ -99,13 +101,17 @@ impl InviteToken {
             issuer: issuer_key.id(),
             bootstrap: self.bootstrap.clone(),
         };
-        let body_bytes = postcard::to_stdvec(&body).unwrap_or_default();
+        let encode_err = |e: postcard::Error| InviteError::Encode(e.to_string());
+        let body_bytes = postcard::to_stdvec(&body).map_err(encode_err)?;
         let wire = WireToken {
             signature: issuer_key.sign(&body_bytes),
             body,
         };
-        let bytes = postcard::to_stdvec(&wire).unwrap_or_default();
-        format!("{PREFIX}{}", data_encoding::BASE64URL_NOPAD.encode(&bytes))
+        let bytes = postcard::to_stdvec(&wire).map_err(encode_err)?;
+        Ok(format!(
+            "{PREFIX}{}",
+            data_encoding::BASE64URL_NOPAD.encode(&bytes)
+        ))
     }
 
     /// Decodes and checks a token at time `now` (unix seconds).
@@ -160,7 +166,7 @@ mod tests {
     fn token_round_trips() {
         let key = PeerKey::generate();
         let token = sample(&key);
-        let text = token.encode(&key);
+        let text = token.encode(&key).unwrap();
         assert!(text.starts_with(PREFIX));
         assert_eq!(InviteToken::decode(&text, 999).unwrap(), token);
     }
@@ -168,7 +174,7 @@ mod tests {
     #[test]
     fn bad_tokens_are_refused_with_the_right_reason() {
         let key = PeerKey::generate();
-        let text = sample(&key).encode(&key);
+        let text = sample(&key).encode(&key).unwrap();
         assert_eq!(
             InviteToken::decode(&text, 1001),
             Err(InviteError::Expired(1))

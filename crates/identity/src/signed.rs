@@ -44,8 +44,9 @@ impl Signed {
         postcard::from_bytes(&self.payload).map_err(|e| SignedError::Malformed(e.to_string()))
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).unwrap_or_default()
+    /// The envelope as bytes, to store or send.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, SignedError> {
+        postcard::to_stdvec(self).map_err(|e| SignedError::Malformed(e.to_string()))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SignedError> {

@@ -76,3 +76,15 @@ impl ProtocolHandler for HelloProtocol {
         Ok(())
     }
 }
+
+/// Holds the idle connections peers keep to each other on `coop/path/1`
+/// until they close; nothing is sent on them.
+#[derive(Debug, Clone)]
+pub(crate) struct PathProtocol;
+
+impl ProtocolHandler for PathProtocol {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        connection.closed().await;
+        Ok(())
+    }
+}

@@ -2,9 +2,12 @@
 //!
 //! Every protocol has its own ALPN. Two are open to anyone: `coop/hello/1`,
 //! where two peers show each other their certificates, and `coop/join/1`,
-//! where a new machine redeems an invite. Every other protocol
-//! (`coop/rpc/1`, `coop/raft/1`, gossip) is admitted by [`Admission`] only
-//! for peers that proved a valid, unrevoked certificate of this cloud.
+//! where a new machine redeems an invite. Every other protocol is admitted
+//! by [`Admission`] only for peers that proved a valid, unrevoked
+//! certificate of this cloud. The mesh runs hello and gossip itself; every
+//! other protocol is typed ([`Protocol`], [`StreamProtocol`]) and declared
+//! beside its messages in the crate that serves it (`coop/raft/1` in
+//! `state`, `coop/blocks/1` in `store`, ...).
 //!
 //! Nothing here contacts a third-party relay or discovery service: peers are
 //! found through the addresses the cloud itself knows (invites, the control
@@ -14,6 +17,7 @@ mod admission;
 mod hello;
 mod liveness;
 mod mesh;
+mod protocol;
 mod relay;
 mod relay_tls;
 mod request;
@@ -22,22 +26,16 @@ pub use admission::{Admission, PathInfo};
 pub use iroh::endpoint::{RecvStream, SendStream};
 pub use liveness::{Liveness, LivenessConfig, StatusSource};
 pub use mesh::{Mesh, MeshConfig, MeshError};
-pub use request::{RequestHandler, StreamHandler};
+pub use protocol::{Protocol, Service, Session, StreamProtocol, StreamService};
+pub use request::MAX_MESSAGE_BYTES;
 
 /// Certificates are exchanged here; open to any peer.
 pub const HELLO_ALPN: &[u8] = b"coop/hello/1";
 /// New machines redeem invites here; open to any peer.
 pub const JOIN_ALPN: &[u8] = b"coop/join/1";
-/// Agent-to-agent requests (forwarded writes, joins, steward keys).
-pub const RPC_ALPN: &[u8] = b"coop/rpc/1";
-/// Raft consensus messages between control-plane replicas.
-pub const RAFT_ALPN: &[u8] = b"coop/raft/1";
-/// Shards of bulk data between peers (`store`).
-pub const BLOCKS_ALPN: &[u8] = b"coop/blocks/1";
-/// Container leases and operations on another peer's containers.
-pub const COMPUTE_ALPN: &[u8] = b"coop/compute/1";
-/// An exec session into a container on another peer (a stream protocol).
-pub const EXEC_ALPN: &[u8] = b"coop/exec/1";
+/// An idle connection kept to every live peer, so each pair has a path of
+/// its own to report (kind and RTT) whatever else flows between them.
+pub(crate) const PATH_ALPN: &[u8] = b"coop/path/1";
 /// Status gossip (iroh-gossip under a coop-specific ALPN).
 pub const GOSSIP_ALPN: &[u8] = b"coop/gossip/1";
 

@@ -193,9 +193,9 @@ impl Mesh {
                     let mut status = source.status();
                     status.seq = seq;
                     self.liveness().record(status.clone());
-                    match Signed::sign(&key, &status) {
-                        Ok(signed) => {
-                            if let Err(err) = sender.broadcast(signed.to_bytes().into()).await {
+                    match Signed::sign(&key, &status).and_then(|s| s.to_bytes()) {
+                        Ok(bytes) => {
+                            if let Err(err) = sender.broadcast(bytes.into()).await {
                                 debug!(%err, "status broadcast failed");
                             }
                         }
@@ -264,7 +264,7 @@ impl Mesh {
             }
             let mesh = self.clone();
             tokio::spawn(async move {
-                if let Err(err) = mesh.connection(peer, crate::RPC_ALPN).await {
+                if let Err(err) = mesh.connection(peer, crate::PATH_ALPN).await {
                     debug!(peer = %peer.short(), %err, "no path yet");
                 }
             });

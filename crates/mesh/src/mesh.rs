@@ -23,14 +23,13 @@ use coop_identity::{Certificate, CloudId, PeerKey};
 use coop_types::PeerId;
 
 use crate::admission::{Admission, AdmissionHook};
-use crate::hello::{HelloProtocol, HelloReply, HelloRequest};
+use crate::hello::{HelloProtocol, HelloReply, HelloRequest, PathProtocol};
 use crate::liveness::Liveness;
+use crate::protocol::protocol_name;
 use crate::request::{
-    HandlerTable, MAX_MESSAGE_BYTES, RequestHandler, Served, StreamHandler, StreamTable,
+    Handler, HandlerTable, MAX_MESSAGE_BYTES, RESET_FAILED, RESET_NOT_SERVING, Served,
 };
-use crate::{
-    BLOCKS_ALPN, COMPUTE_ALPN, EXEC_ALPN, GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, RAFT_ALPN, RPC_ALPN,
-};
+use crate::{GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, PATH_ALPN};
 
 /// How long a dial may take before the peer counts as unreachable. On a LAN
 /// a QUIC handshake takes milliseconds; across continents well under a
@@ -61,6 +60,11 @@ pub struct MeshConfig {
     pub relay: bool,
     /// Find peers on the local network by mDNS (and announce this one).
     pub mdns: bool,
+    /// The ALPNs of the protocols this peer serves (each declared by the
+    /// crate that serves it); join is always served. A connection on any
+    /// other ALPN is refused, and a served one answers "not serving" until
+    /// its room registers a handler.
+    pub protocols: Vec<&'static [u8]>,
 }
 
 /// Why a mesh operation failed.
@@ -78,6 +82,26 @@ pub enum MeshError {
     Request { peer: PeerId, reason: String },
     #[error("request to peer {peer} timed out after {millis} ms")]
     Timeout { peer: PeerId, millis: u64 },
+    #[error("cannot encode a {protocol} message: {reason}")]
+    Encode { protocol: String, reason: String },
+    #[error(
+        "peer {peer} could not decode our {protocol} message (another version of coop?): {reason}"
+    )]
+    Rejected {
+        peer: PeerId,
+        protocol: String,
+        reason: String,
+    },
+    #[error("peer {peer} answered {protocol} with a message that does not decode: {reason}")]
+    Malformed {
+        peer: PeerId,
+        protocol: String,
+        reason: String,
+    },
+    #[error("peer {peer} does not serve {protocol} yet (is it still starting?)")]
+    NotServing { peer: PeerId, protocol: String },
+    #[error("peer {peer} failed to answer a {protocol} request; its log says why")]
+    Failed { peer: PeerId, protocol: String },
 }
 
 /// A dial that outlives the request that started it: a request with a short
@@ -101,7 +125,6 @@ struct Inner {
     addr_book: MemoryLookup,
     addrs: RwLock<HashMap<PeerId, Vec<TransportAddr>>>,
     handlers: HandlerTable,
-    streams: StreamTable,
     pool: Mutex<HashMap<(PeerId, &'static [u8]), Slot>>,
     greeted: Mutex<HashSet<PeerId>>,
     gossip: Gossip,
@@ -174,33 +197,33 @@ impl Mesh {
             }
         }
         let handlers: HandlerTable = Arc::default();
-        let streams: StreamTable = Arc::default();
         let gossip = Gossip::builder().alpn(GOSSIP_ALPN).spawn(endpoint.clone());
-        let request = |alpn| Served {
-            alpn,
-            handlers: handlers.clone(),
-        };
-        let router = Router::builder(endpoint.clone())
+        let mut router = Router::builder(endpoint.clone())
             .accept(
                 HELLO_ALPN,
                 HelloProtocol {
                     admission: admission.clone(),
                 },
             )
-            .accept(JOIN_ALPN, request(JOIN_ALPN))
-            .accept(RPC_ALPN, request(RPC_ALPN))
-            .accept(RAFT_ALPN, request(RAFT_ALPN))
-            .accept(BLOCKS_ALPN, request(BLOCKS_ALPN))
-            .accept(COMPUTE_ALPN, request(COMPUTE_ALPN))
-            .accept(
-                EXEC_ALPN,
+            .accept(PATH_ALPN, PathProtocol)
+            .accept(GOSSIP_ALPN, gossip.clone());
+        let mut served: Vec<&'static [u8]> = vec![JOIN_ALPN];
+        served.extend(config.protocols.iter().copied());
+        served.sort();
+        served.dedup();
+        for alpn in served {
+            if [HELLO_ALPN, GOSSIP_ALPN, PATH_ALPN].contains(&alpn) {
+                continue;
+            }
+            router = router.accept(
+                alpn,
                 Served {
-                    alpn: EXEC_ALPN,
-                    handlers: streams.clone(),
+                    alpn,
+                    handlers: handlers.clone(),
                 },
-            )
-            .accept(GOSSIP_ALPN, gossip.clone())
-            .spawn();
+            );
+        }
+        let router = router.spawn();
         let liveness = Arc::new(Liveness::new(id, config.liveness));
         let relay_server = if config.relay {
             let server =
@@ -220,7 +243,6 @@ impl Mesh {
             addr_book,
             addrs: RwLock::default(),
             handlers,
-            streams,
             pool: Mutex::default(),
             greeted: Mutex::default(),
             gossip,
@@ -437,8 +459,8 @@ impl Mesh {
             .unwrap_or_default()
     }
 
-    /// Serves requests of `alpn` (one of the request ALPNs) with `handler`.
-    pub fn set_handler(&self, alpn: &'static [u8], handler: Arc<dyn RequestHandler>) {
+    /// Serves `alpn` with `handler` from now on.
+    pub(crate) fn set_handler(&self, alpn: &'static [u8], handler: Handler) {
         if let Ok(mut table) = self.0.handlers.write() {
             table.insert(alpn, handler);
         }
@@ -495,7 +517,7 @@ impl Mesh {
             peer,
             reason: e.to_string(),
         })?;
-        let reply = roundtrip(&conn, peer, &request).await;
+        let reply = roundtrip(&conn, peer, HELLO_ALPN, &request).await;
         conn.close(0u32.into(), b"bye");
         let reply: HelloReply = postcard::from_bytes(&reply?).map_err(|e| MeshError::Request {
             peer,
@@ -534,15 +556,8 @@ impl Mesh {
         }
     }
 
-    /// Serves streams of `alpn` (one of the stream ALPNs) with `handler`.
-    pub fn set_stream_handler(&self, alpn: &'static [u8], handler: Arc<dyn StreamHandler>) {
-        if let Ok(mut table) = self.0.streams.write() {
-            table.insert(alpn, handler);
-        }
-    }
-
     /// Opens a bidirectional stream to `peer` on a protected stream ALPN.
-    pub async fn open_stream(
+    pub(crate) async fn open_stream(
         &self,
         peer: PeerId,
         alpn: &'static [u8],
@@ -637,7 +652,7 @@ impl Mesh {
     }
 
     /// Sends one request on a protected ALPN and waits for the answer.
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         peer: PeerId,
         alpn: &'static [u8],
@@ -646,8 +661,9 @@ impl Mesh {
     ) -> Result<Vec<u8>, MeshError> {
         let attempt = async {
             let conn = self.connection(peer, alpn).await?;
-            match roundtrip(&conn, peer, body).await {
+            match roundtrip(&conn, peer, alpn, body).await {
                 Ok(reply) => Ok(reply),
+                Err(err @ (MeshError::NotServing { .. } | MeshError::Failed { .. })) => Err(err),
                 Err(err) => {
                     self.forget(peer, alpn);
                     // A connection that died before the request went out
@@ -656,7 +672,7 @@ impl Mesh {
                     if conn.close_reason().is_some() {
                         debug!(peer = %peer.short(), %err, "retrying on a fresh connection");
                         let conn = self.connection(peer, alpn).await?;
-                        roundtrip(&conn, peer, body).await
+                        roundtrip(&conn, peer, alpn, body).await
                     } else {
                         Err(err)
                     }
@@ -676,7 +692,7 @@ impl Mesh {
 
     /// Sends one request on an open ALPN (join) to explicit addresses,
     /// without a hello: the caller has no certificate yet.
-    pub async fn request_open(
+    pub(crate) async fn request_open(
         &self,
         peer: PeerId,
         addrs: &[String],
@@ -687,7 +703,7 @@ impl Mesh {
         self.add_peer_addrs(peer, addrs);
         let attempt = async {
             let conn = self.dial(peer, alpn).await?;
-            let reply = roundtrip(&conn, peer, body).await;
+            let reply = roundtrip(&conn, peer, alpn, body).await;
             conn.close(0u32.into(), b"done");
             reply
         };
@@ -697,6 +713,33 @@ impl Mesh {
                 peer,
                 millis: timeout.as_millis() as u64,
             })?
+    }
+
+    /// The error for a stream protocol's opening that failed to arrive:
+    /// reset on purpose by the server, refused by admission, or broken.
+    pub(crate) fn stream_failure(
+        &self,
+        peer: PeerId,
+        alpn: &'static [u8],
+        reset: Option<iroh::endpoint::VarInt>,
+        reason: String,
+    ) -> MeshError {
+        if let Some(err) = reset.and_then(|code| reset_error(peer, alpn, code)) {
+            return err;
+        }
+        let pooled = self
+            .0
+            .pool
+            .lock()
+            .ok()
+            .and_then(|p| match p.get(&(peer, alpn)) {
+                Some(Slot::Ready(conn)) => Some(conn.clone()),
+                _ => None,
+            });
+        match pooled {
+            Some(conn) => failure(&conn, peer, reason),
+            None => MeshError::Request { peer, reason },
+        }
     }
 
     /// The selected path to `peer`, if a connection is open.
@@ -738,23 +781,49 @@ fn parse_transport_addr(text: &str) -> Option<TransportAddr> {
     }
 }
 
-async fn roundtrip(conn: &Connection, peer: PeerId, body: &[u8]) -> Result<Vec<u8>, MeshError> {
-    let result = async {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        send.write_all(body).await.map_err(|e| e.to_string())?;
-        send.finish().map_err(|e| e.to_string())?;
-        recv.read_to_end(MAX_MESSAGE_BYTES)
-            .await
-            .map_err(|e| e.to_string())
+async fn roundtrip(
+    conn: &Connection,
+    peer: PeerId,
+    alpn: &[u8],
+    body: &[u8],
+) -> Result<Vec<u8>, MeshError> {
+    use iroh::endpoint::{ReadError, ReadToEndError};
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| failure(conn, peer, e.to_string()))?;
+    send.write_all(body)
+        .await
+        .map_err(|e| failure(conn, peer, e.to_string()))?;
+    send.finish()
+        .map_err(|e| failure(conn, peer, e.to_string()))?;
+    match recv.read_to_end(MAX_MESSAGE_BYTES).await {
+        Ok(reply) => Ok(reply),
+        Err(ReadToEndError::Read(ReadError::Reset(code))) => Err(reset_error(peer, alpn, code)
+            .unwrap_or_else(|| failure(conn, peer, format!("stream reset with code {code}")))),
+        Err(err) => Err(failure(conn, peer, err.to_string())),
     }
-    .await;
-    result.map_err(|reason| match refusal(conn) {
+}
+
+/// The typed error for a stream the server reset on purpose.
+fn reset_error(peer: PeerId, alpn: &[u8], code: iroh::endpoint::VarInt) -> Option<MeshError> {
+    let protocol = protocol_name(alpn);
+    match code.into_inner() {
+        c if c == u64::from(RESET_NOT_SERVING) => Some(MeshError::NotServing { peer, protocol }),
+        c if c == u64::from(RESET_FAILED) => Some(MeshError::Failed { peer, protocol }),
+        _ => None,
+    }
+}
+
+/// A request that failed on the wire: refused by admission, or broken.
+fn failure(conn: &Connection, peer: PeerId, reason: String) -> MeshError {
+    match refusal(conn) {
         Some(refused) => MeshError::Refused {
             peer,
             reason: refused,
         },
         None => MeshError::Request { peer, reason },
-    })
+    }
 }
 
 /// The reason the remote gave when it closed the connection as refused by

@@ -1,17 +1,20 @@
-//! Request/response over QUIC streams: one bidirectional stream per request.
+//! The byte level under [`crate::protocol`]: one bidirectional QUIC stream
+//! per request or session, and the table of handlers by ALPN.
 //!
-//! The caller writes the request and finishes its half; the handler reads it
-//! to the end, answers, and finishes. Streams are cheap in QUIC, so there is
-//! no multiplexing header and a slow request never blocks another one.
+//! For a request, the caller writes its bytes and finishes its half; the
+//! handler reads them to the end, answers, and finishes. Streams are cheap
+//! in QUIC, so there is no multiplexing header and a slow request never
+//! blocks another one. For a stream protocol the handler gets both halves.
+//! Nothing outside the mesh sees this level: protocols are typed.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
-use iroh::endpoint::{Connection, RecvStream, SendStream};
+use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use coop_types::PeerId;
 
@@ -22,113 +25,110 @@ use crate::admission::peer_of;
 /// room for a large cloud while bounding what a peer can make us buffer.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// Answers requests of one protocol. Errors are part of the protocol's own
-/// response type, so a handler always returns bytes.
-pub trait RequestHandler: Send + Sync + 'static {
-    fn handle(&self, from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>>;
+/// Stream reset code: no handler serves this ALPN yet (the peer is still
+/// starting the room that serves it).
+pub(crate) const RESET_NOT_SERVING: u32 = 1;
+/// Stream reset code: the handler failed to produce an answer at all.
+pub(crate) const RESET_FAILED: u32 = 2;
+
+/// Answers one request of one protocol, bytes in, bytes out. `Err` means
+/// no answer could be made; the stream is reset with [`RESET_FAILED`].
+pub(crate) trait RequestHandler: Send + Sync + 'static {
+    fn handle(&self, from: PeerId, request: Vec<u8>)
+    -> BoxFuture<'static, Result<Vec<u8>, String>>;
 }
 
 /// Serves whole bidirectional streams of one protocol: the handler owns
-/// both halves and speaks whatever the protocol says, for as long as it
-/// likes (an exec session, say).
-pub trait StreamHandler: Send + Sync + 'static {
+/// both halves for as long as the session lasts (an exec session, say).
+pub(crate) trait StreamHandler: Send + Sync + 'static {
     fn handle(&self, from: PeerId, send: SendStream, recv: RecvStream) -> BoxFuture<'static, ()>;
 }
 
-/// Handlers of one kind by ALPN, filled in as the agent's rooms start.
-pub(crate) type Table<H> = Arc<RwLock<HashMap<&'static [u8], Arc<H>>>>;
-/// Request handlers by ALPN.
-pub(crate) type HandlerTable = Table<dyn RequestHandler>;
-/// Stream handlers by ALPN.
-pub(crate) type StreamTable = Table<dyn StreamHandler>;
+/// What serves one ALPN.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    Request(Arc<dyn RequestHandler>),
+    Stream(Arc<dyn StreamHandler>),
+}
 
-/// The iroh protocol handler serving one ALPN from a table of handlers:
-/// `Served<dyn RequestHandler>` answers one request per stream,
-/// `Served<dyn StreamHandler>` hands each stream to its handler.
-pub(crate) struct Served<H: ?Sized> {
+/// Handlers by ALPN, filled in as the peer's rooms start.
+pub(crate) type HandlerTable = Arc<RwLock<HashMap<&'static [u8], Handler>>>;
+
+/// The iroh protocol handler for one ALPN: takes each stream of a
+/// connection and gives it to whatever the table holds for the ALPN then.
+#[derive(Clone)]
+pub(crate) struct Served {
     pub alpn: &'static [u8],
-    pub handlers: Table<H>,
+    pub handlers: HandlerTable,
 }
 
-impl<H: ?Sized> Clone for Served<H> {
-    fn clone(&self) -> Self {
-        Served {
-            alpn: self.alpn,
-            handlers: self.handlers.clone(),
-        }
-    }
-}
-
-impl<H: ?Sized> fmt::Debug for Served<H> {
+impl fmt::Debug for Served {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Served({})", String::from_utf8_lossy(self.alpn))
     }
 }
 
-impl<H: ?Sized> Served<H> {
+impl Served {
     /// The handler now, if its room has started.
-    fn handler(&self) -> Option<Arc<H>> {
+    fn handler(&self) -> Option<Handler> {
         self.handlers
             .read()
             .ok()
             .and_then(|h| h.get(self.alpn).cloned())
     }
+}
 
-    /// Takes the connection's streams one by one until it ends.
-    async fn each_stream(
-        &self,
-        connection: Connection,
-        mut serve: impl FnMut(PeerId, Option<Arc<H>>, SendStream, RecvStream),
-    ) -> Result<(), AcceptError> {
+impl ProtocolHandler for Served {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let from = peer_of(connection.remote_id());
         loop {
-            match connection.accept_bi().await {
-                Ok((send, recv)) => serve(from, self.handler(), send, recv),
+            let (send, recv) = match connection.accept_bi().await {
+                Ok(streams) => streams,
                 Err(err) => {
                     debug!(peer = %from.short(), %err, "connection ended");
                     return Ok(());
+                }
+            };
+            match self.handler() {
+                Some(Handler::Request(handler)) => {
+                    tokio::spawn(answer_request(handler, from, send, recv));
+                }
+                Some(Handler::Stream(handler)) => {
+                    tokio::spawn(handler.handle(from, send, recv));
+                }
+                None => {
+                    // Not ready yet: the caller sees "not serving" and may retry.
+                    let (mut send, mut recv) = (send, recv);
+                    let _ = send.reset(VarInt::from_u32(RESET_NOT_SERVING));
+                    let _ = recv.stop(VarInt::from_u32(RESET_NOT_SERVING));
                 }
             }
         }
     }
 }
 
-impl ProtocolHandler for Served<dyn RequestHandler> {
-    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        self.each_stream(connection, |from, handler, mut send, mut recv| {
-            tokio::spawn(async move {
-                let request = match recv.read_to_end(MAX_MESSAGE_BYTES).await {
-                    Ok(bytes) => bytes,
-                    Err(err) => {
-                        debug!(peer = %from.short(), %err, "bad request stream");
-                        return;
-                    }
-                };
-                let Some(handler) = handler else {
-                    // Not ready yet: reset so the caller sees an error and retries.
-                    let _ = send.reset(1u32.into());
-                    return;
-                };
-                let response = handler.handle(from, request).await;
-                if send.write_all(&response).await.is_ok() {
-                    let _ = send.finish();
-                }
-            });
-        })
-        .await
-    }
-}
-
-impl ProtocolHandler for Served<dyn StreamHandler> {
-    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        self.each_stream(connection, |from, handler, send, mut recv| match handler {
-            Some(handler) => {
-                tokio::spawn(handler.handle(from, send, recv));
+async fn answer_request(
+    handler: Arc<dyn RequestHandler>,
+    from: PeerId,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let request = match recv.read_to_end(MAX_MESSAGE_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            debug!(peer = %from.short(), %err, "bad request stream");
+            return;
+        }
+    };
+    match handler.handle(from, request).await {
+        Ok(response) => {
+            if send.write_all(&response).await.is_ok() {
+                let _ = send.finish();
             }
-            None => {
-                let _ = recv.stop(1u32.into());
-            }
-        })
-        .await
+        }
+        Err(reason) => {
+            warn!(peer = %from.short(), %reason, "no answer could be made to a request");
+            let _ = send.reset(VarInt::from_u32(RESET_FAILED));
+        }
     }
 }

@@ -17,6 +17,7 @@ mod store;
 
 pub use compute::{ContainerEntry, ContainerLimits, DesiredState, RestartPolicy, TemplateEntry};
 pub use control::{ControlPlane, StartError, WriteError};
+pub use network::{RAFT_ALPN, RaftAnswer, RaftMessage, RaftProtocol};
 pub use objects::{
     BlockId, BlockRef, BucketRecord, Completion, Grant, MIN_PART_SIZE, NewStripe, ObjectRecord,
     PartRecord, S3KeyRecord, ShardLocation, StripeLayout, StripeRecord, UploadRecord,

@@ -1,7 +1,6 @@
 //! Raft messages over the mesh (`coop/raft/1`): the client side used by
 //! openraft, and the service answering other replicas.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -16,14 +15,34 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-use coop_mesh::{Mesh, MeshError, RAFT_ALPN, RequestHandler};
+use coop_mesh::{Mesh, MeshError, Protocol, Service};
 use coop_types::PeerId;
 
 use crate::{Command, CommandError, PeerNode, Raft, TypeConfig};
 
+/// `coop/raft/1`: consensus messages between control-plane replicas, and
+/// the writes and read indexes other peers ask the leader for.
+pub struct RaftProtocol;
+
+/// The ALPN of [`RaftProtocol`].
+pub const RAFT_ALPN: &[u8] = b"coop/raft/1";
+
+/// How long a forwarded write or read index may take when the caller sets
+/// no deadline of its own (openraft's calls always set one).
+const RAFT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Protocol for RaftProtocol {
+    const ALPN: &'static [u8] = RAFT_ALPN;
+    type Request = RaftMessage;
+    type Response = RaftAnswer;
+    fn timeout(_: &RaftMessage) -> Duration {
+        RAFT_TIMEOUT
+    }
+}
+
 /// A message from one control-plane replica to another.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum RaftMessage {
+pub enum RaftMessage {
     /// The leader replicates log entries (or heartbeats) to a follower.
     Append(AppendEntriesRequest<TypeConfig>),
     /// A candidate asks for a vote.
@@ -39,17 +58,18 @@ pub(crate) enum RaftMessage {
 
 /// The answer to a [`RaftMessage`], variant by variant.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum RaftAnswer {
+pub enum RaftAnswer {
+    /// The follower's answer to [`RaftMessage::Append`].
     Append(Result<AppendEntriesResponse<PeerId>, RaftError<PeerId>>),
+    /// The voter's answer to [`RaftMessage::Vote`].
     Vote(Result<VoteResponse<PeerId>, RaftError<PeerId>>),
+    /// The lagging replica's answer to [`RaftMessage::Snapshot`].
     Snapshot(Result<InstallSnapshotResponse<PeerId>, RaftError<PeerId, InstallSnapshotError>>),
     /// `Ok(Ok)` applied; `Ok(Err)` refused by the state machine; `Err` not
     /// written here (not the leader, or Raft failed).
     ClientWrite(
         Result<Result<(), CommandError>, RaftError<PeerId, ClientWriteError<PeerId, PeerNode>>>,
     ),
-    /// The message could not be decoded.
-    Malformed(String),
     /// The index a linearizable read must wait for (`Err`: not the leader,
     /// or it could not confirm its leadership).
     ReadIndex(Result<Option<u64>, String>),
@@ -103,15 +123,8 @@ pub(crate) async fn call(
     message: &RaftMessage,
     timeout: Duration,
 ) -> Result<RaftAnswer, MeshError> {
-    let body = postcard::to_stdvec(message).map_err(|e| MeshError::Request {
-        peer: target,
-        reason: e.to_string(),
-    })?;
-    let reply = mesh.request(target, RAFT_ALPN, &body, timeout).await?;
-    postcard::from_bytes(&reply).map_err(|e| MeshError::Request {
-        peer: target,
-        reason: format!("malformed raft answer: {e}"),
-    })
+    mesh.call_within::<RaftProtocol>(target, message, timeout)
+        .await
 }
 
 impl MeshRaftClient {
@@ -175,32 +188,30 @@ pub(crate) struct RaftService {
     pub raft: Raft,
 }
 
-impl RequestHandler for RaftService {
-    fn handle(&self, _from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+impl Service<RaftProtocol> for RaftService {
+    fn answer(&self, _from: PeerId, message: RaftMessage) -> BoxFuture<'static, RaftAnswer> {
         let raft = self.raft.clone();
         Box::pin(async move {
-            let answer = match postcard::from_bytes::<RaftMessage>(&request) {
-                Err(err) => RaftAnswer::Malformed(err.to_string()),
-                Ok(RaftMessage::Append(rpc)) => RaftAnswer::Append(raft.append_entries(rpc).await),
-                Ok(RaftMessage::Vote(rpc)) => RaftAnswer::Vote(raft.vote(rpc).await),
-                Ok(RaftMessage::Snapshot(rpc)) => {
+            match message {
+                RaftMessage::Append(rpc) => RaftAnswer::Append(raft.append_entries(rpc).await),
+                RaftMessage::Vote(rpc) => RaftAnswer::Vote(raft.vote(rpc).await),
+                RaftMessage::Snapshot(rpc) => {
                     RaftAnswer::Snapshot(raft.install_snapshot(rpc).await)
                 }
-                Ok(RaftMessage::ClientWrite(cmd)) => {
+                RaftMessage::ClientWrite(cmd) => {
                     RaftAnswer::ClientWrite(raft.client_write(cmd).await.map(|r| r.data))
                 }
-                Ok(RaftMessage::ReadIndex) => RaftAnswer::ReadIndex(
+                RaftMessage::ReadIndex => RaftAnswer::ReadIndex(
                     raft.get_read_log_id()
                         .await
                         .map(|(read, _)| read.map(|id| id.index))
                         .map_err(|e| e.to_string()),
                 ),
-            };
-            postcard::to_stdvec(&answer).unwrap_or_default()
+            }
         })
     }
 }
 
 pub(crate) fn serve(mesh: &Mesh, raft: &Raft) {
-    mesh.set_handler(RAFT_ALPN, Arc::new(RaftService { raft: raft.clone() }));
+    mesh.serve::<RaftProtocol>(RaftService { raft: raft.clone() });
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use coop_mesh::{BLOCKS_ALPN, Mesh, MeshError, RequestHandler};
+use coop_mesh::{Mesh, MeshError, Protocol, Service};
 use coop_types::PeerId;
 
 use crate::disk::{BlockId, DiskError};
@@ -24,9 +24,25 @@ use crate::metrics::StoreMetrics;
 /// moves well within this.
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `coop/blocks/1`: shards put on, read from and deleted from other
+/// peers' disks.
+pub struct BlocksProtocol;
+
+/// The ALPN of [`BlocksProtocol`].
+pub const BLOCKS_ALPN: &[u8] = b"coop/blocks/1";
+
+impl Protocol for BlocksProtocol {
+    const ALPN: &'static [u8] = BLOCKS_ALPN;
+    type Request = BlockRequest;
+    type Response = BlockReply;
+    fn timeout(_: &BlockRequest) -> Duration {
+        BLOCK_TIMEOUT
+    }
+}
+
 /// A request from the peer that writes or reads a stripe.
 #[derive(Debug, Serialize, Deserialize)]
-enum BlockRequest {
+pub enum BlockRequest {
     /// Store a shard durably on the named disk.
     Put {
         disk: String,
@@ -54,12 +70,17 @@ enum BlockRequest {
 
 /// The answer to a [`BlockRequest`].
 #[derive(Debug, Serialize, Deserialize)]
-enum BlockReply {
+pub enum BlockReply {
+    /// The shard of a `Put` is durable on the disk.
     Stored,
+    /// The shard a `Get` asked for, or `None` without a good copy.
     Shard(Option<Shard>),
+    /// The shard of a `Delete` is gone (or was never there).
     Deleted,
     /// One flag per shard asked about in `Has`.
     Present(Vec<bool>),
+    /// The request could not be carried out (no such disk, a bad shard,
+    /// a failed write), and why.
     Refused(String),
 }
 
@@ -90,7 +111,7 @@ impl BlockService {
 
     /// Registers the service on the mesh.
     pub fn serve(self, mesh: &Mesh) {
-        mesh.set_handler(BLOCKS_ALPN, Arc::new(self));
+        mesh.serve::<BlocksProtocol>(self);
     }
 
     fn disk(&self, id: &str) -> Result<&LocalDisk, String> {
@@ -99,7 +120,7 @@ impl BlockService {
             .ok_or_else(|| format!("no disk `{id}` on this peer"))
     }
 
-    fn answer(&self, request: BlockRequest) -> BlockReply {
+    fn carry_out(&self, request: BlockRequest) -> BlockReply {
         let outcome = match request {
             BlockRequest::Put { disk, block, shard } => self.disk(&disk).and_then(|d| {
                 if !shard.verify() {
@@ -135,21 +156,15 @@ impl BlockService {
     }
 }
 
-impl RequestHandler for BlockService {
-    fn handle(&self, _from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+impl Service<BlocksProtocol> for BlockService {
+    fn answer(&self, _from: PeerId, request: BlockRequest) -> BoxFuture<'static, BlockReply> {
         let this = self.clone();
         Box::pin(async move {
             // Disk I/O blocks (writes fsync), so it runs off the async
             // workers.
-            let reply = tokio::task::spawn_blocking(move || {
-                match postcard::from_bytes::<BlockRequest>(&request) {
-                    Ok(req) => this.answer(req),
-                    Err(err) => BlockReply::Refused(format!("malformed request: {err}")),
-                }
-            })
-            .await
-            .unwrap_or_else(|e| BlockReply::Refused(format!("shard worker failed: {e}")));
-            postcard::to_stdvec(&reply).unwrap_or_default()
+            tokio::task::spawn_blocking(move || this.carry_out(request))
+                .await
+                .unwrap_or_else(|e| BlockReply::Refused(format!("shard worker failed: {e}")))
         })
     }
 }
@@ -166,18 +181,7 @@ impl BlockClient {
     }
 
     async fn call(&self, peer: PeerId, request: &BlockRequest) -> Result<BlockReply, BlockError> {
-        let body = postcard::to_stdvec(request).map_err(|e| BlockError::Protocol {
-            peer,
-            reason: e.to_string(),
-        })?;
-        let reply = self
-            .mesh
-            .request(peer, BLOCKS_ALPN, &body, BLOCK_TIMEOUT)
-            .await?;
-        let reply: BlockReply = postcard::from_bytes(&reply).map_err(|e| BlockError::Protocol {
-            peer,
-            reason: e.to_string(),
-        })?;
+        let reply = self.mesh.call::<BlocksProtocol>(peer, request).await?;
         if let BlockReply::Refused(reason) = reply {
             return Err(BlockError::Refused { peer, reason });
         }

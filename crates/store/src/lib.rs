@@ -22,7 +22,9 @@ mod rebalance;
 mod repair;
 mod stripes;
 
-pub use blocks::{BlockClient, BlockError, BlockService};
+pub use blocks::{
+    BLOCKS_ALPN, BlockClient, BlockError, BlockReply, BlockRequest, BlockService, BlocksProtocol,
+};
 pub use disk::{BlockId, DiskError, DiskStore};
 pub use erasure::{Codec, CodecError, Shard};
 pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, filesystem, parse_size};

@@ -24,7 +24,8 @@ async fn peer(cloud: &CloudKey, name: &str) -> Mesh {
             issued_at: 0,
             expires_at: u64::MAX,
         },
-    );
+    )
+    .expect("certificate");
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
     Mesh::bind(MeshConfig {
         key,
@@ -34,6 +35,7 @@ async fn peer(cloud: &CloudKey, name: &str) -> Mesh {
         liveness: LivenessConfig::default(),
         relay: false,
         mdns: false,
+        protocols: vec![coop_store::BLOCKS_ALPN],
     })
     .await
     .expect("mesh binds")

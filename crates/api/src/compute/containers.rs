@@ -191,10 +191,14 @@ fn entry_of(
 
 /// What an operator asks of an existing container.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub(crate) enum Action {
+pub enum Action {
+    /// Start a stopped or exited container.
     Start,
+    /// Stop it (SIGTERM, then SIGKILL after the grace); it stays stopped.
     Stop,
+    /// Stop it and start it again.
     Restart,
+    /// Remove it; with `force`, a running one too.
     Remove { force: bool },
 }
 

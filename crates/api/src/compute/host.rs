@@ -129,7 +129,9 @@ impl ComputeHost {
             size_bytes: imported.size_bytes,
             imported_by: self.key.id(),
             imported_at: now,
-            signed: signed.to_bytes(),
+            signed: signed
+                .to_bytes()
+                .map_err(|e| ApiError::Internal(format!("cannot encode template {name}: {e}")))?,
             blocks: Vec::new(),
         })
     }

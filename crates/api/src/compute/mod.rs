@@ -24,7 +24,8 @@ mod views;
 pub use blobs::Fetched;
 pub use host::{ComputeHost, runtime_error, should_restart};
 pub use lease::{Capacity, ComputeView};
-pub use remote::serve_compute_calls;
+pub use remote::{COMPUTE_ALPN, ComputeProtocol, PeerCall, PeerReply, serve_compute_calls};
+pub use remote_exec::{EXEC_ALPN, ExecAnswer, ExecCall, ExecProtocol};
 pub use stream::{
     ExecFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF, FRAME_STDOUT,
 };

@@ -5,13 +5,12 @@
 //! the HTTP status the caller passes on, so a refusal reads the same
 //! whichever peer's API the client talked to.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use coop_mesh::{COMPUTE_ALPN, RequestHandler};
+use coop_mesh::{Protocol, Service};
 use coop_state::ContainerEntry;
 use coop_types::PeerId;
 
@@ -28,9 +27,24 @@ const ACT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Listing waits this long for each peer, then shows its containers as unknown.
 pub(crate) const OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// `coop/compute/1`: leases and operations on another peer's containers.
+pub struct ComputeProtocol;
+
+/// The ALPN of [`ComputeProtocol`].
+pub const COMPUTE_ALPN: &[u8] = b"coop/compute/1";
+
+impl Protocol for ComputeProtocol {
+    const ALPN: &'static [u8] = COMPUTE_ALPN;
+    type Request = PeerCall;
+    type Response = PeerReply;
+    fn timeout(call: &PeerCall) -> Duration {
+        call.timeout()
+    }
+}
+
 /// A request to the peer that runs (or is asked to run) a container.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum PeerCall {
+pub enum PeerCall {
     /// Run this container; its `peer` is the callee.
     Lease(Box<ContainerEntry>),
     Act {
@@ -56,7 +70,7 @@ pub(crate) const LOG_CHUNK: usize = 256 << 10;
 
 /// The answer to a [`PeerCall`].
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum PeerReply {
+pub enum PeerReply {
     View(Box<ContainerView>),
     Views(Vec<ContainerView>),
     Stats(StatsView),
@@ -91,12 +105,10 @@ pub(crate) async fn call(
     call: PeerCall,
     timeout: Option<Duration>,
 ) -> Result<PeerReply, ApiError> {
-    let body = serde_json::to_vec(&call)
-        .map_err(|e| ApiError::Internal(format!("cannot encode a call to peer {peer}: {e}")))?;
     let timeout = timeout.unwrap_or_else(|| call.timeout());
     let answer = state
         .mesh
-        .request(peer, COMPUTE_ALPN, &body, timeout)
+        .call_within::<ComputeProtocol>(peer, &call, timeout)
         .await
         .map_err(|e| {
             ApiError::Unavailable(format!(
@@ -104,13 +116,9 @@ pub(crate) async fn call(
                 peer.short()
             ))
         })?;
-    match serde_json::from_slice::<PeerReply>(&answer) {
-        Ok(PeerReply::Error { status, message }) => Err(ApiError::from_status(status, message)),
-        Ok(reply) => Ok(reply),
-        Err(err) => Err(ApiError::Internal(format!(
-            "peer {} answered with a malformed reply: {err}",
-            peer.short()
-        ))),
+    match answer {
+        PeerReply::Error { status, message } => Err(ApiError::from_status(status, message)),
+        reply => Ok(reply),
     }
 }
 
@@ -131,25 +139,16 @@ pub(crate) fn unexpected(reply: &PeerReply) -> ApiError {
 /// Serves [`PeerCall`]s from the cloud's other members.
 struct ComputeService(AppState);
 
-impl RequestHandler for ComputeService {
-    fn handle(&self, from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+impl Service<ComputeProtocol> for ComputeService {
+    fn answer(&self, from: PeerId, call: PeerCall) -> BoxFuture<'static, PeerReply> {
         let state = self.0.clone();
         Box::pin(async move {
-            let reply = match serde_json::from_slice::<PeerCall>(&request) {
-                Ok(call) => {
-                    answer(&state, from, call)
-                        .await
-                        .unwrap_or_else(|err| PeerReply::Error {
-                            status: err.status().as_u16(),
-                            message: err.to_string(),
-                        })
-                }
-                Err(err) => PeerReply::Error {
-                    status: 400,
-                    message: format!("malformed compute call: {err}"),
-                },
-            };
-            serde_json::to_vec(&reply).unwrap_or_default()
+            answer(&state, from, call)
+                .await
+                .unwrap_or_else(|err| PeerReply::Error {
+                    status: err.status().as_u16(),
+                    message: err.to_string(),
+                })
         })
     }
 }
@@ -186,8 +185,6 @@ async fn answer(state: &AppState, from: PeerId, call: PeerCall) -> Result<PeerRe
 
 /// Starts answering other peers' compute calls and exec sessions.
 pub fn serve_compute_calls(state: &AppState) {
-    state
-        .mesh
-        .set_handler(COMPUTE_ALPN, Arc::new(ComputeService(state.clone())));
+    state.mesh.serve(ComputeService(state.clone()));
     super::remote_exec::serve(state);
 }

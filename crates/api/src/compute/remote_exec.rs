@@ -7,13 +7,13 @@
 //! refusal (no such container, not running) is a plain HTTP error, and
 //! afterwards it copies bytes without looking at them.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use coop_mesh::{EXEC_ALPN, RecvStream, SendStream, StreamHandler};
+use coop_mesh::{RecvStream, SendStream, Session, StreamProtocol, StreamService};
 use coop_types::PeerId;
 
 use super::containers::start_exec;
@@ -21,12 +21,24 @@ use super::stream::serve_exec;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Longest first line either side sends.
-const MAX_LINE: usize = 64 << 10;
+/// `coop/exec/1`: an exec session into a container on another peer.
+pub struct ExecProtocol;
+
+/// The ALPN of [`ExecProtocol`].
+pub const EXEC_ALPN: &[u8] = b"coop/exec/1";
+
+impl StreamProtocol for ExecProtocol {
+    const ALPN: &'static [u8] = EXEC_ALPN;
+    type Open = ExecCall;
+    type Reply = ExecAnswer;
+    /// Starting a process in a running container takes milliseconds; a
+    /// dial and a first hole punch take a few seconds.
+    const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+}
 
 /// What to run, sent first on the stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ExecCall {
+pub struct ExecCall {
     pub name: String,
     pub argv: Vec<String>,
     pub tty: bool,
@@ -36,8 +48,10 @@ pub(crate) struct ExecCall {
 
 /// The answer to an [`ExecCall`]: started, or refused with an HTTP status.
 #[derive(Debug, Serialize, Deserialize)]
-enum ExecAnswer {
+pub enum ExecAnswer {
+    /// The process runs; frames follow both ways.
     Started,
+    /// The exec could not start, and why.
     Refused { status: u16, message: String },
 }
 
@@ -67,81 +81,38 @@ pub(crate) async fn open(
     peer: PeerId,
     call: &ExecCall,
 ) -> Result<RemoteSession, ApiError> {
-    let unreachable = |e: String| {
-        ApiError::Unavailable(format!(
-            "peer {} cannot be reached for exec: {e}",
+    match state.mesh.open::<ExecProtocol>(peer, call).await {
+        Ok((ExecAnswer::Started, send, recv)) => Ok(RemoteSession { send, recv }),
+        Ok((ExecAnswer::Refused { status, message }, _, _)) => {
+            Err(ApiError::from_status(status, message))
+        }
+        Err(err) => Err(ApiError::Unavailable(format!(
+            "peer {} cannot be reached for exec: {err}",
             peer.short()
-        ))
-    };
-    let (mut send, mut recv) = state
-        .mesh
-        .open_stream(peer, EXEC_ALPN)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    write_line(&mut send, call)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    match read_line::<ExecAnswer, _>(&mut recv).await {
-        Ok(ExecAnswer::Started) => Ok(RemoteSession { send, recv }),
-        Ok(ExecAnswer::Refused { status, message }) => Err(ApiError::from_status(status, message)),
-        Err(err) => Err(unreachable(err)),
+        ))),
     }
-}
-
-async fn write_line<T: Serialize>(send: &mut SendStream, value: &T) -> Result<(), String> {
-    let mut line = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-    line.push(b'\n');
-    send.write_all(&line).await.map_err(|e| e.to_string())
-}
-
-/// Reads one JSON line byte by byte, so nothing after it is consumed.
-async fn read_line<T, R>(recv: &mut R) -> Result<T, String>
-where
-    T: for<'de> Deserialize<'de>,
-    R: AsyncRead + Unpin,
-{
-    let mut line = Vec::new();
-    loop {
-        let byte = recv
-            .read_u8()
-            .await
-            .map_err(|e| format!("the stream ended early: {e}"))?;
-        if byte == b'\n' {
-            break;
-        }
-        if line.len() >= MAX_LINE {
-            return Err("the first line is too long".into());
-        }
-        line.push(byte);
-    }
-    serde_json::from_slice(&line).map_err(|e| format!("malformed line: {e}"))
 }
 
 /// Serves exec sessions other peers open into this peer's containers.
 struct ExecService(AppState);
 
-impl StreamHandler for ExecService {
-    fn handle(
+impl StreamService<ExecProtocol> for ExecService {
+    fn serve(
         &self,
         from: PeerId,
-        mut send: SendStream,
-        mut recv: RecvStream,
+        call: ExecCall,
+        session: Session<ExecProtocol>,
     ) -> BoxFuture<'static, ()> {
         let state = self.0.clone();
         Box::pin(async move {
-            let started = match read_line::<ExecCall, _>(&mut recv).await {
-                Ok(call) => {
-                    tracing::debug!(container = %call.name, from = %from.short(), "exec from another peer");
-                    match state.compute() {
-                        Ok(host) => start_exec(&state, &host, call).await,
-                        Err(err) => Err(err),
-                    }
-                }
-                Err(err) => Err(ApiError::BadRequest(err)),
+            tracing::debug!(container = %call.name, from = %from.short(), "exec from another peer");
+            let started = match state.compute() {
+                Ok(host) => start_exec(&state, &host, call).await,
+                Err(err) => Err(err),
             };
             match started {
                 Ok(handle) => {
-                    if write_line(&mut send, &ExecAnswer::Started).await.is_ok() {
+                    if let Ok((send, recv)) = session.reply(&ExecAnswer::Started).await {
                         serve_exec(tokio::io::join(recv, send), handle).await;
                     }
                 }
@@ -150,8 +121,9 @@ impl StreamHandler for ExecService {
                         status: err.status().as_u16(),
                         message: err.to_string(),
                     };
-                    let _ = write_line(&mut send, &answer).await;
-                    let _ = send.finish();
+                    if let Ok((mut send, _)) = session.reply(&answer).await {
+                        let _ = send.finish();
+                    }
                 }
             }
         })
@@ -160,7 +132,5 @@ impl StreamHandler for ExecService {
 
 /// Starts answering other peers' exec sessions.
 pub(crate) fn serve(state: &AppState) {
-    state
-        .mesh
-        .set_stream_handler(EXEC_ALPN, Arc::new(ExecService(state.clone())));
+    state.mesh.serve_streams(ExecService(state.clone()));
 }

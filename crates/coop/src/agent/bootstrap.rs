@@ -1,24 +1,20 @@
 //! First start and restart: found a new cloud, join one by invite, or come
 //! back as the member this data dir already is.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use tracing::{info, warn};
 
 use coop_identity::{Certificate, CertificateBody, CloudId, CloudKey, InviteToken, PeerKey};
-use coop_mesh::{JOIN_ALPN, LivenessConfig, Mesh, MeshConfig};
+use coop_mesh::{LivenessConfig, Mesh, MeshConfig};
 use coop_state::{CloudInfo, Command, ControlPlane, PeerNode, PeerRecord, StateStore};
 use coop_types::{Role, unix_now};
 
-use super::protocol::{JoinReply, JoinRequest};
+use super::protocol::{JoinProtocol, JoinReply, JoinRequest};
 use crate::datadir::{DataDir, Membership};
 use crate::settings::Settings;
 
 /// The founder's own certificate lasts as long as any other.
 const FOUNDER_CERT_SECS: u64 = 10 * 365 * 24 * 3600;
-/// How long a new machine waits for each bootstrap peer of its invite.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What a started peer is made of.
 pub(crate) struct Started {
@@ -79,6 +75,7 @@ async fn bind_mesh(
         liveness,
         relay: settings.relay,
         mdns: settings.mdns,
+        protocols: super::SERVED_PROTOCOLS.to_vec(),
     })
     .await
     .context("cannot start the peer mesh")
@@ -115,7 +112,8 @@ async fn found(settings: &Settings, dir: &DataDir, liveness: LivenessConfig) -> 
             issued_at: now,
             expires_at: now + FOUNDER_CERT_SECS,
         },
-    );
+    )
+    .context("cannot issue the founder's certificate")?;
     let mesh = bind_mesh(settings, &key, cloud_key.id(), Some(cert.clone()), liveness).await?;
     key.save(&dir.peer_key())?;
     cloud_key.save(&dir.cloud_key())?;
@@ -201,19 +199,13 @@ async fn join(
         addrs: mesh.local_addrs(),
         relay: settings.relay,
     };
-    let body = postcard::to_stdvec(&request)?;
     let mut failures = Vec::new();
     let mut accepted = None;
     for peer in &token.bootstrap {
         info!(peer = %peer.id.short(), addrs = ?peer.addrs, "asking to join");
         let reply = mesh
-            .request_open(peer.id, &peer.addrs, JOIN_ALPN, &body, JOIN_TIMEOUT)
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| {
-                postcard::from_bytes::<JoinReply>(&bytes)
-                    .context("malformed answer to the join request")
-            });
+            .call_open::<JoinProtocol>(peer.id, &peer.addrs, &request)
+            .await;
         match reply {
             Ok(JoinReply::Accepted { cert, cloud, peers }) => {
                 accepted = Some((*cert, cloud, peers));

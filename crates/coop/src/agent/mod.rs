@@ -5,7 +5,7 @@
 mod bootstrap;
 mod containers;
 mod loops;
-mod protocol;
+pub(crate) mod protocol;
 mod services;
 mod status;
 mod storage;
@@ -18,13 +18,23 @@ use tracing::{info, warn};
 
 use coop_api::AppState;
 use coop_identity::{CloudId, CloudKey, PeerKey};
-use coop_mesh::{JOIN_ALPN, LivenessConfig, Mesh, RPC_ALPN};
+use coop_mesh::{LivenessConfig, Mesh};
 use coop_state::{Command, ControlPlane, TokenRecord};
 use coop_types::unix_now;
 
 use crate::GlobalArgs;
 use crate::datadir::{ApiInfo, DataDir};
 use crate::settings::{Settings, UpArgs};
+
+/// The ALPNs of every protocol a peer serves besides the mesh's own:
+/// the router accepts exactly these.
+pub(crate) const SERVED_PROTOCOLS: &[&[u8]] = &[
+    protocol::RPC_ALPN,
+    coop_state::RAFT_ALPN,
+    coop_store::BLOCKS_ALPN,
+    coop_api::compute::COMPUTE_ALPN,
+    coop_api::compute::EXEC_ALPN,
+];
 
 /// What the agent's tasks share.
 pub(crate) struct Core {
@@ -96,10 +106,8 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
         control: started.control.clone(),
         cloud_key: RwLock::new(started.cloud_key),
     });
-    core.mesh
-        .set_handler(JOIN_ALPN, Arc::new(services::JoinService(core.clone())));
-    core.mesh
-        .set_handler(RPC_ALPN, Arc::new(services::RpcService(core.clone())));
+    core.mesh.serve(services::JoinService(core.clone()));
+    core.mesh.serve(services::RpcService(core.clone()));
 
     let storage = storage::start(&settings, &core.mesh)?;
     let compute = containers::start(&core, storage.stripes.clone())?;

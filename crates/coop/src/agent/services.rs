@@ -7,19 +7,16 @@ use futures::future::BoxFuture;
 use tracing::{info, warn};
 
 use coop_identity::{Certificate, CertificateBody, CloudKey, InviteToken};
-use coop_mesh::{RPC_ALPN, RequestHandler};
+use coop_mesh::Service;
 use coop_state::{Command, PeerNode, PeerRecord, WriteError};
 use coop_types::{PeerId, Role, unix_now};
 
 use super::Core;
-use super::protocol::{AgentReply, AgentRequest, JoinReply, JoinRequest};
+use super::protocol::{AgentReply, AgentRequest, AgentRpc, JoinProtocol, JoinReply, JoinRequest};
 
 /// Peer certificates last ten years; revocation, not expiry, is how a
 /// cloud cuts a peer off, and renewal is not built yet.
 const CERT_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
-
-/// A forwarded join waits for the leader's write (up to 10 s) and a bit.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(12);
 
 impl Core {
     /// Decides a join, signing the certificate here if this peer holds the
@@ -42,7 +39,7 @@ impl Core {
     async fn admit(&self, cloud_key: &CloudKey, peer: PeerId, req: JoinRequest) -> JoinReply {
         let now = unix_now();
         let roles = if req.relay { vec![Role::Relay] } else { vec![] };
-        let cert = Certificate::issue(
+        let cert = match Certificate::issue(
             cloud_key,
             CertificateBody {
                 cloud: self.cloud,
@@ -53,7 +50,10 @@ impl Core {
                 issued_at: now,
                 expires_at: now + CERT_LIFETIME_SECS,
             },
-        );
+        ) {
+            Ok(cert) => cert,
+            Err(err) => return JoinReply::Unavailable(err.to_string()),
+        };
         let record = PeerRecord {
             cert: cert.clone(),
             joined_at: now,
@@ -119,19 +119,10 @@ impl Core {
                 "this peer leads the control plane but has no cloud key".into(),
             );
         }
-        let body = match postcard::to_stdvec(&AgentRequest::Join { peer, request: req }) {
-            Ok(b) => b,
-            Err(err) => return JoinReply::Unavailable(err.to_string()),
-        };
-        match self
-            .mesh
-            .request(leader, RPC_ALPN, &body, FORWARD_TIMEOUT)
-            .await
-            .map(|bytes| postcard::from_bytes::<AgentReply>(&bytes))
-        {
-            Ok(Ok(AgentReply::Join(reply))) => reply,
-            Ok(Ok(other)) => JoinReply::Unavailable(format!("unexpected reply {other:?}")),
-            Ok(Err(err)) => JoinReply::Unavailable(format!("malformed reply: {err}")),
+        let forwarded = AgentRequest::Join { peer, request: req };
+        match self.mesh.call::<AgentRpc>(leader, &forwarded).await {
+            Ok(AgentReply::Join(reply)) => reply,
+            Ok(other) => JoinReply::Unavailable(format!("unexpected reply {other:?}")),
             Err(err) => JoinReply::Unavailable(format!("cannot reach the leader: {err}")),
         }
     }
@@ -152,6 +143,7 @@ impl Core {
                     Err(err) => AgentReply::Error(format!("cannot store the cloud key: {err:#}")),
                 }
             }
+            AgentRequest::Ping => AgentReply::Pong,
         }
     }
 
@@ -160,55 +152,33 @@ impl Core {
         let key = self
             .cloud_key()
             .ok_or_else(|| "this peer has no cloud key to hand over".to_string())?;
-        let body = postcard::to_stdvec(&AgentRequest::StewardKey {
+        let request = AgentRequest::StewardKey {
             secret: key.secret_bytes(),
-        })
-        .map_err(|e| e.to_string())?;
-        let reply = self
-            .mesh
-            .request(peer, RPC_ALPN, &body, Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
-        match postcard::from_bytes::<AgentReply>(&reply) {
+        };
+        match self.mesh.call::<AgentRpc>(peer, &request).await {
             Ok(AgentReply::KeyStored) => Ok(()),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
-            Err(err) => Err(format!("malformed reply: {err}")),
+            Err(err) => Err(err.to_string()),
         }
     }
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_stdvec(value).unwrap_or_default()
 }
 
 /// `coop/join/1`.
 pub(crate) struct JoinService(pub Arc<Core>);
 
-impl RequestHandler for JoinService {
-    fn handle(&self, from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+impl Service<JoinProtocol> for JoinService {
+    fn answer(&self, from: PeerId, request: JoinRequest) -> BoxFuture<'static, JoinReply> {
         let core = self.0.clone();
-        Box::pin(async move {
-            let reply = match postcard::from_bytes::<JoinRequest>(&request) {
-                Ok(req) => core.handle_join(from, req).await,
-                Err(err) => JoinReply::Refused(format!("malformed join request: {err}")),
-            };
-            encode(&reply)
-        })
+        Box::pin(async move { core.handle_join(from, request).await })
     }
 }
 
 /// `coop/rpc/1`.
 pub(crate) struct RpcService(pub Arc<Core>);
 
-impl RequestHandler for RpcService {
-    fn handle(&self, from: PeerId, request: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+impl Service<AgentRpc> for RpcService {
+    fn answer(&self, from: PeerId, request: AgentRequest) -> BoxFuture<'static, AgentReply> {
         let core = self.0.clone();
-        Box::pin(async move {
-            let reply = match postcard::from_bytes::<AgentRequest>(&request) {
-                Ok(req) => core.handle_rpc(from, req).await,
-                Err(err) => AgentReply::Error(format!("malformed request: {err}")),
-            };
-            encode(&reply)
-        })
+        Box::pin(async move { core.handle_rpc(from, request).await })
     }
 }
