@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use coop_orchestra::ComputeError;
 use coop_state::{CommandError, StoreError, WriteError};
 
 /// The body of every error response.
@@ -38,18 +39,6 @@ impl ApiError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         self.parts().0
-    }
-
-    /// The error another peer answered with `status`, passed on as is.
-    pub fn from_status(status: u16, message: String) -> ApiError {
-        match status {
-            400 => ApiError::BadRequest(message),
-            401 | 403 => ApiError::Unauthorized(message),
-            404 => ApiError::NotFound(message),
-            409 => ApiError::Conflict(message),
-            503 => ApiError::Unavailable(message),
-            _ => ApiError::Internal(message),
-        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str) {
@@ -97,6 +86,23 @@ impl From<WriteError> for ApiError {
                 _ => ApiError::Conflict(cmd.to_string()),
             },
             WriteError::Unavailable { .. } => ApiError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<ComputeError> for ApiError {
+    fn from(err: ComputeError) -> Self {
+        let message = err.to_string();
+        match err.root() {
+            ComputeError::NotFound(_) => ApiError::NotFound(message),
+            ComputeError::Invalid(_) => ApiError::BadRequest(message),
+            ComputeError::Conflict(_) | ComputeError::Short(_) => ApiError::Conflict(message),
+            ComputeError::Unavailable(_) | ComputeError::Unreachable { .. } => {
+                ApiError::Unavailable(message)
+            }
+            ComputeError::Runtime(_) | ComputeError::Internal(_) | ComputeError::Refused { .. } => {
+                ApiError::Internal(message)
+            }
         }
     }
 }

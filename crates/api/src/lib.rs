@@ -24,11 +24,11 @@ use tokio::net::TcpListener;
 
 use coop_identity::{CloudId, PeerKey};
 use coop_mesh::Mesh;
+use coop_orchestra::Orchestra;
 use coop_state::ControlPlane;
 use coop_store::{LocalDisks, StoreMetrics, Stripes};
 
 pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
-pub use compute::ComputeHost;
 pub use error::ApiError;
 pub use openapi::openapi_json;
 pub use storage::{
@@ -49,7 +49,7 @@ pub struct AppState {
     pub(crate) stripes: Option<Stripes>,
     pub(crate) disks: Option<LocalDisks>,
     pub(crate) store_metrics: Option<Arc<StoreMetrics>>,
-    pub(crate) compute: Option<Arc<ComputeHost>>,
+    pub(crate) compute: Option<Orchestra>,
 }
 
 impl AppState {
@@ -83,13 +83,14 @@ impl AppState {
 }
 
 impl AppState {
-    /// Lets template and container endpoints and metrics use this peer's compute.
-    pub fn with_compute(mut self, compute: Arc<ComputeHost>) -> Self {
+    /// Lets template and container endpoints and metrics use this peer's
+    /// compute service.
+    pub fn with_compute(mut self, compute: Orchestra) -> Self {
         self.compute = Some(compute);
         self
     }
 
-    pub(crate) fn compute(&self) -> Result<Arc<ComputeHost>, ApiError> {
+    pub(crate) fn compute(&self) -> Result<Orchestra, ApiError> {
         self.compute
             .clone()
             .ok_or_else(|| ApiError::Unavailable("compute is not enabled on this peer".into()))

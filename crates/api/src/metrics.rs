@@ -182,7 +182,7 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
     }
-    if let Some(host) = state.compute.clone() {
+    if let Some(host) = state.compute.as_ref().map(|o| o.host().clone()) {
         let sampled = tokio::task::spawn_blocking(move || {
             let Ok(runtime) = host.runtime() else {
                 return Vec::new();

@@ -15,10 +15,10 @@ use utoipa::IntoParams;
 use coop_state::Command;
 use coop_types::unix_now;
 
-use super::blobs::{StoredBlob, store_blob};
 use super::views::TemplateView;
 use crate::AppState;
 use crate::error::ApiError;
+use coop_orchestra::{StoredBlob, store_blob};
 
 /// Query of `POST /v1/templates`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -63,7 +63,7 @@ pub(crate) async fn import(
     Query(query): Query<ImportQuery>,
     body: Body,
 ) -> Result<Json<TemplateView>, ApiError> {
-    let host = state.compute()?;
+    let host = state.compute()?.host().clone();
     let version = query
         .version
         .unwrap_or_else(|| coop_compute::DEFAULT_VERSION.to_string());
@@ -236,7 +236,7 @@ pub(crate) async fn remove(
             now: unix_now(),
         })
         .await?;
-    if let Ok(host) = state.compute() {
+    if let Ok(host) = state.compute().map(|o| o.host().clone()) {
         let remaining = state.control.store().templates()?;
         let content_id = entry.content_id.clone();
         let _ =

@@ -3,11 +3,47 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use coop_compute::runtime::{Container, ContainerState, ExitStatus, Stats};
-use coop_state::{ContainerEntry, DesiredState, TemplateEntry};
+use coop_compute::runtime::{ContainerState, ExitStatus, Stats};
+use coop_orchestra::{CapacityReport, ContainerStatus, verify_template};
+use coop_state::{DesiredState, TemplateEntry};
 use coop_types::unix_now;
 
-use super::host::verify_template;
+/// `GET /v1/compute`: whether this peer runs containers, what it lends
+/// them and what its containers hold now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ComputeView {
+    /// This peer (full id).
+    pub peer: String,
+    /// Whether containers can run here.
+    pub available: bool,
+    /// Why not, when they cannot (not root, no cgroups, ...).
+    pub reason: Option<String>,
+    pub capacity_cpus_milli: u64,
+    pub capacity_memory_bytes: u64,
+    pub capacity_disk_bytes: u64,
+    pub held_cpus_milli: u64,
+    pub held_memory_bytes: u64,
+    pub held_disk_bytes: u64,
+    /// Containers placed on this peer.
+    pub containers: usize,
+}
+
+impl ComputeView {
+    pub(crate) fn of(report: &CapacityReport) -> Self {
+        ComputeView {
+            peer: report.peer.to_string(),
+            available: report.unavailable.is_none(),
+            reason: report.unavailable.clone(),
+            capacity_cpus_milli: report.capacity.cpus_milli,
+            capacity_memory_bytes: report.capacity.memory_bytes,
+            capacity_disk_bytes: report.capacity.disk_bytes,
+            held_cpus_milli: report.held.cpus_milli,
+            held_memory_bytes: report.held.memory_bytes,
+            held_disk_bytes: report.held.disk_bytes,
+            containers: report.containers,
+        }
+    }
+}
 
 /// A template version as listed and shown.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -146,7 +182,8 @@ pub struct ContainerView {
 }
 
 impl ContainerView {
-    pub(crate) fn of(entry: &ContainerEntry, actual: Option<&Container>, local: bool) -> Self {
+    pub(crate) fn of(status: &ContainerStatus) -> Self {
+        let entry = &status.entry;
         let mut view = ContainerView {
             name: entry.name.clone(),
             peer: entry.peer.to_string(),
@@ -164,7 +201,12 @@ impl ContainerView {
                 DesiredState::Stopped => "stopped",
             }
             .to_string(),
-            state: if local { "missing" } else { "unknown" }.to_string(),
+            state: if status.observed {
+                "missing"
+            } else {
+                "unknown"
+            }
+            .to_string(),
             address: None,
             pid: None,
             started_at: None,
@@ -176,7 +218,7 @@ impl ContainerView {
             finished_at: None,
             created_at: entry.created_at,
         };
-        let Some(container) = actual else {
+        let Some(container) = &status.actual else {
             return view;
         };
         view.address = Some(container.address.to_string());
@@ -256,13 +298,4 @@ pub struct ExecQuery {
     /// Initial pty columns.
     #[serde(default)]
     pub cols: Option<u16>,
-}
-
-/// The payload of the exit frame that ends an exec stream.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExecExit {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    /// Set when the exec failed rather than the process ending.
-    pub error: Option<String>,
 }

@@ -359,11 +359,23 @@ impl Runtime {
     /// The container's log (stdout and stderr), from the start; with
     /// `follow`, reads wait for more output until the container exits.
     pub fn logs(&self, id: &str, follow: bool) -> Result<LogStream, RuntimeError> {
+        self.logs_from(id, 0, follow)
+    }
+
+    /// The container's log from byte `offset` on (a seek, not a re-read:
+    /// a follower polling by offset costs what is new, not the whole log).
+    pub fn logs_from(
+        &self,
+        id: &str,
+        offset: u64,
+        follow: bool,
+    ) -> Result<LogStream, RuntimeError> {
         let (dir, _) = self.record(id)?;
         Ok(LogStream {
             file: None,
             dir,
             follow,
+            start: offset,
         })
     }
 

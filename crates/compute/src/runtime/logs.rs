@@ -1,7 +1,7 @@
 //! [`LogStream`]: reading a container's log, optionally following it.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use crate::runtime::state::ContainerDir;
@@ -18,6 +18,8 @@ pub struct LogStream {
     pub(crate) file: Option<File>,
     pub(crate) dir: ContainerDir,
     pub(crate) follow: bool,
+    /// Where reading starts, in bytes from the log's start.
+    pub(crate) start: u64,
 }
 
 impl Read for LogStream {
@@ -25,7 +27,12 @@ impl Read for LogStream {
         loop {
             if self.file.is_none() {
                 match File::open(self.dir.log()) {
-                    Ok(file) => self.file = Some(file),
+                    Ok(mut file) => {
+                        if self.start > 0 {
+                            file.seek(SeekFrom::Start(self.start))?;
+                        }
+                        self.file = Some(file)
+                    }
                     Err(e)
                         if e.kind() == io::ErrorKind::NotFound && self.follow && self.running() => {
                     }

@@ -83,7 +83,7 @@ pub struct Container {
 }
 
 /// Where a container is in its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ContainerState {
     /// Prepared (disk, bundle) but never started.
     Created,
@@ -106,7 +106,7 @@ impl ContainerState {
 }
 
 /// A container's resource use now.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// CPU time used since start, nanoseconds.
     pub cpu_usage_ns: u64,

@@ -32,8 +32,8 @@ pub(crate) const SERVED_PROTOCOLS: &[&[u8]] = &[
     protocol::RPC_ALPN,
     coop_state::RAFT_ALPN,
     coop_store::BLOCKS_ALPN,
-    coop_api::compute::COMPUTE_ALPN,
-    coop_api::compute::EXEC_ALPN,
+    coop_orchestra::COMPUTE_ALPN,
+    coop_orchestra::EXEC_ALPN,
 ];
 
 /// What the agent's tasks share.
@@ -112,7 +112,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
     let storage = storage::start(&settings, &core.mesh)?;
     let compute = containers::start(&core, storage.stripes.clone())?;
     let tasks = vec![
-        containers::spawn_reconcile(core.clone(), compute.clone()),
+        tokio::spawn(compute.clone().reconcile()),
         storage::spawn_upkeep(&storage, &settings, &core.control),
         loops::spawn_store_sync(core.clone()),
         core.mesh.start_liveness(
@@ -144,7 +144,6 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
         storage.metrics.clone(),
     )
     .with_compute(compute);
-    coop_api::compute::serve_compute_calls(&state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(coop_api::serve_on(listener, state, async move {
         let _ = stop_rx.await;

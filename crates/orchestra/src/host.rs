@@ -1,11 +1,10 @@
 //! [`ComputeHost`]: this peer's container runtime, template blobs and
-//! unpacked rootfs cache, and the blocking steps handlers and the agent's
+//! unpacked rootfs cache, and the blocking steps the service and the
 //! reconcile loop share.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use coop_compute::network::NetworkError;
 use coop_compute::runtime::{
     Container, ContainerSpec, ExitStatus, PortMapping, Runtime, RuntimeConfig, RuntimeError,
 };
@@ -18,9 +17,9 @@ use coop_state::{ContainerEntry, RestartPolicy, StateStore, TemplateEntry};
 use coop_store::Stripes;
 use coop_types::PeerId;
 
-use super::blobs::{Fetched, fetch_blob};
-use super::lease::Capacity;
-use crate::error::ApiError;
+use crate::blobs::{Fetched, fetch_blob};
+use crate::error::{ComputeError, runtime_error};
+use crate::lease::Capacity;
 
 /// The compute side of one peer: where templates are kept and the runtime
 /// that runs containers. Blocking methods must run in `spawn_blocking`.
@@ -31,11 +30,11 @@ pub struct ComputeHost {
     cache: PathBuf,
     uploads: PathBuf,
     runtime: Result<Runtime, String>,
-    ops: tokio::sync::Mutex<()>,
     /// The cloud's store, where template blobs live.
     stripes: Stripes,
-    /// Held while a blob is fetched, so two starts never fetch it twice.
-    fetching: tokio::sync::Mutex<()>,
+    /// Held per blob while it is fetched, so two starts never fetch the
+    /// same blob twice, and a slow fetch holds up no other template.
+    fetching: crate::service::KeyedLocks,
     /// What this peer lends to containers.
     capacity: Capacity,
 }
@@ -60,29 +59,22 @@ impl ComputeHost {
             cache: templates.join("rootfs"),
             uploads: templates.join("uploads"),
             runtime,
-            ops: tokio::sync::Mutex::new(()),
             stripes,
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: crate::service::KeyedLocks::default(),
             capacity,
         }
     }
 
-    /// The runtime, or 503 saying why containers cannot run on this peer.
-    pub fn runtime(&self) -> Result<&Runtime, ApiError> {
+    /// The runtime, or why containers cannot run on this peer.
+    pub fn runtime(&self) -> Result<&Runtime, ComputeError> {
         self.runtime.as_ref().map_err(|reason| {
-            ApiError::Unavailable(format!("containers cannot run on this peer: {reason}"))
+            ComputeError::Unavailable(format!("containers cannot run on this peer: {reason}"))
         })
     }
 
     /// Why the runtime could not start, if it could not.
     pub fn unavailable_reason(&self) -> Option<&str> {
         self.runtime.as_ref().err().map(String::as_str)
-    }
-
-    /// Taken around every change to containers (API calls and reconcile
-    /// passes), so a restart policy never races a `stop` or `rm`.
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.ops.lock().await
     }
 
     /// Where uploads are spooled before import.
@@ -104,24 +96,24 @@ impl ComputeHost {
         source: &Path,
         oci: bool,
         now: u64,
-    ) -> Result<TemplateEntry, ApiError> {
+    ) -> Result<TemplateEntry, ComputeError> {
         coop_compute::validate_name(name).map_err(bad)?;
         coop_compute::validate_version(version).map_err(bad)?;
         let shown = source.display().to_string();
         let scrub = |message: String| message.replace(&shown, "the uploaded archive");
         let imported = if oci {
-            import_oci(source, &self.blobs).map_err(|e| ApiError::BadRequest(scrub(e.to_string())))
+            import_oci(source, &self.blobs).map_err(|e| ComputeError::Invalid(scrub(e.to_string())))
         } else {
             import_rootfs(source, &self.blobs).map_err(|e| match e {
-                ArchiveError::Io { .. } => ApiError::Internal(scrub(e.to_string())),
-                other => ApiError::BadRequest(scrub(other.to_string())),
+                ArchiveError::Io { .. } => ComputeError::Internal(scrub(e.to_string())),
+                other => ComputeError::Invalid(scrub(other.to_string())),
             })
         }?;
         let record =
             TemplateRecord::new(name, Some(version), &imported, self.key.id(), now).map_err(bad)?;
         let signed = record
             .sign(&self.key)
-            .map_err(|e| ApiError::Internal(format!("cannot sign template {name}: {e}")))?;
+            .map_err(|e| ComputeError::Internal(format!("cannot sign template {name}: {e}")))?;
         Ok(TemplateEntry {
             name: name.to_string(),
             version: version.to_string(),
@@ -129,9 +121,9 @@ impl ComputeHost {
             size_bytes: imported.size_bytes,
             imported_by: self.key.id(),
             imported_at: now,
-            signed: signed
-                .to_bytes()
-                .map_err(|e| ApiError::Internal(format!("cannot encode template {name}: {e}")))?,
+            signed: signed.to_bytes().map_err(|e| {
+                ComputeError::Internal(format!("cannot encode template {name}: {e}"))
+            })?,
             blocks: Vec::new(),
         })
     }
@@ -147,12 +139,12 @@ impl ComputeHost {
     }
 
     /// The cloud's store.
-    pub(crate) fn stripes(&self) -> &Stripes {
+    pub fn stripes(&self) -> &Stripes {
         &self.stripes
     }
 
     /// Where this peer keeps template blobs.
-    pub(crate) fn blobs_dir(&self) -> &Path {
+    pub fn blobs_dir(&self) -> &Path {
         &self.blobs
     }
 
@@ -163,26 +155,26 @@ impl ComputeHost {
         &self,
         state: &StateStore,
         entry: &ContainerEntry,
-    ) -> Result<Option<Fetched>, ApiError> {
+    ) -> Result<Option<Fetched>, ComputeError> {
         let id = ContentId::from_str(&entry.content_id).map_err(bad)?;
         let blob = blob_path(&self.blobs, &id);
         if blob.exists() {
             return Ok(None);
         }
-        let _one_at_a_time = self.fetching.lock().await;
+        let _one_at_a_time = self.fetching.lock(&entry.content_id).await;
         if blob.exists() {
             return Ok(None);
         }
         let template = state
             .template(&entry.template, &entry.version)?
             .ok_or_else(|| {
-                ApiError::NotFound(format!(
+                ComputeError::NotFound(format!(
                     "container `{}` needs template {}:{}, which the cloud no longer has",
                     entry.name, entry.template, entry.version
                 ))
             })?;
         if template.content_id != entry.content_id {
-            return Err(ApiError::Conflict(format!(
+            return Err(ComputeError::Conflict(format!(
                 "template {}:{} was replaced since container `{}` was created from it",
                 entry.template, entry.version, entry.name
             )));
@@ -211,11 +203,11 @@ impl ComputeHost {
 
     /// The unpacked rootfs of a container's template, unpacked on first
     /// use. Blocking.
-    pub fn rootfs(&self, entry: &ContainerEntry) -> Result<PathBuf, ApiError> {
+    pub fn rootfs(&self, entry: &ContainerEntry) -> Result<PathBuf, ComputeError> {
         let id = ContentId::from_str(&entry.content_id).map_err(bad)?;
         let blob = blob_path(&self.blobs, &id);
         if !blob.exists() {
-            return Err(ApiError::Unavailable(format!(
+            return Err(ComputeError::Unavailable(format!(
                 "template {}:{} (blob {}) is not on this peer yet; it is fetched from the cloud's store before a start",
                 entry.template,
                 entry.version,
@@ -223,7 +215,7 @@ impl ComputeHost {
             )));
         }
         let unpacked = unpack_blob(&blob, &id, &self.cache, self.id_shift()).map_err(|e| {
-            ApiError::Internal(format!(
+            ComputeError::Internal(format!(
                 "cannot unpack template {}:{}: {e}",
                 entry.template, entry.version
             ))
@@ -232,7 +224,11 @@ impl ComputeHost {
     }
 
     /// The runtime spec of a container entry over `rootfs`.
-    pub fn spec(&self, entry: &ContainerEntry, rootfs: PathBuf) -> Result<ContainerSpec, ApiError> {
+    pub fn spec(
+        &self,
+        entry: &ContainerEntry,
+        rootfs: PathBuf,
+    ) -> Result<ContainerSpec, ComputeError> {
         let ports = entry
             .ports
             .iter()
@@ -262,7 +258,7 @@ impl ComputeHost {
 
     /// Creates the container in the runtime if it is not there yet and
     /// starts it. Blocking.
-    pub fn launch(&self, entry: &ContainerEntry) -> Result<Container, ApiError> {
+    pub fn launch(&self, entry: &ContainerEntry) -> Result<Container, ComputeError> {
         let runtime = self.runtime()?;
         match runtime.get(&entry.name) {
             Ok(_) => {}
@@ -296,34 +292,15 @@ pub fn should_restart(policy: RestartPolicy, status: ExitStatus, unwatched_resta
 }
 
 /// Verifies a template entry's signed record against its importer and content id.
-pub(crate) fn verify_template(entry: &TemplateEntry) -> Result<TemplateRecord, String> {
+pub fn verify_template(entry: &TemplateEntry) -> Result<TemplateRecord, String> {
     let id = ContentId::from_str(&entry.content_id).map_err(|e| e.to_string())?;
     SignedTemplate::from_bytes(&entry.signed)
         .and_then(|signed| signed.verify(&entry.imported_by, &id))
         .map_err(|e| e.to_string())
 }
 
-fn bad(err: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(err.to_string())
-}
-
-/// How a runtime refusal or failure reaches a client.
-pub fn runtime_error(err: RuntimeError) -> ApiError {
-    let message = err.to_string();
-    match err {
-        RuntimeError::NotRoot
-        | RuntimeError::NoCgroups(_)
-        | RuntimeError::MissingController(_)
-        | RuntimeError::DiskQuotaUnsupported(_) => ApiError::Unavailable(message),
-        RuntimeError::Spec(_) | RuntimeError::BadSignal(_) => ApiError::BadRequest(message),
-        RuntimeError::NotFound(_) => ApiError::NotFound(message),
-        RuntimeError::AlreadyExists(_)
-        | RuntimeError::NotRunning(_)
-        | RuntimeError::StillRunning(_)
-        | RuntimeError::Network(NetworkError::PortBusy { .. })
-        | RuntimeError::Network(NetworkError::SubnetFull(_)) => ApiError::Conflict(message),
-        _ => ApiError::Internal(message),
-    }
+fn bad(err: impl std::fmt::Display) -> ComputeError {
+    ComputeError::Invalid(err.to_string())
 }
 
 #[cfg(test)]

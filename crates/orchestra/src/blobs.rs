@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
@@ -18,7 +18,7 @@ use coop_compute::{ContentId, blob_path};
 use coop_state::{BlockRef, NewStripe, StateStore, TemplateEntry};
 use coop_store::{BLOCK_SIZE, Stripes};
 
-use crate::error::ApiError;
+use crate::error::ComputeError;
 
 /// Blocks written or read at once: enough to keep every peer's disk busy,
 /// few enough to bound memory at a few MiB.
@@ -26,16 +26,16 @@ const BLOCKS_IN_FLIGHT: usize = 8;
 
 /// A blob stored in the cloud: its blocks in order and the stripes that
 /// are new (all of them, for a fresh import).
-pub(crate) struct StoredBlob {
+pub struct StoredBlob {
     pub blocks: Vec<BlockRef>,
     pub stripes: Vec<NewStripe>,
 }
 
 /// Stores the blob at `path` in the cloud's store under the cloud's
 /// default layout. Returns once every block is durable.
-pub(crate) async fn store_blob(stripes: &Stripes, path: &Path) -> Result<StoredBlob, ApiError> {
+pub async fn store_blob(stripes: &Stripes, path: &Path) -> Result<StoredBlob, ComputeError> {
     let io = |e: std::io::Error| {
-        ApiError::Internal(format!(
+        ComputeError::Internal(format!(
             "cannot read the template blob {}: {e}",
             path.display()
         ))
@@ -73,8 +73,8 @@ pub(crate) async fn store_blob(stripes: &Stripes, path: &Path) -> Result<StoredB
     })
 }
 
-fn unstorable(err: coop_store::StripeWriteError) -> ApiError {
-    ApiError::Unavailable(format!(
+fn unstorable(err: coop_store::StripeWriteError) -> ComputeError {
+    ComputeError::Unavailable(format!(
         "cannot store the template in the cloud's storage: {err}"
     ))
 }
@@ -94,14 +94,15 @@ pub(crate) async fn fetch_blob(
     state: &StateStore,
     template: &TemplateEntry,
     blobs: &Path,
-) -> Result<Fetched, ApiError> {
+) -> Result<Fetched, ComputeError> {
     let label = format!("{}:{}", template.name, template.version);
-    let id = ContentId::from_str(&template.content_id)
-        .map_err(|e| ApiError::Internal(format!("template {label} has a bad content id: {e}")))?;
-    super::host::verify_template(template)
-        .map_err(|e| ApiError::Conflict(format!("template {label} does not verify: {e}")))?;
+    let id = ContentId::from_str(&template.content_id).map_err(|e| {
+        ComputeError::Internal(format!("template {label} has a bad content id: {e}"))
+    })?;
+    crate::host::verify_template(template)
+        .map_err(|e| ComputeError::Conflict(format!("template {label} does not verify: {e}")))?;
     if template.blocks.is_empty() && template.size_bytes > 0 {
-        return Err(ApiError::Unavailable(format!(
+        return Err(ComputeError::Unavailable(format!(
             "template {label} was recorded without its blob in the cloud's store; import it again"
         )));
     }
@@ -113,14 +114,14 @@ pub(crate) async fn fetch_blob(
         .unwrap_or_else(|| blobs.to_path_buf());
     tokio::fs::create_dir_all(&parent)
         .await
-        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", parent.display())))?;
+        .map_err(|e| ComputeError::Internal(format!("cannot create {}: {e}", parent.display())))?;
     let partial = Partial(parent.join(format!(
         ".{}.fetch-{}",
         id.short(),
         data_encoding::HEXLOWER.encode(&rand::random::<[u8; 6]>())
     )));
     let io = |e: std::io::Error| {
-        ApiError::Internal(format!("cannot write the template blob of {label}: {e}"))
+        ComputeError::Internal(format!("cannot write the template blob of {label}: {e}"))
     };
     let mut file = tokio::fs::File::create(&partial.0).await.map_err(io)?;
     let mut hasher = blake3::Hasher::new();
@@ -145,7 +146,7 @@ pub(crate) async fn fetch_blob(
     drop(file);
     let got = ContentId::from(hasher.finalize());
     if got != id || bytes != template.size_bytes {
-        return Err(ApiError::Internal(format!(
+        return Err(ComputeError::Internal(format!(
             "the blob of template {label} read back from the store does not match its content id ({} bytes, id {}); the store may hold damaged shards",
             bytes,
             got.short()
@@ -171,18 +172,18 @@ async fn read_block(
     state: &StateStore,
     block: BlockRef,
     label: String,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, ComputeError> {
     let stripe = state.stripe(&block.id)?.ok_or_else(|| {
-        ApiError::Internal(format!(
+        ComputeError::Internal(format!(
             "a block of template {label} has no stripe record; the template is damaged"
         ))
     })?;
     let data = stripes
         .read_uncached(&block.id, &stripe)
         .await
-        .map_err(|e| ApiError::Unavailable(format!("cannot read template {label}: {e}")))?;
+        .map_err(|e| ComputeError::Unavailable(format!("cannot read template {label}: {e}")))?;
     if data.len() != block.len as usize {
-        return Err(ApiError::Internal(format!(
+        return Err(ComputeError::Internal(format!(
             "a block of template {label} read back with {} bytes instead of {}",
             data.len(),
             block.len

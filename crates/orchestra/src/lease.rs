@@ -8,11 +8,45 @@
 //! again); every container holds its disk until it is removed, because its
 //! writable layer stays.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use coop_state::{ContainerEntry, ContainerLimits, DesiredState};
 use coop_types::PeerId;
+
+use crate::error::ComputeError;
+
+/// Decides whether a lease may run on this peer. The default,
+/// [`FitsInCapacity`], admits what fits in what the peer lends; the
+/// scheduler's cloud-wide policy plugs in here.
+pub trait LeasePolicy: Send + Sync + 'static {
+    /// Admits `lease` next to the other containers of `entries` placed on
+    /// `me` (of which `finished` exited for good), or refuses it saying why.
+    fn admit(
+        &self,
+        capacity: &Capacity,
+        entries: &[ContainerEntry],
+        finished: &[String],
+        me: PeerId,
+        lease: &ContainerEntry,
+    ) -> Result<(), ComputeError>;
+}
+
+/// Admits a lease when its size fits in the peer's free capacity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FitsInCapacity;
+
+impl LeasePolicy for FitsInCapacity {
+    fn admit(
+        &self,
+        capacity: &Capacity,
+        entries: &[ContainerEntry],
+        finished: &[String],
+        me: PeerId,
+        lease: &ContainerEntry,
+    ) -> Result<(), ComputeError> {
+        capacity
+            .admit(entries, finished, me, &lease.name, &lease.limits)
+            .map_err(ComputeError::Short)
+    }
+}
 
 /// Resources a peer offers to containers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,31 +56,11 @@ pub struct Capacity {
     pub disk_bytes: u64,
 }
 
-/// `GET /v1/compute`: whether this peer runs containers, what it lends
-/// them and what its containers hold now.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ComputeView {
-    /// This peer (full id).
-    pub peer: String,
-    /// Whether containers can run here.
-    pub available: bool,
-    /// Why not, when they cannot (not root, no cgroups, ...).
-    pub reason: Option<String>,
-    pub capacity_cpus_milli: u64,
-    pub capacity_memory_bytes: u64,
-    pub capacity_disk_bytes: u64,
-    pub held_cpus_milli: u64,
-    pub held_memory_bytes: u64,
-    pub held_disk_bytes: u64,
-    /// Containers placed on this peer.
-    pub containers: usize,
-}
-
 impl Capacity {
     /// What containers on `me` hold now, leaving out `except` (a container
     /// being started again is not counted twice) and the CPUs and memory
     /// of those in `finished`.
-    pub(crate) fn held(
+    pub fn held(
         entries: &[ContainerEntry],
         me: PeerId,
         except: &str,

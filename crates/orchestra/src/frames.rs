@@ -1,5 +1,5 @@
-//! Byte streams of containers: logs as a streamed HTTP body, and exec as
-//! an HTTP upgrade (`Upgrade: coop-exec`) carrying frames both ways.
+//! The frames of an exec session, as the API's HTTP upgrade
+//! (`Upgrade: coop-exec`) and `coop/exec/1` both carry them.
 //!
 //! A frame is one kind byte, a big-endian u32 length and that many bytes.
 //! The server sends [`FRAME_STDOUT`], [`FRAME_STDERR`] and one final
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use coop_compute::runtime::{ExecHandle, ExitStatus};
 
-use super::views::ExecExit;
+use serde::{Deserialize, Serialize};
 
 /// Client → server: bytes for the process's stdin (or the pty).
 pub const FRAME_STDIN: u8 = 0;
@@ -35,6 +35,15 @@ pub const FRAME_STDIN_EOF: u8 = 5;
 const MAX_FRAME: u32 = 1 << 20;
 /// Bytes read from the process per frame.
 const CHUNK: usize = 16 * 1024;
+
+/// The payload of the exit frame that ends an exec stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Set when the exec failed rather than the process ending.
+    pub error: Option<String>,
+}
 
 /// One frame of an exec stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,11 +92,7 @@ impl ExecFrame {
 /// Feeds everything `reader` yields into `tx` as `kind` chunks, on a thread
 /// (the runtime's readers are blocking). Ends at EOF, on an error (a pty
 /// reads EIO once its process is gone) or when the receiver is gone.
-pub(crate) fn pump_reader(
-    mut reader: impl Read + Send + 'static,
-    kind: u8,
-    tx: mpsc::Sender<(u8, Vec<u8>)>,
-) {
+fn pump_reader(mut reader: impl Read + Send + 'static, kind: u8, tx: mpsc::Sender<(u8, Vec<u8>)>) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; CHUNK];
         loop {
@@ -105,7 +110,7 @@ pub(crate) fn pump_reader(
 
 /// Runs one exec over an upgraded connection: output out, input in, and
 /// the exit frame last.
-pub(crate) async fn serve_exec<S>(io: S, mut handle: ExecHandle)
+pub async fn serve_exec<S>(io: S, mut handle: ExecHandle)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -203,11 +208,16 @@ where
             ..ExecExit::default()
         },
     };
-    let frame = ExecFrame {
-        kind: FRAME_EXIT,
-        data: serde_json::to_vec(&exit).unwrap_or_default(),
-    };
-    let _ = frame.write_to(&mut to_client).await;
+    match serde_json::to_vec(&exit) {
+        Ok(data) => {
+            let frame = ExecFrame {
+                kind: FRAME_EXIT,
+                data,
+            };
+            let _ = frame.write_to(&mut to_client).await;
+        }
+        Err(err) => tracing::warn!(%err, "cannot encode the exit of an exec"),
+    }
     let _ = to_client.shutdown().await;
     reader.abort();
 }

@@ -1,0 +1,201 @@
+//! The reconcile loop: recovers the runtime's containers after a restart,
+//! then keeps this peer's containers as the control plane says: starts
+//! what should run (restart policies, with backoff), stops what should
+//! not, and removes containers the cloud no longer knows.
+//!
+//! Each container is handled under its own lock, so the loop never races
+//! an operator's `stop` or `rm` of the same container, and a container
+//! busy with an operation is simply looked at again next pass.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use coop_compute::runtime::ContainerState;
+use coop_state::DesiredState;
+use coop_types::unix_now;
+
+use crate::host::should_restart;
+use crate::service::{Orchestra, STOP_GRACE};
+
+/// How often the loop compares desired and actual state. A restart policy
+/// reacts within this; each pass reads local files only.
+const RECONCILE_INTERVAL: Duration = Duration::from_millis(1500);
+/// A runtime container without a control-plane entry is removed only
+/// after this long: a `run` on a peer whose replica lags may have created
+/// it before its entry is applied here.
+const ORPHAN_GRACE_SECS: u64 = 60;
+/// How long a pass waits for this replica to catch up with the leader.
+const BARRIER_WAIT: Duration = Duration::from_secs(1);
+/// Longest wait between attempts to start a container that keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What one container needs now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Start,
+    Stop,
+    Nothing,
+}
+
+impl Orchestra {
+    /// Recovers the runtime's containers, then reconciles every
+    /// [`RECONCILE_INTERVAL`] until the future is dropped.
+    pub async fn reconcile(self) {
+        if self.host().runtime().is_err() {
+            return;
+        }
+        match self.blocking(|host| Ok(host.runtime()?.recover())).await {
+            Ok(Ok(containers)) => info!(count = containers.len(), "recovered containers"),
+            Ok(Err(err)) => warn!(%err, "container recovery failed"),
+            Err(err) => warn!(%err, "container recovery did not run"),
+        }
+        let mut first_pass = true;
+        let mut backoff: HashMap<String, (Duration, Instant)> = HashMap::new();
+        let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.reconcile_pass(first_pass, &mut backoff).await;
+            first_pass = false;
+        }
+    }
+
+    async fn reconcile_pass(
+        &self,
+        first_pass: bool,
+        backoff: &mut HashMap<String, (Duration, Instant)>,
+    ) {
+        // The barrier waits for this replica to catch up with the leader,
+        // briefly: cut off from the leader, the loop goes on with what it
+        // has (edge autonomy).
+        let _ = tokio::time::timeout(BARRIER_WAIT, self.control().read_barrier()).await;
+        let Ok(entries) = self.control().store().containers() else {
+            return;
+        };
+        let me = self.peer();
+        for entry in entries.iter().filter(|e| e.peer == me) {
+            let name = entry.name.clone();
+            if backoff
+                .get(&name)
+                .is_some_and(|(_, at)| Instant::now() < *at)
+            {
+                continue;
+            }
+            // Blobs of templates about to start come from the store first,
+            // outside the container's lock.
+            if entry.desired == DesiredState::Running
+                && let Err(err) = self
+                    .host()
+                    .ensure_template(self.control().store(), entry)
+                    .await
+            {
+                warn!(container = %name, %err, "cannot fetch the container's template");
+            }
+            let Some(_busy) = self.locks().try_lock(&name) else {
+                continue;
+            };
+            // Read again under the lock: an `rm` or `stop` that held it may
+            // have changed the entry, and acting on the old one would start
+            // again what was just removed.
+            let Ok(Some(entry)) = self.control().store().container(&name) else {
+                continue;
+            };
+            let outcome = self
+                .blocking(move |host| {
+                    let actual = host.observe(&entry.name).map(|c| c.state);
+                    let step = match (entry.desired, &actual) {
+                        (DesiredState::Running, None | Some(ContainerState::Created)) => Step::Start,
+                        (DesiredState::Running, Some(ContainerState::Exited(exit))) => {
+                            if should_restart(entry.restart, exit.status, first_pass) {
+                                Step::Start
+                            } else {
+                                Step::Nothing
+                            }
+                        }
+                        (DesiredState::Stopped, Some(ContainerState::Running { .. })) => {
+                            Step::Stop
+                        }
+                        _ => Step::Nothing,
+                    };
+                    match step {
+                        Step::Stop => {
+                            if let Err(err) = host.runtime()?.stop(&entry.name, STOP_GRACE) {
+                                warn!(container = %entry.name, %err, "cannot stop a container that should be stopped");
+                            }
+                            Ok(None)
+                        }
+                        Step::Start => match host.launch(&entry) {
+                            Ok(_) => {
+                                info!(container = %entry.name, policy = entry.restart.name(), "started container");
+                                Ok(Some(true))
+                            }
+                            Err(err) => {
+                                warn!(container = %entry.name, %err, "cannot start container");
+                                Ok(Some(false))
+                            }
+                        },
+                        Step::Nothing => Ok(None),
+                    }
+                })
+                .await;
+            match outcome {
+                Ok(Some(true)) => {
+                    backoff.remove(&name);
+                }
+                Ok(Some(false)) => {
+                    let wait = backoff
+                        .get(&name)
+                        .map(|(d, _)| (*d * 2).min(MAX_BACKOFF))
+                        .unwrap_or(RECONCILE_INTERVAL);
+                    backoff.insert(name, (wait, Instant::now() + wait));
+                }
+                Ok(None) => {}
+                Err(err) => warn!(container = %name, %err, "reconcile step failed"),
+            }
+        }
+        self.remove_orphans(&entries).await;
+    }
+
+    /// Removes runtime containers without a control-plane entry, once they
+    /// are older than [`ORPHAN_GRACE_SECS`].
+    async fn remove_orphans(&self, entries: &[coop_state::ContainerEntry]) {
+        let known: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        let Ok(listed) = self
+            .blocking(|host| Ok(host.runtime()?.list().unwrap_or_default()))
+            .await
+        else {
+            return;
+        };
+        for orphan in listed {
+            if known.contains(&orphan.id)
+                || unix_now().saturating_sub(orphan.created_at) < ORPHAN_GRACE_SECS
+            {
+                continue;
+            }
+            let Some(_busy) = self.locks().try_lock(&orphan.id) else {
+                continue;
+            };
+            // A lease may have recorded it since the list was read.
+            if matches!(self.control().store().container(&orphan.id), Ok(Some(_))) {
+                continue;
+            }
+            let id = orphan.id.clone();
+            match self
+                .blocking(move |host| Ok(host.runtime()?.delete(&id, true)))
+                .await
+            {
+                Ok(Ok(())) => {
+                    info!(container = %orphan.id, "removed a container the cloud no longer knows")
+                }
+                Ok(Err(err)) => {
+                    warn!(container = %orphan.id, %err, "cannot remove an orphaned container")
+                }
+                Err(err) => {
+                    warn!(container = %orphan.id, %err, "cannot remove an orphaned container")
+                }
+            }
+        }
+    }
+}
