@@ -35,10 +35,11 @@ fn view_of(
 ) -> PeerView {
     let id = rec.id();
     let live = state.mesh.liveness();
+    // The record may show a revocation admission has not applied yet.
     let peer_state = if rec.revoked_at.is_some() {
         PeerState::Revoked
     } else {
-        live.state(&id)
+        state.mesh.peer_state(&id)
     };
     let (connection, rtt_ms) = if id == own {
         (Connection::Myself, Some(0.0))

@@ -47,6 +47,7 @@ pub use oci::{OciError, import_oci};
 pub use size::{
     Overrides, Resources, Size, SizeError, parse_bytes, parse_cpus, parse_disk, parse_memory,
 };
+pub use spool::TempPath;
 pub use template::{
     DEFAULT_VERSION, SignedTemplate, TemplateError, TemplateRecord, validate_name, validate_version,
 };

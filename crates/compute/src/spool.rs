@@ -21,11 +21,43 @@ pub fn temp_name(dir: &Path, label: &str) -> PathBuf {
     dir.join(format!(".coop-{label}-{}-{n}.partial", std::process::id()))
 }
 
+/// A path whose file is removed when the guard drops, unless kept: the
+/// one temp-file guard of coop (uploads being spooled, blobs being
+/// fetched, [`TempFile`]).
+#[derive(Debug)]
+pub struct TempPath(PathBuf);
+
+impl TempPath {
+    /// Guards `path` (which need not exist yet).
+    pub fn new(path: PathBuf) -> Self {
+        TempPath(path)
+    }
+
+    /// The guarded path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Stops guarding: the file stays (it was renamed or is wanted).
+    pub fn keep(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+}
+
 /// A file that is removed when dropped, unless [`TempFile::persist`]ed.
 #[derive(Debug)]
 pub struct TempFile {
-    path: PathBuf,
+    // Dropped after `file`: the file is closed before it is removed.
     file: Option<File>,
+    path: TempPath,
 }
 
 impl TempFile {
@@ -38,15 +70,15 @@ impl TempFile {
             .create_new(true)
             .open(&path)?;
         Ok(TempFile {
-            path,
             file: Some(file),
+            path: TempPath::new(path),
         })
     }
 
     /// Where the file is.
     #[cfg(test)]
     pub fn path(&self) -> &Path {
-        &self.path
+        self.path.path()
     }
 
     /// The open file.
@@ -61,22 +93,13 @@ impl TempFile {
         if let Some(file) = self.file.take() {
             file.sync_all()?;
         }
-        fs::rename(&self.path, dest)?;
+        fs::rename(self.path.path(), dest)?;
+        self.path.keep();
         // The rename is durable only once the directory entry is.
         if let Some(dir) = dest.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.path = PathBuf::new();
         Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        self.file.take();
-        if !self.path.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.path);
-        }
     }
 }
 

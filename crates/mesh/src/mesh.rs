@@ -366,6 +366,16 @@ impl Mesh {
         &self.0.liveness
     }
 
+    /// The one answer to "how is this peer?": revoked if the cloud revoked
+    /// it, else what liveness says (up, unreachable or down).
+    pub fn peer_state(&self, peer: &PeerId) -> coop_types::PeerState {
+        if self.0.admission.is_revoked(peer) {
+            coop_types::PeerState::Revoked
+        } else {
+            self.0.liveness.state(peer)
+        }
+    }
+
     pub(crate) fn gossip(&self) -> &Gossip {
         &self.0.gossip
     }

@@ -5,7 +5,7 @@
 //! blob in its local cache. So a template outlives the peer that imported
 //! it, and a first start reads from the nearest shards.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
-use coop_compute::{ContentId, blob_path};
+use coop_compute::{ContentId, TempPath, blob_path};
 use coop_state::{BlockRef, NewStripe, StateStore, TemplateEntry};
 use coop_store::{BLOCK_SIZE, Stripes};
 
@@ -115,7 +115,7 @@ pub(crate) async fn fetch_blob(
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(|e| ComputeError::Internal(format!("cannot create {}: {e}", parent.display())))?;
-    let partial = Partial(parent.join(format!(
+    let partial = TempPath::new(parent.join(format!(
         ".{}.fetch-{}",
         id.short(),
         data_encoding::HEXLOWER.encode(&rand::random::<[u8; 6]>())
@@ -123,7 +123,7 @@ pub(crate) async fn fetch_blob(
     let io = |e: std::io::Error| {
         ComputeError::Internal(format!("cannot write the template blob of {label}: {e}"))
     };
-    let mut file = tokio::fs::File::create(&partial.0).await.map_err(io)?;
+    let mut file = tokio::fs::File::create(partial.path()).await.map_err(io)?;
     let mut hasher = blake3::Hasher::new();
     let mut reading = FuturesOrdered::new();
     let mut blocks = template.blocks.iter();
@@ -152,7 +152,9 @@ pub(crate) async fn fetch_blob(
             got.short()
         )));
     }
-    tokio::fs::rename(&partial.0, &target).await.map_err(io)?;
+    tokio::fs::rename(partial.path(), &target)
+        .await
+        .map_err(io)?;
     partial.keep();
     let fetched = Fetched {
         bytes,
@@ -190,21 +192,4 @@ async fn read_block(
         )));
     }
     Ok(data)
-}
-
-/// A file being written that is removed unless kept.
-struct Partial(PathBuf);
-
-impl Partial {
-    fn keep(mut self) {
-        self.0 = PathBuf::new();
-    }
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 }

@@ -33,4 +33,6 @@ pub use lease::{Capacity, FitsInCapacity, LeasePolicy};
 pub use protocol::{
     Action, COMPUTE_ALPN, ComputeCall, ComputeProtocol, ComputeReply, LOG_CHUNK, OBSERVE_TIMEOUT,
 };
-pub use service::{CapacityReport, ContainerStatus, ExecSession, Observed, Orchestra, STOP_GRACE};
+pub use service::{
+    CapacityReport, ContainerStatus, ExecSession, Observed, Orchestra, RunState, STOP_GRACE,
+};

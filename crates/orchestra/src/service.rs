@@ -19,7 +19,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 
-use coop_compute::runtime::{Container, ContainerState, ExecHandle, ExecOptions, Stats};
+use coop_compute::runtime::{
+    Container, ContainerState, ExecHandle, ExecOptions, ExitStatus, Stats,
+};
 use coop_mesh::Mesh;
 use coop_state::{Command, ContainerEntry, ControlPlane, DesiredState};
 use coop_types::{PeerId, PeerState};
@@ -45,14 +47,65 @@ pub struct Observed {
     /// Its address on the peer's container bridge.
     pub address: Ipv4Addr,
     /// Created, running or exited.
-    pub state: ContainerState,
+    pub state: RunState,
+}
+
+/// Where a container is in its life, as the wire carries it (the
+/// runtime's own records are JSON with tagged enums, which a compact
+/// binary encoding cannot carry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    /// Prepared but never started.
+    Created,
+    /// Its process runs: host pid of its init, start time (unix seconds).
+    Running { pid: i32, started_at: u64 },
+    /// Its process ended: the code or the signal (neither when it died
+    /// unwatched), whether the kernel OOM-killed a process of it, and when.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+        oom_killed: bool,
+        finished_at: u64,
+    },
+}
+
+impl RunState {
+    /// Whether the container's process runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self, RunState::Running { .. })
+    }
+}
+
+impl From<&ContainerState> for RunState {
+    fn from(state: &ContainerState) -> Self {
+        match state {
+            ContainerState::Created => RunState::Created,
+            ContainerState::Running { pid, started_at } => RunState::Running {
+                pid: *pid,
+                started_at: *started_at,
+            },
+            ContainerState::Exited(exit) => {
+                let (code, signal) = match exit.status {
+                    ExitStatus::Code(code) => (Some(code), None),
+                    ExitStatus::Signal(signal) => (None, Some(signal)),
+                    ExitStatus::Unknown => (None, None),
+                };
+                RunState::Exited {
+                    code,
+                    signal,
+                    oom_killed: exit.oom_killed,
+                    finished_at: exit.finished_at,
+                }
+            }
+        }
+    }
 }
 
 impl From<&Container> for Observed {
     fn from(container: &Container) -> Self {
         Observed {
             address: container.address,
-            state: container.state.clone(),
+            state: RunState::from(&container.state),
         }
     }
 }
@@ -513,7 +566,7 @@ impl Orchestra {
         // unknown at once instead of after a timeout.
         let up = |peer: &PeerId| {
             !matches!(
-                self.0.mesh.liveness().state(peer),
+                self.0.mesh.peer_state(peer),
                 PeerState::Down | PeerState::Revoked
             )
         };
@@ -705,5 +758,31 @@ impl Orchestra {
             Ok(handle)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coop_compute::runtime::ExitRecord;
+
+    #[test]
+    fn observed_states_survive_the_wire() {
+        for status in [
+            ExitStatus::Code(3),
+            ExitStatus::Signal(9),
+            ExitStatus::Unknown,
+        ] {
+            let observed = Observed {
+                address: Ipv4Addr::new(10, 1, 2, 3),
+                state: RunState::from(&ContainerState::Exited(ExitRecord {
+                    status,
+                    oom_killed: false,
+                    finished_at: 7,
+                })),
+            };
+            let bytes = postcard::to_stdvec(&observed).unwrap();
+            assert_eq!(postcard::from_bytes::<Observed>(&bytes).unwrap(), observed);
+        }
     }
 }

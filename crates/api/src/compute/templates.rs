@@ -1,7 +1,6 @@
 //! `/v1/templates`: import (the body is the archive, streamed to disk),
 //! list, show and remove templates.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use axum::Json;
@@ -18,6 +17,7 @@ use coop_types::unix_now;
 use super::views::TemplateView;
 use crate::AppState;
 use crate::error::ApiError;
+use coop_compute::TempPath;
 use coop_orchestra::{StoredBlob, store_blob};
 
 /// Query of `POST /v1/templates`.
@@ -40,15 +40,6 @@ pub(crate) struct VersionQuery {
     /// A version; without it, every version (show) or `latest` (remove).
     #[serde(default)]
     version: Option<String>,
-}
-
-/// Deletes the spooled upload however the import ends.
-struct Spool(PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Import a template from the archive in the request body.
@@ -93,14 +84,14 @@ pub(crate) async fn import(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", dir.display())))?;
-    let spool = Spool(dir.join(format!(
+    let spool = TempPath::new(dir.join(format!(
         "{}-{}.upload",
         query.name,
         data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>())
     )));
-    let mut file = tokio::fs::File::create(&spool.0)
-        .await
-        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", spool.0.display())))?;
+    let mut file = tokio::fs::File::create(spool.path()).await.map_err(|e| {
+        ApiError::Internal(format!("cannot create {}: {e}", spool.path().display()))
+    })?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk =
@@ -115,7 +106,7 @@ pub(crate) async fn import(
     drop(file);
     let importer = host.clone();
     let name = query.name.clone();
-    let source = spool.0.clone();
+    let source = spool.path().to_path_buf();
     let entry = tokio::task::spawn_blocking(move || {
         importer.import(&name, &version, &source, oci, unix_now())
     })

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use coop_compute::runtime::{ContainerState, ExitStatus, Stats};
-use coop_orchestra::{CapacityReport, ContainerStatus, verify_template};
+use coop_compute::runtime::Stats;
+use coop_orchestra::{CapacityReport, ContainerStatus, RunState, verify_template};
 use coop_state::{DesiredState, TemplateEntry};
 use coop_types::unix_now;
 
@@ -222,23 +222,26 @@ impl ContainerView {
             return view;
         };
         view.address = Some(container.address.to_string());
-        match &container.state {
-            ContainerState::Created => view.state = "created".into(),
-            ContainerState::Running { pid, started_at } => {
+        match container.state {
+            RunState::Created => view.state = "created".into(),
+            RunState::Running { pid, started_at } => {
                 view.state = "running".into();
-                view.pid = Some(*pid);
-                view.started_at = Some(*started_at);
-                view.uptime_secs = Some(unix_now().saturating_sub(*started_at));
+                view.pid = Some(pid);
+                view.started_at = Some(started_at);
+                view.uptime_secs = Some(unix_now().saturating_sub(started_at));
             }
-            ContainerState::Exited(exit) => {
+            RunState::Exited {
+                code,
+                signal,
+                oom_killed,
+                finished_at,
+            } => {
                 view.state = "exited".into();
-                view.oom_killed = exit.oom_killed;
-                view.finished_at = Some(exit.finished_at);
-                match exit.status {
-                    ExitStatus::Code(code) => view.exit_code = Some(code),
-                    ExitStatus::Signal(signal) => view.exit_signal = Some(signal),
-                    ExitStatus::Unknown => view.exit_unknown = true,
-                }
+                view.oom_killed = oom_killed;
+                view.finished_at = Some(finished_at);
+                view.exit_code = code;
+                view.exit_signal = signal;
+                view.exit_unknown = code.is_none() && signal.is_none();
             }
         }
         view

@@ -83,7 +83,7 @@ pub struct Container {
 }
 
 /// Where a container is in its life.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ContainerState {
     /// Prepared (disk, bundle) but never started.
     Created,

@@ -67,12 +67,14 @@ impl ClusterView for MeshView {
     }
 
     fn is_up(&self, peer: &PeerId) -> bool {
-        self.mesh.liveness().state(peer) == PeerState::Up
+        self.mesh.peer_state(peer) == PeerState::Up
     }
 
     fn is_gone(&self, peer: &PeerId) -> bool {
-        self.mesh.admission().is_revoked(peer)
-            || self.mesh.liveness().state(peer) == PeerState::Down
+        matches!(
+            self.mesh.peer_state(peer),
+            PeerState::Down | PeerState::Revoked
+        )
     }
 }
 
