@@ -13,7 +13,7 @@ use coop_api::{InviteCreated, RevokeResult, StatusView, TokenCreated, TokenView}
 use coop_types::PeerView;
 
 use crate::GlobalArgs;
-use crate::datadir::{DataDir, default_data_dir};
+use coop_node::{DataDir, default_data_dir};
 
 /// A client request should not hang a script; writes wait up to 10 s for
 /// the control plane, so allow a little more.

@@ -4,7 +4,6 @@
 mod agent;
 mod client;
 mod container_cli;
-mod datadir;
 mod probe;
 mod settings;
 mod storage_cli;

@@ -12,8 +12,7 @@ use coop_mesh::{LivenessConfig, Mesh, MeshConfig};
 use coop_types::PeerId;
 
 use crate::GlobalArgs;
-use crate::agent::protocol::{AgentRequest, AgentRpc};
-use crate::datadir::{DataDir, default_data_dir};
+use coop_node::{AgentRequest, AgentRpc, DataDir, default_data_dir};
 
 pub async fn probe(global: &GlobalArgs, peer: &str, addr: Option<&str>, mdns: bool) -> Result<()> {
     let dir = DataDir::new(global.data_dir.clone().unwrap_or_else(default_data_dir));

@@ -2,14 +2,14 @@
 //! through clap), then `coop.toml` in the data dir, then embedded defaults.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 
 use crate::GlobalArgs;
-use crate::datadir::default_data_dir;
+use coop_node::{CapacitySettings, NodeSettings, default_data_dir};
 
 /// Flags of `coop up`.
 #[derive(Args, Debug, Clone, Default)]
@@ -212,38 +212,11 @@ struct FileSettings {
 }
 
 /// The resolved settings of a peer.
+/// What `coop up` runs with: the node's settings and how to log.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub data_dir: PathBuf,
-    pub name: String,
-    pub zone: String,
-    pub api: SocketAddr,
-    pub s3: SocketAddr,
-    pub listen: SocketAddr,
-    pub join: Option<String>,
-    pub relay: bool,
-    pub mdns: bool,
-    pub down_after: u64,
+    pub node: NodeSettings,
     pub json_logs: bool,
-    pub disks: Vec<coop_store::DiskSpec>,
-    pub cache_bytes: u64,
-    pub s3_domains: Vec<String>,
-    pub s3_max_body: u64,
-    pub containers: ContainerArgs,
-    pub repair_interval: u64,
-    pub scrub_interval: u64,
-    pub gc_grace: u64,
-    pub upload_expiry: u64,
-    /// What containers may use here; `None` means the machine's default.
-    pub capacity: CapacitySettings,
-}
-
-/// `--capacity-*`, parsed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CapacitySettings {
-    pub cpus_milli: Option<u32>,
-    pub memory_bytes: Option<u64>,
-    pub disk_bytes: Option<u64>,
 }
 
 fn parse_size_setting(what: &str, text: &str) -> Result<u64> {
@@ -292,8 +265,7 @@ fn parse_listen_addr(text: &str) -> Result<SocketAddr> {
 impl Settings {
     pub fn resolve(global: &GlobalArgs, args: UpArgs) -> Result<Self> {
         let data_dir = global.data_dir.clone().unwrap_or_else(default_data_dir);
-        let file =
-            read_file_settings(&crate::datadir::DataDir::new(data_dir.clone()).config_file())?;
+        let file = read_file_settings(&coop_node::DataDir::new(data_dir.clone()).config_file())?;
         let name = args.name.or(file.name).unwrap_or_else(hostname);
         let zone = args.zone.or(file.zone).unwrap_or_else(|| "default".into());
         check_label("name", &name)?;
@@ -368,7 +340,10 @@ impl Settings {
         };
         let defaults =
             |s: &str| -> SocketAddr { s.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))) };
-        Ok(Settings {
+        let shim = coop_compute::runtime::ShimCommand::current_exe()
+            .map_err(|e| anyhow::anyhow!("cannot find this executable to run `coop shim`: {e}"))?;
+        let containers = Some(args.containers.runtime_config(shim)?);
+        let node = NodeSettings {
             data_dir,
             name,
             zone,
@@ -388,12 +363,11 @@ impl Settings {
             relay: args.relay || file.relay.unwrap_or(false),
             mdns: !args.no_mdns && file.mdns.unwrap_or(true),
             down_after: args.down_after.or(file.down_after).unwrap_or(60),
-            json_logs,
             disks,
             cache_bytes,
             s3_domains,
             s3_max_body,
-            containers: args.containers,
+            containers,
             repair_interval: args.repair_interval.or(file.repair_interval).unwrap_or(30),
             scrub_interval: args.scrub_interval.or(file.scrub_interval).unwrap_or(86400),
             gc_grace: args.gc_grace.or(file.gc_grace).unwrap_or(3600),
@@ -402,6 +376,7 @@ impl Settings {
                 .or(file.upload_expiry)
                 .unwrap_or(7 * 24 * 3600),
             capacity,
-        })
+        };
+        Ok(Settings { node, json_logs })
     }
 }

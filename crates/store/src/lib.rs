@@ -31,7 +31,7 @@ pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, filesystem, par
 pub use metrics::StoreMetrics;
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};
 pub use policy::{Policy, PolicyError, default_policy};
-pub use repair::{UpkeepConfig, spawn_upkeep};
+pub use repair::{UpkeepConfig, upkeep};
 pub use stripes::{
     BLOCK_SIZE, ClusterDisk, ClusterView, StripeReadError, StripeWriteError, Stripes, code,
     layout_of,

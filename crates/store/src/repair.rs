@@ -490,12 +490,8 @@ async fn expire_uploads(control: &ControlPlane, expiry: Duration) {
 }
 
 /// Runs repair and scrub passes until the task is aborted.
-pub fn spawn_upkeep(
-    stripes: Stripes,
-    control: ControlPlane,
-    config: UpkeepConfig,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+pub async fn upkeep(stripes: Stripes, control: ControlPlane, config: UpkeepConfig) {
+    {
         let mut repair = tokio::time::interval(config.repair_interval);
         let mut scrub = tokio::time::interval(config.scrub_interval);
         let gc_every =
@@ -523,7 +519,7 @@ pub fn spawn_upkeep(
                 }
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! Real clouds for tests and benchmarks: every peer is a real `coop up`
 //! process with its own temporary data dir and free ports, driven through
-//! the real CLI and API. Nothing is mocked.
+//! the real CLI and API ([`Cloud`]), or a real node in the test's own
+//! process ([`local::LocalCloud`]) for fast tests of join and trust.
+//! Nothing is mocked.
 //!
 //! Tests wait on conditions with [`eventually`], never with bare sleeps.
 
 pub mod containers;
 mod http;
+pub mod local;
 pub mod netns;
 mod peer;
 

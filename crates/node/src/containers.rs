@@ -5,19 +5,19 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use coop_compute::runtime::ShimCommand;
 use coop_orchestra::{Capacity, ComputeHost, FitsInCapacity, Orchestra};
 use coop_store::Stripes;
 
-use super::Core;
+use crate::error::NodeError;
+use crate::node::Core;
 
-/// Builds this peer's compute service. Bad container settings stop
-/// `coop up`; a host that cannot run containers (not root, no cgroups)
-/// still serves templates, and the reason is logged once.
-pub(crate) fn start(core: &Core, stripes: Stripes) -> anyhow::Result<Orchestra> {
-    let shim = ShimCommand::current_exe()
-        .map_err(|e| anyhow::anyhow!("cannot find this executable to run `coop shim`: {e}"))?;
-    let config = core.settings.containers.runtime_config(shim)?;
+/// Builds this peer's compute service, unless the settings turn
+/// containers off. A host that cannot run containers (not root, no
+/// cgroups) still serves templates, and the reason is logged once.
+pub(crate) fn start(core: &Core, stripes: Stripes) -> Result<Option<Orchestra>, NodeError> {
+    let Some(config) = core.settings.containers.clone() else {
+        return Ok(None);
+    };
     let capacity = capacity(core);
     info!(
         cpus = capacity.cpus_milli as f64 / 1000.0,
@@ -36,7 +36,7 @@ pub(crate) fn start(core: &Core, stripes: Stripes) -> anyhow::Result<Orchestra> 
         Arc::new(FitsInCapacity),
     );
     orchestra.serve();
-    Ok(orchestra)
+    Ok(Some(orchestra))
 }
 
 /// Memory kept for the host and the agent when no --capacity-memory is set.
@@ -48,7 +48,7 @@ const HOST_MEMORY_RESERVE: u64 = 512 << 20;
 fn capacity(core: &Core) -> Capacity {
     let set = core.settings.capacity;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let (memory_total, _) = super::status::memory();
+    let (memory_total, _) = crate::status::memory();
     let disk_total = coop_store::filesystem(core.dir.root()).map_or(0, |(total, _)| total);
     Capacity {
         cpus_milli: set.cpus_milli.map_or(cores * 1000, u64::from),

@@ -13,10 +13,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use coop_identity::{Certificate, CloudId, write_secret_file};
+
+use crate::error::NodeError;
+
+type Result<T> = std::result::Result<T, NodeError>;
 
 /// The default data dir: `$COOP_DATA_DIR` is handled by clap; this is the
 /// fallback: `/var/lib/coop` for root, else `~/.local/share/coop`.
@@ -92,13 +95,16 @@ impl DataDir {
 
     /// Creates the directory (mode 0700) if needed.
     pub fn create(&self) -> Result<()> {
-        fs::create_dir_all(&self.root)
-            .with_context(|| format!("cannot create data dir {}", self.root.display()))?;
+        fs::create_dir_all(&self.root).map_err(NodeError::data_dir(format!(
+            "cannot create data dir {}",
+            self.root.display()
+        )))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("cannot restrict {}", self.root.display()))?;
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(
+                NodeError::data_dir(format!("cannot restrict {}", self.root.display())),
+            )?;
         }
         Ok(())
     }
@@ -108,44 +114,51 @@ impl DataDir {
         if !path.exists() {
             return Ok(None);
         }
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = fs::read_to_string(&path).map_err(NodeError::data_dir(format!(
+            "cannot read {}",
+            path.display()
+        )))?;
         let m = serde_json::from_str(&text)
-            .with_context(|| format!("{} is corrupt", path.display()))?;
+            .map_err(|e| NodeError::DataDir(format!("{} is corrupt: {e}", path.display())))?;
         Ok(Some(m))
     }
 
     pub fn write_membership(&self, m: &Membership) -> Result<()> {
-        let text = serde_json::to_string_pretty(m)?;
-        write_secret_file(&self.membership_file(), text.as_bytes())?;
-        Ok(())
+        write_json(&self.membership_file(), m)
     }
 
     pub fn write_api_info(&self, info: &ApiInfo) -> Result<()> {
-        let text = serde_json::to_string_pretty(info)?;
-        write_secret_file(&self.api_info_file(), text.as_bytes())?;
-        Ok(())
+        write_json(&self.api_info_file(), info)
     }
 
     pub fn api_info(&self) -> Result<ApiInfo> {
         let path = self.api_info_file();
-        let text = fs::read_to_string(&path).with_context(|| {
-            format!(
+        let text = fs::read_to_string(&path).map_err(|_| {
+            NodeError::DataDir(format!(
                 "no running peer found in {} (missing api.json); start one with `coop up` or pass --api",
                 self.root.display()
-            )
+            ))
         })?;
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
+        serde_json::from_str(&text)
+            .map_err(|e| NodeError::DataDir(format!("{} is corrupt: {e}", path.display())))
     }
 
     pub fn read_token(&self) -> Result<String> {
         let path = self.api_token();
-        let text = fs::read_to_string(&path).with_context(|| {
-            format!(
-                "cannot read the admin token {}; pass --token or run as the user that runs `coop up`",
+        let text = fs::read_to_string(&path).map_err(|e| {
+            NodeError::DataDir(format!(
+                "cannot read the admin token {}: {e}; pass --token or run as the user that runs `coop up`",
                 path.display()
-            )
+            ))
         })?;
         Ok(text.trim().to_string())
     }
+}
+
+/// Writes `value` as pretty JSON to a 0600 file.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| NodeError::DataDir(format!("cannot encode {}: {e}", path.display())))?;
+    write_secret_file(path, text.as_bytes())
+        .map_err(|e| NodeError::DataDir(format!("cannot write {}: {e}", path.display())))
 }

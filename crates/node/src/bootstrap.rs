@@ -1,7 +1,6 @@
 //! First start and restart: found a new cloud, join one by invite, or come
 //! back as the member this data dir already is.
 
-use anyhow::{Context, Result, bail};
 use tracing::{info, warn};
 
 use coop_identity::{Certificate, CertificateBody, CloudId, CloudKey, InviteToken, PeerKey};
@@ -9,9 +8,10 @@ use coop_mesh::{LivenessConfig, Mesh, MeshConfig};
 use coop_state::{CloudInfo, Command, ControlPlane, PeerNode, PeerRecord, StateStore};
 use coop_types::{Role, unix_now};
 
-use super::protocol::{JoinProtocol, JoinReply, JoinRequest};
 use crate::datadir::{DataDir, Membership};
-use crate::settings::Settings;
+use crate::error::NodeError;
+use crate::protocol::{JoinProtocol, JoinReply, JoinRequest};
+use crate::settings::NodeSettings;
 
 /// The founder's own certificate lasts as long as any other.
 const FOUNDER_CERT_SECS: u64 = 10 * 365 * 24 * 3600;
@@ -26,29 +26,29 @@ pub(crate) struct Started {
 }
 
 pub(crate) async fn start(
-    settings: &Settings,
+    settings: &NodeSettings,
     dir: &DataDir,
     liveness: LivenessConfig,
-) -> Result<Started> {
+) -> Result<Started, NodeError> {
     let existed = dir.root().exists();
     dir.create()?;
     let membership = dir.membership()?;
     let result = match (membership, &settings.join) {
-        (Some(m), Some(_)) => bail!(
+        (Some(m), Some(_)) => Err(NodeError::DataDir(format!(
             "data dir {} already belongs to cloud {}; to join another cloud use a new --data-dir, \
              or run `coop up` without --join to restart this peer",
             dir.root().display(),
             m.cloud
-        ),
+        ))),
         (Some(m), None) => restart(settings, dir, m, liveness).await,
         (None, Some(token)) => join(settings, dir, token, liveness).await,
         (None, None) => {
             if dir.peer_key().exists() || dir.state_db().exists() {
-                bail!(
+                return Err(NodeError::DataDir(format!(
                     "data dir {} holds a peer key or state but no membership.json; \
                      it is damaged or from another version; move it away and start again",
                     dir.root().display()
-                );
+                )));
             }
             found(settings, dir, liveness).await
         }
@@ -61,12 +61,12 @@ pub(crate) async fn start(
 }
 
 async fn bind_mesh(
-    settings: &Settings,
+    settings: &NodeSettings,
     key: &PeerKey,
     cloud: CloudId,
     cert: Option<Certificate>,
     liveness: LivenessConfig,
-) -> Result<Mesh> {
+) -> Result<Mesh, NodeError> {
     Mesh::bind(MeshConfig {
         key: key.clone(),
         cloud,
@@ -75,20 +75,21 @@ async fn bind_mesh(
         liveness,
         relay: settings.relay,
         mdns: settings.mdns,
-        protocols: super::SERVED_PROTOCOLS.to_vec(),
+        protocols: crate::node::SERVED_PROTOCOLS.to_vec(),
     })
     .await
-    .context("cannot start the peer mesh")
+    .map_err(|e| NodeError::start("the peer mesh")(e.to_string()))
 }
 
-async fn start_control(dir: &DataDir, mesh: &Mesh) -> Result<ControlPlane> {
-    let store = StateStore::open(&dir.state_db()).context("cannot open the control-plane state")?;
+async fn start_control(dir: &DataDir, mesh: &Mesh) -> Result<ControlPlane, NodeError> {
+    let store = StateStore::open(&dir.state_db())
+        .map_err(|e| NodeError::start("the control-plane state")(e.to_string()))?;
     ControlPlane::start(mesh.clone(), store)
         .await
-        .context("cannot start the control plane")
+        .map_err(|e| NodeError::start("the control plane")(e.to_string()))
 }
 
-fn roles(settings: &Settings) -> Vec<Role> {
+fn roles(settings: &NodeSettings) -> Vec<Role> {
     if settings.relay {
         vec![Role::Relay]
     } else {
@@ -97,7 +98,11 @@ fn roles(settings: &Settings) -> Vec<Role> {
 }
 
 /// A new one-peer cloud with this peer as its founder and only steward.
-async fn found(settings: &Settings, dir: &DataDir, liveness: LivenessConfig) -> Result<Started> {
+async fn found(
+    settings: &NodeSettings,
+    dir: &DataDir,
+    liveness: LivenessConfig,
+) -> Result<Started, NodeError> {
     let key = PeerKey::generate();
     let cloud_key = CloudKey::generate();
     let now = unix_now();
@@ -113,7 +118,9 @@ async fn found(settings: &Settings, dir: &DataDir, liveness: LivenessConfig) -> 
             expires_at: now + FOUNDER_CERT_SECS,
         },
     )
-    .context("cannot issue the founder's certificate")?;
+    .map_err(|e| {
+        NodeError::start("the cloud")(format!("cannot issue the founder's certificate: {e}"))
+    })?;
     let mesh = bind_mesh(settings, &key, cloud_key.id(), Some(cert.clone()), liveness).await?;
     key.save(&dir.peer_key())?;
     cloud_key.save(&dir.cloud_key())?;
@@ -136,12 +143,12 @@ async fn found(settings: &Settings, dir: &DataDir, liveness: LivenessConfig) -> 
 /// Makes the founder the single voter and writes the cloud's first entry.
 /// Also finishes a founding that crashed half-way.
 async fn initialize_cloud(
-    settings: &Settings,
+    settings: &NodeSettings,
     key: &PeerKey,
     cloud_key: &CloudKey,
     mesh: &Mesh,
     control: &ControlPlane,
-) -> Result<()> {
+) -> Result<(), NodeError> {
     let addrs = mesh.local_addrs();
     if !control.store().has_raft_state()? {
         control
@@ -150,14 +157,13 @@ async fn initialize_cloud(
                 addrs: addrs.clone(),
             })
             .await
-            .context("cannot initialize the control plane")?;
+            .map_err(|e| NodeError::start("the control plane")(e.to_string()))?;
     }
     if control.store().cloud()?.is_none() {
         let now = unix_now();
-        let cert = mesh
-            .admission()
-            .own_cert()
-            .context("founder has no certificate")?;
+        let cert = mesh.admission().own_cert().ok_or_else(|| {
+            NodeError::start("the cloud")("the founder has no certificate".into())
+        })?;
         control
             .write(Command::InitCloud {
                 cloud: CloudInfo {
@@ -174,7 +180,9 @@ async fn initialize_cloud(
                 },
             })
             .await
-            .context("cannot write the cloud's first entry")?;
+            .map_err(|e| {
+                NodeError::start("the cloud")(format!("cannot write the cloud's first entry: {e}"))
+            })?;
     }
     Ok(())
 }
@@ -182,12 +190,13 @@ async fn initialize_cloud(
 /// Redeems an invite. Nothing is written to the data dir unless a peer of
 /// the cloud accepted it.
 async fn join(
-    settings: &Settings,
+    settings: &NodeSettings,
     dir: &DataDir,
     token_text: &str,
     liveness: LivenessConfig,
-) -> Result<Started> {
-    let token = InviteToken::decode(token_text, unix_now()).context("cannot use this invite")?;
+) -> Result<Started, NodeError> {
+    let token = InviteToken::decode(token_text, unix_now())
+        .map_err(|e| NodeError::Join(format!("cannot use this invite: {e}")))?;
     let key = PeerKey::generate();
     let mesh = bind_mesh(settings, &key, token.cloud, None, liveness).await?;
     let request = JoinRequest {
@@ -213,7 +222,9 @@ async fn join(
             }
             Ok(JoinReply::Refused(reason)) => {
                 mesh.shutdown().await;
-                bail!("the cloud refused to join: {reason}");
+                return Err(NodeError::Join(format!(
+                    "the cloud refused to join: {reason}"
+                )));
             }
             Ok(JoinReply::Unavailable(reason)) => {
                 failures.push(format!("{}: {reason}", peer.id.short()))
@@ -223,14 +234,16 @@ async fn join(
     }
     let Some((cert, cloud, peers)) = accepted else {
         mesh.shutdown().await;
-        bail!(
+        return Err(NodeError::Join(format!(
             "could not reach any peer named in the invite ({}); check the network and that those peers are up",
             failures.join("; ")
-        );
+        )));
     };
     if let Err(err) = cert.verify(&token.cloud, &key.id(), unix_now()) {
         mesh.shutdown().await;
-        bail!("the cloud answered with an invalid certificate: {err}");
+        return Err(NodeError::Join(format!(
+            "the cloud answered with an invalid certificate: {err}"
+        )));
     }
     key.save(&dir.peer_key())?;
     dir.write_membership(&Membership {
@@ -258,19 +271,19 @@ async fn join(
 
 /// Comes back as the member this data dir is.
 async fn restart(
-    settings: &Settings,
+    settings: &NodeSettings,
     dir: &DataDir,
     membership: Membership,
     liveness: LivenessConfig,
-) -> Result<Started> {
+) -> Result<Started, NodeError> {
     let key = PeerKey::load(&dir.peer_key())?;
     if membership.certificate.body.peer != key.id() {
-        bail!(
+        return Err(NodeError::DataDir(format!(
             "membership.json in {} names peer {}, but peer.key is {}; the data dir is damaged",
             dir.root().display(),
             membership.certificate.body.peer,
             key.id()
-        );
+        )));
     }
     let cloud_key = match CloudKey::load(&dir.cloud_key()) {
         Ok(k) if k.id() == membership.cloud => Some(k),

@@ -39,7 +39,7 @@ impl StatusSource for HostStatus {
 }
 
 /// Total and available memory from /proc/meminfo, in bytes.
-pub(crate) fn memory() -> (u64, u64) {
+pub fn memory() -> (u64, u64) {
     let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
         return (0, 0);
     };

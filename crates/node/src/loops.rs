@@ -1,17 +1,16 @@
-//! The agent's background loops: mirror the control plane into the mesh,
+//! The node's background loops: mirror the control plane into the mesh,
 //! keep the Raft membership in shape, and report our addresses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
 use coop_state::{Command, PeerNode, StewardCandidate, WriteError, ZoneSpread};
 use coop_types::{PeerId, PeerState};
 
-use super::Core;
+use crate::node::Core;
 
 /// How often the leader checks learners and stewards. Cheap (local reads),
 /// and a second is well inside the time a join or failover may take.
@@ -19,8 +18,8 @@ const MEMBERSHIP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Applies every change of the peers table to the mesh: admits members,
 /// learns their addresses, and cuts off revoked peers at once.
-pub(crate) fn spawn_store_sync(core: Arc<Core>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+pub(crate) async fn store_sync(core: Arc<Core>) {
+    {
         let mut changes = core.control.store().subscribe();
         let mut told_revoked = false;
         loop {
@@ -57,13 +56,13 @@ pub(crate) fn spawn_store_sync(core: Arc<Core>) -> JoinHandle<()> {
                 return;
             }
         }
-    })
+    }
 }
 
 /// On the leader: learners for new peers, revoked peers out, stewards
 /// chosen by [`ZoneSpread`].
-pub(crate) fn spawn_membership(core: Arc<Core>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+pub(crate) async fn membership(core: Arc<Core>) {
+    {
         let mut tick = tokio::time::interval(MEMBERSHIP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -114,13 +113,13 @@ pub(crate) fn spawn_membership(core: Arc<Core>) -> JoinHandle<()> {
                 .reconcile_membership(&nodes, &revoked, &candidates, &ZoneSpread, &prepare)
                 .await;
         }
-    })
+    }
 }
 
 /// Records this peer's current mesh addresses in the control plane when
 /// they differ from what it holds (first start, new port, new network).
-pub(crate) fn spawn_addr_report(core: Arc<Core>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+pub(crate) async fn addr_report(core: Arc<Core>) {
+    {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
@@ -144,5 +143,5 @@ pub(crate) fn spawn_addr_report(core: Arc<Core>) -> JoinHandle<()> {
                 Err(err) => debug!(%err, "addresses not recorded yet"),
             }
         }
-    })
+    }
 }

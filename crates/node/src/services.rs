@@ -11,8 +11,8 @@ use coop_mesh::Service;
 use coop_state::{Command, PeerNode, PeerRecord, WriteError};
 use coop_types::{PeerId, Role, unix_now};
 
-use super::Core;
-use super::protocol::{AgentReply, AgentRequest, AgentRpc, JoinProtocol, JoinReply, JoinRequest};
+use crate::node::Core;
+use crate::protocol::{AgentReply, AgentRequest, AgentRpc, JoinProtocol, JoinReply, JoinRequest};
 
 /// Peer certificates last ten years; revocation, not expiry, is how a
 /// cloud cuts a peer off, and renewal is not built yet.
@@ -140,7 +140,7 @@ impl Core {
                 }
                 match self.store_cloud_key(key) {
                     Ok(()) => AgentReply::KeyStored,
-                    Err(err) => AgentReply::Error(format!("cannot store the cloud key: {err:#}")),
+                    Err(err) => AgentReply::Error(format!("cannot store the cloud key: {err}")),
                 }
             }
             AgentRequest::Ping => AgentReply::Pong,

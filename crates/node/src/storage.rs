@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
 use coop_mesh::Mesh;
 use coop_state::ControlPlane;
 use coop_store::{
@@ -14,11 +12,12 @@ use coop_store::{
 };
 use coop_types::{PeerId, PeerState};
 
-use crate::settings::Settings;
+use crate::error::NodeError;
+use crate::settings::NodeSettings;
 
 /// The cloud's disks as gossip reports them: this peer's own, plus those of
 /// every peer whose status is fresh.
-pub struct MeshView {
+pub(crate) struct MeshView {
     me: PeerId,
     zone: String,
     local: LocalDisks,
@@ -78,13 +77,13 @@ impl ClusterView for MeshView {
     }
 }
 
-/// Starts the repair and scrub loops.
-pub fn spawn_upkeep(
+/// The repair, scrub and collection loops, until dropped.
+pub(crate) fn upkeep(
     storage: &Storage,
-    settings: &Settings,
+    settings: &NodeSettings,
     control: &ControlPlane,
-) -> tokio::task::JoinHandle<()> {
-    coop_store::spawn_upkeep(
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    coop_store::upkeep(
         storage.stripes.clone(),
         control.clone(),
         UpkeepConfig {
@@ -97,17 +96,17 @@ pub fn spawn_upkeep(
     )
 }
 
-/// Storage as the agent holds it.
-pub struct Storage {
+/// Storage as the node holds it.
+pub(crate) struct Storage {
     pub disks: LocalDisks,
     pub stripes: Stripes,
     pub metrics: Arc<StoreMetrics>,
 }
 
 /// Opens this peer's disks and starts serving shards on the mesh.
-pub fn start(settings: &Settings, mesh: &Mesh) -> Result<Storage> {
-    let disks =
-        LocalDisks::open(mesh.id(), &settings.disks).context("cannot open the storage disks")?;
+pub(crate) fn start(settings: &NodeSettings, mesh: &Mesh) -> Result<Storage, NodeError> {
+    let disks = LocalDisks::open(mesh.id(), &settings.disks)
+        .map_err(|e| NodeError::start("the storage disks")(e.to_string()))?;
     let metrics = Arc::new(StoreMetrics::default());
     BlockService::new(disks.clone(), metrics.clone()).serve(mesh);
     let view = MeshView {
