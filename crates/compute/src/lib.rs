@@ -9,7 +9,8 @@
 //! - [`import_oci`] does the same for a `docker save` or OCI layout archive,
 //!   flattening its layers;
 //! - [`unpack_blob`] unpacks a verified blob into the local cache;
-//! - [`Size`] and [`Resources`] name what a container may use;
+//! - [`Size`] and [`Overrides`] name what a container may use (as
+//!   [`coop_types::Limits`]);
 //! - [`runtime::Runtime`] runs containers from a cached rootfs with quotas,
 //!   their own network and published ports, through [`shim`] (`coop shim`,
 //!   libcontainer or runc); [`network`] holds the bridge, veth and nftables parts.
@@ -44,9 +45,7 @@ pub use manifest::{
     MAX_MANIFEST_BYTES, ManifestError, TemplateManifest, host_arch, normalize_arch,
 };
 pub use oci::{OciError, import_oci};
-pub use size::{
-    Overrides, Resources, Size, SizeError, parse_bytes, parse_cpus, parse_disk, parse_memory,
-};
+pub use size::{Overrides, Size, SizeError, parse_bytes, parse_cpus, parse_disk, parse_memory};
 pub use spool::TempPath;
 pub use template::{
     DEFAULT_VERSION, SignedTemplate, TemplateError, TemplateRecord, validate_name, validate_version,

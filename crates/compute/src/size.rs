@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use coop_types::Limits;
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
@@ -45,19 +47,6 @@ pub enum Size {
     Large,
     /// 4 CPUs, 4 GiB memory, 100 GiB disk.
     Huge,
-}
-
-/// The limits a container runs under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Resources {
-    /// CPU time in thousandths of a core (`500` = half a core).
-    pub cpus_milli: u32,
-    /// Memory limit in bytes (resident memory plus page cache, as cgroups count it).
-    pub memory_bytes: u64,
-    /// Size of the container's writable disk in bytes.
-    pub disk_bytes: u64,
-    /// Most processes and threads the container may hold at once.
-    pub pids: u32,
 }
 
 /// A size name, limit or override that could not be parsed or is out of range.
@@ -102,7 +91,7 @@ impl Size {
     /// stack, so a workload that stays inside its memory limit never reaches
     /// this; a fork bomb does, long before it exhausts the peer's `pid_max`
     /// and starves every other container on it.
-    pub fn resources(self) -> Resources {
+    pub fn limits(self) -> Limits {
         let (cpus_milli, memory_bytes, disk_bytes) = match self {
             Size::Tiny => (250, 256 * MIB, 4 * GIB),
             Size::Small => (500, 512 * MIB, 10 * GIB),
@@ -111,7 +100,7 @@ impl Size {
             Size::Huge => (4000, 4 * GIB, 100 * GIB),
         };
         let pids = u32::try_from(memory_bytes / MIB * 2).unwrap_or(u32::MAX);
-        Resources {
+        Limits {
             cpus_milli,
             memory_bytes,
             disk_bytes,
@@ -152,13 +141,13 @@ impl FromStr for Size {
 /// Explicit limits that replace those of a size; `None` keeps the size's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
-    /// Replaces [`Resources::cpus_milli`].
+    /// Replaces [`Limits::cpus_milli`].
     pub cpus_milli: Option<u32>,
-    /// Replaces [`Resources::memory_bytes`].
+    /// Replaces [`Limits::memory_bytes`].
     pub memory_bytes: Option<u64>,
-    /// Replaces [`Resources::disk_bytes`].
+    /// Replaces [`Limits::disk_bytes`].
     pub disk_bytes: Option<u64>,
-    /// Replaces [`Resources::pids`].
+    /// Replaces [`Limits::pids`].
     pub pids: Option<u32>,
 }
 
@@ -190,14 +179,14 @@ impl Overrides {
     }
 }
 
-impl Resources {
-    /// These resources with the given overrides applied.
-    pub fn with_overrides(self, overrides: &Overrides) -> Resources {
-        Resources {
-            cpus_milli: overrides.cpus_milli.unwrap_or(self.cpus_milli),
-            memory_bytes: overrides.memory_bytes.unwrap_or(self.memory_bytes),
-            disk_bytes: overrides.disk_bytes.unwrap_or(self.disk_bytes),
-            pids: overrides.pids.unwrap_or(self.pids),
+impl Overrides {
+    /// `limits` with these overrides applied.
+    pub fn apply(&self, limits: Limits) -> Limits {
+        Limits {
+            cpus_milli: self.cpus_milli.unwrap_or(limits.cpus_milli),
+            memory_bytes: self.memory_bytes.unwrap_or(limits.memory_bytes),
+            disk_bytes: self.disk_bytes.unwrap_or(limits.disk_bytes),
+            pids: self.pids.unwrap_or(limits.pids),
         }
     }
 }
@@ -319,32 +308,32 @@ mod tests {
 
     #[test]
     fn presets_match_the_issue() {
-        let r = Size::Tiny.resources();
+        let r = Size::Tiny.limits();
         assert_eq!(
             (r.cpus_milli, r.memory_bytes, r.disk_bytes),
             (250, 256 * MIB, 4 * GIB)
         );
-        let r = Size::Small.resources();
+        let r = Size::Small.limits();
         assert_eq!(
             (r.cpus_milli, r.memory_bytes, r.disk_bytes),
             (500, 512 * MIB, 10 * GIB)
         );
-        let r = Size::Medium.resources();
+        let r = Size::Medium.limits();
         assert_eq!(
             (r.cpus_milli, r.memory_bytes, r.disk_bytes),
             (1000, GIB, 20 * GIB)
         );
-        let r = Size::Large.resources();
+        let r = Size::Large.limits();
         assert_eq!(
             (r.cpus_milli, r.memory_bytes, r.disk_bytes),
             (2000, 2 * GIB, 40 * GIB)
         );
-        let r = Size::Huge.resources();
+        let r = Size::Huge.limits();
         assert_eq!(
             (r.cpus_milli, r.memory_bytes, r.disk_bytes),
             (4000, 4 * GIB, 100 * GIB)
         );
-        let pids: Vec<u32> = Size::ALL.iter().map(|s| s.resources().pids).collect();
+        let pids: Vec<u32> = Size::ALL.iter().map(|s| s.limits().pids).collect();
         assert_eq!(pids, [512, 1024, 2048, 4096, 8192]);
         assert_eq!(Size::default(), Size::Small);
     }
@@ -412,15 +401,15 @@ mod tests {
 
     #[test]
     fn overrides_replace_only_what_is_given() {
-        let base = Size::Small.resources();
+        let base = Size::Small.limits();
         let o = Overrides::parse(Some("2"), None, Some("20G")).unwrap();
-        let r = base.with_overrides(&o);
+        let r = o.apply(base);
         assert_eq!(r.cpus_milli, 2000);
         assert_eq!(r.memory_bytes, base.memory_bytes);
         assert_eq!(r.disk_bytes, 20 * GIB);
         assert_eq!(r.pids, base.pids);
         let o = Overrides::default().with_pids("100").unwrap();
-        assert_eq!(base.with_overrides(&o).pids, 100);
+        assert_eq!(o.apply(base).pids, 100);
 
         assert!(matches!(
             Overrides::parse(None, Some("1M"), None),

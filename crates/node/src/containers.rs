@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use coop_orchestra::{Capacity, ComputeHost, FitsInCapacity, Orchestra};
+use coop_orchestra::{ComputeHost, FitsInCapacity, Orchestra};
 use coop_store::Stripes;
+use coop_types::Resources;
 
 use crate::error::NodeError;
 use crate::node::Core;
@@ -45,12 +46,12 @@ const HOST_MEMORY_RESERVE: u64 = 512 << 20;
 /// What this peer lends to containers: the `--capacity-*` settings, or the
 /// machine's cores, its memory but a reserve, and 90% of the filesystem
 /// that holds the data dir.
-fn capacity(core: &Core) -> Capacity {
+fn capacity(core: &Core) -> Resources {
     let set = core.settings.capacity;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let (memory_total, _) = crate::status::memory();
     let disk_total = coop_store::filesystem(core.dir.root()).map_or(0, |(total, _)| total);
-    Capacity {
+    Resources {
         cpus_milli: set.cpus_milli.map_or(cores * 1000, u64::from),
         memory_bytes: set.memory_bytes.unwrap_or_else(|| {
             memory_total.saturating_sub(HOST_MEMORY_RESERVE.min(memory_total / 2))

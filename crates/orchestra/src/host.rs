@@ -9,17 +9,16 @@ use coop_compute::runtime::{
     Container, ContainerSpec, ExitStatus, PortMapping, Runtime, RuntimeConfig, RuntimeError,
 };
 use coop_compute::{
-    ArchiveError, ContentId, Resources, SignedTemplate, TemplateRecord, blob_path, import_oci,
-    import_rootfs, rootfs_path, unpack_blob,
+    ArchiveError, ContentId, SignedTemplate, TemplateRecord, blob_path, import_oci, import_rootfs,
+    rootfs_path, unpack_blob,
 };
 use coop_identity::PeerKey;
 use coop_state::{ContainerEntry, RestartPolicy, StateStore, TemplateEntry};
 use coop_store::Stripes;
-use coop_types::PeerId;
+use coop_types::{PeerId, Resources};
 
 use crate::blobs::{Fetched, fetch_blob};
 use crate::error::{ComputeError, runtime_error};
-use crate::lease::Capacity;
 
 /// The compute side of one peer: where templates are kept and the runtime
 /// that runs containers. Blocking methods must run in `spawn_blocking`.
@@ -36,7 +35,7 @@ pub struct ComputeHost {
     /// same blob twice, and a slow fetch holds up no other template.
     fetching: crate::service::KeyedLocks,
     /// What this peer lends to containers.
-    capacity: Capacity,
+    capacity: Resources,
 }
 
 impl ComputeHost {
@@ -49,7 +48,7 @@ impl ComputeHost {
         key: PeerKey,
         config: RuntimeConfig,
         stripes: Stripes,
-        capacity: Capacity,
+        capacity: Resources,
     ) -> ComputeHost {
         let templates = data_dir.join("templates");
         let runtime = Runtime::new(data_dir.join("containers"), config).map_err(|e| e.to_string());
@@ -134,7 +133,7 @@ impl ComputeHost {
     }
 
     /// What this peer lends to containers.
-    pub fn capacity(&self) -> Capacity {
+    pub fn capacity(&self) -> Resources {
         self.capacity
     }
 
@@ -235,16 +234,10 @@ impl ComputeHost {
             .map(|p| PortMapping::from_str(p))
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad)?;
-        let limits = entry.limits;
         let spec = ContainerSpec {
             id: entry.name.clone(),
             rootfs_lower: rootfs,
-            resources: Resources {
-                cpus_milli: limits.cpus_milli,
-                memory_bytes: limits.memory_bytes,
-                disk_bytes: limits.disk_bytes,
-                pids: limits.pids,
-            },
+            resources: entry.limits,
             env: entry.env.clone(),
             argv: entry.argv.clone(),
             workdir: entry.workdir.clone(),

@@ -8,8 +8,8 @@
 //! again); every container holds its disk until it is removed, because its
 //! writable layer stays.
 
-use coop_state::{ContainerEntry, ContainerLimits, DesiredState};
-use coop_types::PeerId;
+use coop_state::{ContainerEntry, DesiredState};
+use coop_types::{PeerId, Resources};
 
 use crate::error::ComputeError;
 
@@ -17,11 +17,12 @@ use crate::error::ComputeError;
 /// [`FitsInCapacity`], admits what fits in what the peer lends; the
 /// scheduler's cloud-wide policy plugs in here.
 pub trait LeasePolicy: Send + Sync + 'static {
-    /// Admits `lease` next to the other containers of `entries` placed on
-    /// `me` (of which `finished` exited for good), or refuses it saying why.
+    /// Admits `lease` on `me`, which lends `lent`, next to the other
+    /// containers of `entries` placed there (of which `finished` exited for
+    /// good), or refuses it saying why.
     fn admit(
         &self,
-        capacity: &Capacity,
+        lent: &Resources,
         entries: &[ContainerEntry],
         finished: &[String],
         me: PeerId,
@@ -36,101 +37,83 @@ pub struct FitsInCapacity;
 impl LeasePolicy for FitsInCapacity {
     fn admit(
         &self,
-        capacity: &Capacity,
+        lent: &Resources,
         entries: &[ContainerEntry],
         finished: &[String],
         me: PeerId,
         lease: &ContainerEntry,
     ) -> Result<(), ComputeError> {
-        capacity
-            .admit(entries, finished, me, &lease.name, &lease.limits)
+        let held = held(entries, me, &lease.name, finished);
+        shortfall(lent, held, lease.limits.resources(), me, &lease.name)
             .map_err(ComputeError::Short)
     }
 }
 
-/// Resources a peer offers to containers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capacity {
-    pub cpus_milli: u64,
-    pub memory_bytes: u64,
-    pub disk_bytes: u64,
+/// What containers on `me` hold now, leaving out `except` (a container
+/// being started again is not counted twice) and the CPUs and memory of
+/// those in `finished`.
+pub fn held(
+    entries: &[ContainerEntry],
+    me: PeerId,
+    except: &str,
+    finished: &[String],
+) -> Resources {
+    let mut held = Resources::ZERO;
+    for entry in entries.iter().filter(|e| e.peer == me && e.name != except) {
+        let mut takes = entry.limits.resources();
+        if entry.desired != DesiredState::Running || finished.contains(&entry.name) {
+            takes.cpus_milli = 0;
+            takes.memory_bytes = 0;
+        }
+        held = held.plus(takes);
+    }
+    held
 }
 
-impl Capacity {
-    /// What containers on `me` hold now, leaving out `except` (a container
-    /// being started again is not counted twice) and the CPUs and memory
-    /// of those in `finished`.
-    pub fn held(
-        entries: &[ContainerEntry],
-        me: PeerId,
-        except: &str,
-        finished: &[String],
-    ) -> Capacity {
-        let mut held = Capacity {
-            cpus_milli: 0,
-            memory_bytes: 0,
-            disk_bytes: 0,
-        };
-        for entry in entries.iter().filter(|e| e.peer == me && e.name != except) {
-            held.disk_bytes += entry.limits.disk_bytes;
-            if entry.desired == DesiredState::Running && !finished.contains(&entry.name) {
-                held.cpus_milli += u64::from(entry.limits.cpus_milli);
-                held.memory_bytes += entry.limits.memory_bytes;
-            }
-        }
-        held
+/// Refuses `wanted` for container `name` when it does not fit in `lent`
+/// minus `held`; the reason names each short resource with what is free
+/// and what was asked.
+pub fn shortfall(
+    lent: &Resources,
+    held: Resources,
+    wanted: Resources,
+    me: PeerId,
+    name: &str,
+) -> Result<(), String> {
+    let free = lent.minus(held);
+    let mut short = Vec::new();
+    if wanted.cpus_milli > free.cpus_milli {
+        short.push(format!(
+            "{} CPUs asked, {} of {} free",
+            cpus(wanted.cpus_milli),
+            cpus(free.cpus_milli),
+            cpus(lent.cpus_milli)
+        ));
     }
-
-    /// Refuses `wanted` (as running) when it does not fit next to the
-    /// other containers of `entries` placed on `me`, of which `finished`
-    /// have exited for good; the reason names the short resource with
-    /// what is free and what was asked.
-    pub fn admit(
-        &self,
-        entries: &[ContainerEntry],
-        finished: &[String],
-        me: PeerId,
-        name: &str,
-        wanted: &ContainerLimits,
-    ) -> Result<(), String> {
-        let held = Capacity::held(entries, me, name, finished);
-        let mut short = Vec::new();
-        let cpus_free = self.cpus_milli.saturating_sub(held.cpus_milli);
-        if u64::from(wanted.cpus_milli) > cpus_free {
-            short.push(format!(
-                "{} CPUs asked, {} of {} free",
-                cpus(u64::from(wanted.cpus_milli)),
-                cpus(cpus_free),
-                cpus(self.cpus_milli)
-            ));
-        }
-        let memory_free = self.memory_bytes.saturating_sub(held.memory_bytes);
-        if wanted.memory_bytes > memory_free {
-            short.push(format!(
-                "{} memory asked, {} of {} free",
-                bytes(wanted.memory_bytes),
-                bytes(memory_free),
-                bytes(self.memory_bytes)
-            ));
-        }
-        let disk_free = self.disk_bytes.saturating_sub(held.disk_bytes);
-        if wanted.disk_bytes > disk_free {
-            short.push(format!(
-                "{} disk asked, {} of {} free",
-                bytes(wanted.disk_bytes),
-                bytes(disk_free),
-                bytes(self.disk_bytes)
-            ));
-        }
-        if short.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "peer {} lacks capacity for container `{name}`: {}; pick a smaller --size, another --peer, or raise what the peer offers (coop up --capacity-cpus/--capacity-memory/--capacity-disk)",
-                me.short(),
-                short.join("; ")
-            ))
-        }
+    if wanted.memory_bytes > free.memory_bytes {
+        short.push(format!(
+            "{} memory asked, {} of {} free",
+            bytes(wanted.memory_bytes),
+            bytes(free.memory_bytes),
+            bytes(lent.memory_bytes)
+        ));
+    }
+    if wanted.disk_bytes > free.disk_bytes {
+        short.push(format!(
+            "{} disk asked, {} of {} free",
+            bytes(wanted.disk_bytes),
+            bytes(free.disk_bytes),
+            bytes(lent.disk_bytes)
+        ));
+    }
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "peer {} lacks capacity for container `{name}`: {}; pick a smaller --size, another --peer, or raise what the peer offers (coop up --capacity-cpus/--capacity-memory/--capacity-disk)",
+            me.short(),
+            short.join("; ")
+        ))
     }
 }
 
@@ -171,7 +154,7 @@ mod tests {
             version: "latest".into(),
             content_id: String::new(),
             size: "tiny".into(),
-            limits: ContainerLimits {
+            limits: coop_types::Limits {
                 cpus_milli,
                 memory_bytes: mib << 20,
                 disk_bytes: 1 << 30,
@@ -188,14 +171,31 @@ mod tests {
         }
     }
 
+    /// The check the default policy makes, as `admit` would call it.
+    fn admit(
+        offer: &Resources,
+        entries: &[ContainerEntry],
+        finished: &[String],
+        name: &str,
+        wanted: &coop_types::Limits,
+    ) -> Result<(), String> {
+        let me = PeerId([1; 32]);
+        shortfall(
+            offer,
+            held(entries, me, name, finished),
+            wanted.resources(),
+            me,
+            name,
+        )
+    }
+
     #[test]
     fn leases_fit_in_what_is_left() {
-        let offer = Capacity {
+        let offer = Resources {
             cpus_milli: 2000,
             memory_bytes: 1 << 30,
             disk_bytes: 3 << 30,
         };
-        let me = PeerId([1; 32]);
         let entries = vec![
             entry("a", 1, 1000, 512, DesiredState::Running),
             // Stopped: holds disk only.
@@ -204,9 +204,9 @@ mod tests {
             entry("c", 2, 2000, 1024, DesiredState::Running),
         ];
         let fits = entry("d", 1, 1000, 512, DesiredState::Running).limits;
-        offer.admit(&entries, &[], me, "d", &fits).unwrap();
+        admit(&offer, &entries, &[], "d", &fits).unwrap();
         let too_big = entry("d", 1, 1500, 600, DesiredState::Running).limits;
-        let reason = offer.admit(&entries, &[], me, "d", &too_big).unwrap_err();
+        let reason = admit(&offer, &entries, &[], "d", &too_big).unwrap_err();
         assert!(reason.contains("1.50 CPUs asked, 1 of 2 free"), "{reason}");
         assert!(
             reason.contains("600 MiB memory asked, 512 MiB of 1.0 GiB free"),
@@ -214,18 +214,15 @@ mod tests {
         );
         assert!(!reason.contains("disk asked"), "{reason}");
         // Restarting `b` does not count `b` against itself.
-        offer
-            .admit(&entries, &[], me, "b", &entries[1].limits)
-            .unwrap();
+        admit(&offer, &entries, &[], "b", &entries[1].limits).unwrap();
         // A finished container holds disk only.
         let finished = vec!["a".to_string()];
-        offer.admit(&entries, &finished, me, "d", &too_big).unwrap();
+        admit(&offer, &entries, &finished, "d", &too_big).unwrap();
         // Disk is held by stopped containers too: a third one does not fit.
         let mut disk = fits;
         disk.disk_bytes = 2 << 30;
         assert!(
-            offer
-                .admit(&entries, &[], me, "d", &disk)
+            admit(&offer, &entries, &[], "d", &disk)
                 .unwrap_err()
                 .contains("disk asked")
         );

@@ -29,7 +29,7 @@ pub use frames::{
     FRAME_STDOUT,
 };
 pub use host::{ComputeHost, should_restart, verify_template};
-pub use lease::{Capacity, FitsInCapacity, LeasePolicy};
+pub use lease::{FitsInCapacity, LeasePolicy, held, shortfall};
 pub use protocol::{
     Action, COMPUTE_ALPN, ComputeCall, ComputeProtocol, ComputeReply, LOG_CHUNK, OBSERVE_TIMEOUT,
 };

@@ -24,12 +24,12 @@ use coop_compute::runtime::{
 };
 use coop_mesh::Mesh;
 use coop_state::{Command, ContainerEntry, ControlPlane, DesiredState};
-use coop_types::{PeerId, PeerState};
+use coop_types::{PeerId, PeerState, Resources};
 
 use crate::error::{ComputeError, runtime_error};
 use crate::exec::{ExecCall, RemoteSession};
 use crate::host::{ComputeHost, should_restart};
-use crate::lease::{Capacity, LeasePolicy};
+use crate::lease::{LeasePolicy, held};
 use crate::protocol::{self, Action, ComputeCall, ComputeReply, LOG_CHUNK};
 
 /// How long `stop` waits after SIGTERM before SIGKILL: one constant for
@@ -127,8 +127,8 @@ pub struct CapacityReport {
     pub peer: PeerId,
     /// Why containers cannot run here, when they cannot.
     pub unavailable: Option<String>,
-    pub capacity: Capacity,
-    pub held: Capacity,
+    pub capacity: Resources,
+    pub held: Resources,
     /// Containers placed on this peer.
     pub containers: usize,
 }
@@ -411,7 +411,7 @@ impl Orchestra {
             peer: me,
             unavailable: self.0.host.unavailable_reason().map(str::to_string),
             capacity: self.0.host.capacity(),
-            held: Capacity::held(&entries, me, "", &finished),
+            held: held(&entries, me, "", &finished),
             containers: entries.iter().filter(|e| e.peer == me).count(),
         })
     }

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use coop_types::PeerId;
+use coop_types::{Limits, PeerId};
 
 use crate::objects::BlockRef;
 
@@ -79,19 +79,6 @@ impl RestartPolicy {
     }
 }
 
-/// The limits a container runs under (mirrors the compute room's `Resources`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerLimits {
-    /// CPU in thousandths of a core.
-    pub cpus_milli: u32,
-    /// Memory limit in bytes.
-    pub memory_bytes: u64,
-    /// Writable disk in bytes.
-    pub disk_bytes: u64,
-    /// Most processes and threads at once.
-    pub pids: u32,
-}
-
 /// A container of the cloud: row `container/<name>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerEntry {
@@ -108,7 +95,7 @@ pub struct ContainerEntry {
     /// The size it was asked for (`tiny` ... `huge`).
     pub size: String,
     /// The size's limits with explicit overrides applied.
-    pub limits: ContainerLimits,
+    pub limits: Limits,
     /// Command and arguments (the template's entrypoint if none were given).
     pub argv: Vec<String>,
     /// Environment as `(name, value)` pairs.

@@ -15,7 +15,7 @@ mod records;
 mod stewards;
 mod store;
 
-pub use compute::{ContainerEntry, ContainerLimits, DesiredState, RestartPolicy, TemplateEntry};
+pub use compute::{ContainerEntry, DesiredState, RestartPolicy, TemplateEntry};
 pub use control::{ControlPlane, StartError, WriteError};
 pub use network::{RAFT_ALPN, RaftAnswer, RaftMessage, RaftProtocol};
 pub use objects::{

@@ -3,9 +3,11 @@
 //! serializable and cheap to clone.
 
 mod peer;
+mod resources;
 mod time;
 
 pub use peer::{
     Connection, DiskStatus, PeerId, PeerIdParseError, PeerState, PeerStatus, PeerView, Role,
 };
+pub use resources::{Limits, Resources};
 pub use time::{unix_now, unix_now_ms};

@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use coop_compute::runtime::PortMapping;
 use coop_compute::{Overrides, Size};
 use coop_orchestra::{Action, ExecCall, verify_template};
-use coop_state::{ContainerEntry, ContainerLimits, DesiredState, RestartPolicy, TemplateEntry};
+use coop_state::{ContainerEntry, DesiredState, RestartPolicy, TemplateEntry};
 use coop_types::{PeerId, unix_now};
 
 use super::views::{ComputeView, ContainerView, ExecQuery, RunRequest, StatsView};
@@ -107,7 +107,7 @@ fn entry_of(
     if let Some(pids) = &request.pids {
         overrides = overrides.with_pids(pids).map_err(bad)?;
     }
-    let resources = size.resources().with_overrides(&overrides);
+    let limits = overrides.apply(size.limits());
     let ports = request
         .ports
         .iter()
@@ -150,12 +150,7 @@ fn entry_of(
         version: template.version,
         content_id: template.content_id,
         size: size.name().to_string(),
-        limits: ContainerLimits {
-            cpus_milli: resources.cpus_milli,
-            memory_bytes: resources.memory_bytes,
-            disk_bytes: resources.disk_bytes,
-            pids: resources.pids,
-        },
+        limits,
         argv,
         env,
         workdir: record.manifest.workdir.clone(),

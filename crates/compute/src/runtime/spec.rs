@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::size::Resources;
+use coop_types::Limits;
 
 /// Longest container id: ids name cgroups, network namespaces and state
 /// directories, and 63 keeps all of them well inside the kernel's limits.
@@ -25,7 +25,7 @@ pub struct ContainerSpec {
     /// The cached template rootfs ([`crate::rootfs_path`]); the read-only lower layer.
     pub rootfs_lower: PathBuf,
     /// CPU, memory, disk and process limits.
-    pub resources: Resources,
+    pub resources: Limits,
     /// Environment as `(name, value)` pairs; `PATH` defaults to the usual one.
     pub env: Vec<(String, String)>,
     /// The command and its arguments; `argv[0]` is looked up in `PATH` if relative.
@@ -175,7 +175,7 @@ impl ContainerSpec {
         ContainerSpec {
             id: id.into(),
             rootfs_lower: rootfs_lower.into(),
-            resources: crate::size::Size::Small.resources(),
+            resources: crate::size::Size::Small.limits(),
             env: Vec::new(),
             argv: argv.iter().map(|a| a.to_string()).collect(),
             workdir: None,

@@ -152,7 +152,7 @@ impl Lab {
     /// A tiny spec for `argv`.
     pub fn spec(&self, id: &str, argv: &[&str]) -> ContainerSpec {
         let mut spec = ContainerSpec::new(id, &self.rootfs, argv);
-        spec.resources = Size::Tiny.resources();
+        spec.resources = Size::Tiny.limits();
         spec.resources.disk_bytes = 64 << 20;
         spec
     }

@@ -4,7 +4,7 @@
 use coop_types::PeerId;
 
 use super::tests::Harness;
-use crate::compute::{ContainerEntry, ContainerLimits, DesiredState, RestartPolicy, TemplateEntry};
+use crate::compute::{ContainerEntry, DesiredState, RestartPolicy, TemplateEntry};
 use crate::objects::{BlockRef, NewStripe, ShardLocation, StripeLayout, StripeRecord};
 use crate::records::{Command, CommandError};
 
@@ -74,7 +74,7 @@ fn container(name: &str, template: &str) -> Command {
         version: "latest".into(),
         content_id: "ab".repeat(32),
         size: "tiny".into(),
-        limits: ContainerLimits {
+        limits: coop_types::Limits {
             cpus_milli: 250,
             memory_bytes: 1 << 28,
             disk_bytes: 1 << 32,
