@@ -9,14 +9,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
 use coop_compute::{ContentId, TempPath, blob_path};
-use coop_state::{BlockRef, NewStripe, StateStore, TemplateEntry};
-use coop_store::{BLOCK_SIZE, Stripes};
+use coop_state::{StateStore, TemplateEntry};
+use coop_store::{BLOCK_SIZE, BlockStreamError, BlockWriter, Stripes, WrittenBlocks, spans};
 
 use crate::error::ComputeError;
 
@@ -24,16 +23,9 @@ use crate::error::ComputeError;
 /// few enough to bound memory at a few MiB.
 const BLOCKS_IN_FLIGHT: usize = 8;
 
-/// A blob stored in the cloud: its blocks in order and the stripes that
-/// are new (all of them, for a fresh import).
-pub struct StoredBlob {
-    pub blocks: Vec<BlockRef>,
-    pub stripes: Vec<NewStripe>,
-}
-
 /// Stores the blob at `path` in the cloud's store under the cloud's
 /// default layout. Returns once every block is durable.
-pub async fn store_blob(stripes: &Stripes, path: &Path) -> Result<StoredBlob, ComputeError> {
+pub async fn store_blob(stripes: &Stripes, path: &Path) -> Result<WrittenBlocks, ComputeError> {
     let io = |e: std::io::Error| {
         ComputeError::Internal(format!(
             "cannot read the template blob {}: {e}",
@@ -41,36 +33,17 @@ pub async fn store_blob(stripes: &Stripes, path: &Path) -> Result<StoredBlob, Co
         ))
     };
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut left = file.metadata().await.map_err(io)?.len();
     let layout = stripes.layout_for(None);
-    let mut writing = FuturesOrdered::new();
-    let mut stored = Vec::new();
-    while left > 0 {
-        let len = left.min(BLOCK_SIZE as u64) as usize;
-        let mut block = vec![0u8; len];
-        file.read_exact(&mut block).await.map_err(io)?;
-        left -= len as u64;
-        let stripes = stripes.clone();
-        writing.push_back(async move { stripes.write(Bytes::from(block), layout, false).await });
-        if writing.len() >= BLOCKS_IN_FLIGHT
-            && let Some(done) = writing.next().await
-        {
-            stored.push(done.map_err(unstorable)?);
+    let mut writer = BlockWriter::new(stripes, layout, false, BLOCKS_IN_FLIGHT);
+    let mut chunk = vec![0u8; BLOCK_SIZE];
+    loop {
+        let n = file.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            break;
         }
+        writer.push(&chunk[..n]).await.map_err(unstorable)?;
     }
-    while let Some(done) = writing.next().await {
-        stored.push(done.map_err(unstorable)?);
-    }
-    Ok(StoredBlob {
-        blocks: stored
-            .iter()
-            .map(|s| BlockRef {
-                id: s.id,
-                len: s.stripe.len,
-            })
-            .collect(),
-        stripes: stored,
-    })
+    writer.finish().await.map_err(unstorable)
 }
 
 fn unstorable(err: coop_store::StripeWriteError) -> ComputeError {
@@ -125,19 +98,16 @@ pub(crate) async fn fetch_blob(
     };
     let mut file = tokio::fs::File::create(partial.path()).await.map_err(io)?;
     let mut hasher = blake3::Hasher::new();
-    let mut reading = FuturesOrdered::new();
-    let mut blocks = template.blocks.iter();
     let mut bytes = 0u64;
-    loop {
-        while reading.len() < BLOCKS_IN_FLIGHT
-            && let Some(block) = blocks.next()
-        {
-            reading.push_back(read_block(stripes, state, *block, label.clone()));
-        }
-        let Some(done) = reading.next().await else {
-            break;
-        };
-        let data = done?;
+    let everything = spans(&template.blocks, &(0..template.size_bytes));
+    let mut reading = stripes.read_stream(state, everything, BLOCKS_IN_FLIGHT, false);
+    while let Some(read) = reading.next().await {
+        let data = read.map_err(|e| match e {
+            BlockStreamError::Read(err) => {
+                ComputeError::Unavailable(format!("cannot read template {label}: {err}"))
+            }
+            other => ComputeError::Internal(format!("template {label}: {other}")),
+        })?;
         hasher.update(&data);
         file.write_all(&data).await.map_err(io)?;
         bytes += data.len() as u64;
@@ -167,29 +137,4 @@ pub(crate) async fn fetch_blob(
         "fetched template from the cloud's store"
     );
     Ok(fetched)
-}
-
-async fn read_block(
-    stripes: &Stripes,
-    state: &StateStore,
-    block: BlockRef,
-    label: String,
-) -> Result<Bytes, ComputeError> {
-    let stripe = state.stripe(&block.id)?.ok_or_else(|| {
-        ComputeError::Internal(format!(
-            "a block of template {label} has no stripe record; the template is damaged"
-        ))
-    })?;
-    let data = stripes
-        .read_uncached(&block.id, &stripe)
-        .await
-        .map_err(|e| ComputeError::Unavailable(format!("cannot read template {label}: {e}")))?;
-    if data.len() != block.len as usize {
-        return Err(ComputeError::Internal(format!(
-            "a block of template {label} read back with {} bytes instead of {}",
-            data.len(),
-            block.len
-        )));
-    }
-    Ok(data)
 }

@@ -21,7 +21,7 @@ mod protocol;
 mod reconcile;
 mod service;
 
-pub use blobs::{Fetched, StoredBlob, store_blob};
+pub use blobs::{Fetched, store_blob};
 pub use error::{ComputeError, runtime_error};
 pub use exec::{EXEC_ALPN, ExecCall, ExecProtocol, RemoteSession};
 pub use frames::{

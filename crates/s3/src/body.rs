@@ -4,20 +4,16 @@
 
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
-use futures::stream::{self, FuturesOrdered, StreamExt};
+use bytes::Bytes;
+use futures::stream::StreamExt;
 use md5::{Digest, Md5};
 use s3s::dto::StreamingBlob;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
 use coop_state::{BlockRef, NewStripe, ObjectRecord, StateStore, StripeLayout};
-use coop_store::{BLOCK_SIZE, Stripes};
+use coop_store::{BlockStreamError, BlockWriter, Stripes, WRITES_IN_FLIGHT, spans};
 
 use crate::errors::{internal, stripe_read, stripe_write};
-
-/// Blocks being stored at once per request. Four 1 MiB blocks keep every
-/// disk of a 4+2 cloud busy without holding much memory.
-const WRITES_IN_FLIGHT: usize = 4;
 
 /// Blocks read ahead of the client per GET.
 const READS_AHEAD: usize = 2;
@@ -47,9 +43,7 @@ pub(crate) async fn store_body(
 ) -> S3Result<Stored> {
     let mut md5 = Md5::new();
     let mut size: u64 = 0;
-    let mut buffer = BytesMut::with_capacity(BLOCK_SIZE);
-    let mut writing = FuturesOrdered::new();
-    let mut stored = Vec::new();
+    let mut writer = BlockWriter::new(stripes, layout, zone_spread, WRITES_IN_FLIGHT);
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| body_error(&*e))?;
@@ -61,41 +55,15 @@ pub(crate) async fn store_body(
                 ));
             }
             md5.update(&chunk);
-            let mut chunk: &[u8] = &chunk;
-            while !chunk.is_empty() {
-                let take = (BLOCK_SIZE - buffer.len()).min(chunk.len());
-                buffer.extend_from_slice(&chunk[..take]);
-                chunk = &chunk[take..];
-                if buffer.len() == BLOCK_SIZE {
-                    let block = std::mem::replace(&mut buffer, BytesMut::with_capacity(BLOCK_SIZE));
-                    writing.push_back(write_block(stripes, block.freeze(), layout, zone_spread));
-                    if writing.len() >= WRITES_IN_FLIGHT
-                        && let Some(done) = writing.next().await
-                    {
-                        stored.push(done?);
-                    }
-                }
-            }
+            writer.push(&chunk).await.map_err(stripe_write)?;
         }
     }
-    if !buffer.is_empty() {
-        writing.push_back(write_block(stripes, buffer.freeze(), layout, zone_spread));
-    }
-    while let Some(done) = writing.next().await {
-        stored.push(done?);
-    }
-    let blocks = stored
-        .iter()
-        .map(|s| BlockRef {
-            id: s.id,
-            len: s.stripe.len,
-        })
-        .collect();
+    let written = writer.finish().await.map_err(stripe_write)?;
     Ok(Stored {
         size,
         md5: md5.finalize().into(),
-        blocks,
-        stripes: stored,
+        blocks: written.blocks,
+        stripes: written.stripes,
     })
 }
 
@@ -126,37 +94,6 @@ fn body_error(err: &(dyn std::error::Error + 'static)) -> S3Error {
     }
 }
 
-async fn write_block(
-    stripes: &Stripes,
-    block: Bytes,
-    layout: StripeLayout,
-    zone_spread: bool,
-) -> S3Result<NewStripe> {
-    stripes
-        .write(block, layout, zone_spread)
-        .await
-        .map_err(stripe_write)
-}
-
-/// The blocks of `object` that hold `range`, each with the part of it that
-/// falls inside: `(block, start in block, end in block)`.
-fn pieces(object: &ObjectRecord, range: &Range<u64>) -> Vec<(BlockRef, usize, usize)> {
-    let mut pieces = Vec::new();
-    let mut offset = 0u64;
-    for block in &object.blocks {
-        let len = u64::from(block.len);
-        let (start, end) = (offset, offset + len);
-        offset = end;
-        if end <= range.start || start >= range.end {
-            continue;
-        }
-        let from = range.start.max(start) - start;
-        let to = range.end.min(end) - start;
-        pieces.push((*block, from as usize, to as usize));
-    }
-    pieces
-}
-
 /// A response body streaming `range` of `object`.
 pub(crate) fn read_body(
     stripes: &Stripes,
@@ -164,29 +101,17 @@ pub(crate) fn read_body(
     object: &ObjectRecord,
     range: Range<u64>,
 ) -> StreamingBlob {
-    let stripes = stripes.clone();
-    let store = store.clone();
-    let blocks = stream::iter(pieces(object, &range)).map(move |(block, from, to)| {
-        let stripes = stripes.clone();
-        let store = store.clone();
-        async move {
-            let stripe = store
-                .stripe(&block.id)
-                .map_err(|e| ReadFailure(internal(e)))?
-                .ok_or_else(|| {
-                    ReadFailure(internal("a block of the object has no stripe record"))
-                })?;
-            let bytes = stripes
-                .read(&block.id, &stripe)
-                .await
-                .map_err(|e| ReadFailure(stripe_read(e)))?;
-            if to > bytes.len() || from > to {
-                return Err(ReadFailure(internal("a block is shorter than its record")));
-            }
-            Ok::<Bytes, ReadFailure>(bytes.slice(from..to))
-        }
-    });
-    StreamingBlob::wrap(blocks.buffered(READS_AHEAD))
+    let blocks = stripes
+        .read_stream(store, spans(&object.blocks, &range), READS_AHEAD, true)
+        .map(|read| {
+            read.map_err(|err| {
+                ReadFailure(match err {
+                    BlockStreamError::Read(err) => stripe_read(err),
+                    other => internal(other),
+                })
+            })
+        });
+    StreamingBlob::wrap(blocks)
 }
 
 /// Reads `range` of `object` into memory (copies of parts).
@@ -219,43 +144,3 @@ impl std::fmt::Display for ReadFailure {
 }
 
 impl std::error::Error for ReadFailure {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn object(lens: &[u32]) -> ObjectRecord {
-        ObjectRecord {
-            size: lens.iter().map(|l| u64::from(*l)).sum(),
-            etag: String::new(),
-            content_type: None,
-            metadata: Default::default(),
-            modified_ms: 0,
-            blocks: lens
-                .iter()
-                .enumerate()
-                .map(|(i, len)| BlockRef {
-                    id: [i as u8; 32],
-                    len: *len,
-                })
-                .collect(),
-            parts: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn ranges_map_onto_the_blocks_that_hold_them() {
-        let o = object(&[10, 10, 5]);
-        let spans = |r: Range<u64>| -> Vec<(u8, usize, usize)> {
-            pieces(&o, &r)
-                .into_iter()
-                .map(|(b, f, t)| (b.id[0], f, t))
-                .collect()
-        };
-        assert_eq!(spans(0..25), vec![(0, 0, 10), (1, 0, 10), (2, 0, 5)]);
-        assert_eq!(spans(5..15), vec![(0, 5, 10), (1, 0, 5)]);
-        assert_eq!(spans(10..11), vec![(1, 0, 1)]);
-        assert_eq!(spans(24..25), vec![(2, 4, 5)]);
-        assert!(spans(25..25).is_empty());
-    }
-}

@@ -20,6 +20,7 @@ mod placement;
 mod policy;
 mod rebalance;
 mod repair;
+mod streams;
 mod stripes;
 
 pub use blocks::{
@@ -32,6 +33,7 @@ pub use metrics::StoreMetrics;
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};
 pub use policy::{Policy, PolicyError, default_policy};
 pub use repair::{UpkeepConfig, upkeep};
+pub use streams::{BlockStreamError, BlockWriter, WRITES_IN_FLIGHT, WrittenBlocks, spans};
 pub use stripes::{
     BLOCK_SIZE, ClusterDisk, ClusterView, StripeReadError, StripeWriteError, Stripes, code,
     layout_of,

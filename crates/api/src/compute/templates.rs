@@ -18,7 +18,8 @@ use super::views::TemplateView;
 use crate::AppState;
 use crate::error::ApiError;
 use coop_compute::TempPath;
-use coop_orchestra::{StoredBlob, store_blob};
+use coop_orchestra::store_blob;
+use coop_store::WrittenBlocks;
 
 /// Query of `POST /v1/templates`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -123,7 +124,7 @@ pub(crate) async fn import(
         .into_iter()
         .find(|t| t.content_id == entry.content_id && !t.blocks.is_empty());
     let stored = match twin {
-        Some(twin) => StoredBlob {
+        Some(twin) => WrittenBlocks {
             blocks: twin.blocks,
             stripes: Vec::new(),
         },
