@@ -113,7 +113,7 @@ enum Command {
         #[command(subcommand)]
         action: container_cli::ContainerAction,
     },
-    /// Runs one container (the runtime starts it; not for people)
+    /// Runs one container or holds its namespaces (the runtime starts it; not for people)
     #[command(hide = true)]
     Shim {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

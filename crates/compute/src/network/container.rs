@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::network::{NetworkConfig, NetworkError};
+use crate::runtime::ShimCommand;
 use crate::runtime::spec::{PortMapping, Protocol};
 use crate::runtime::sys::{run, run_with_input};
 use crate::runtime::userns;
@@ -71,14 +72,20 @@ impl ContainerNetwork {
     /// With `id_shift`, the namespace belongs to a user namespace of its
     /// own (mapping the container's ids onto `id_shift..`), which the
     /// container joins: its root then holds capabilities over its own
-    /// network and nothing of the host's.
-    pub fn setup(&self, config: &NetworkConfig, id_shift: u32) -> Result<(), NetworkError> {
+    /// network and nothing of the host's. `shim` makes those two
+    /// namespaces (`coop shim userns`).
+    pub fn setup(
+        &self,
+        config: &NetworkConfig,
+        id_shift: u32,
+        shim: &ShimCommand,
+    ) -> Result<(), NetworkError> {
         self.teardown()?;
         let ns = self.netns.as_str();
         if id_shift == 0 {
             run("ip", &["netns", "add", ns])?;
         } else {
-            userns::create_namespaces(&self.userns_path(), ns, id_shift)?;
+            userns::create_namespaces(shim, &self.userns_path(), ns, id_shift)?;
         }
         run(
             "ip",

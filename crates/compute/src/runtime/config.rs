@@ -24,7 +24,7 @@ pub enum Backend {
 
 /// How to start `coop shim`: normally the agent's own binary with `shim`.
 ///
-/// The shim runs as `PROGRAM ARGS... start|exec|delete ...`; the program
+/// The shim runs as `PROGRAM ARGS... start|exec|delete|userns ...`; the program
 /// must call [`crate::shim::main`] with the arguments after `ARGS` before it
 /// starts any thread (libcontainer forks, which is only safe while single-threaded).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,13 @@ impl ShimCommand {
             program: std::env::current_exe()?,
             args: vec!["shim".into()],
         })
+    }
+
+    /// `PROGRAM ARGS...`, to which the caller adds the shim's own arguments.
+    pub(crate) fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.program);
+        command.args(&self.args);
+        command
     }
 }
 

@@ -48,7 +48,9 @@ impl Runtime {
         for port in &record.spec.ports {
             check_host_port_free(port)?;
         }
-        record.network.setup(net, record.id_shift)?;
+        record
+            .network
+            .setup(net, record.id_shift, &self.config.shim)?;
         let started = record
             .network
             .publish(net, &record.spec.ports)
@@ -74,9 +76,7 @@ impl Runtime {
     }
 
     fn shim(&self) -> Command {
-        let mut command = Command::new(&self.config.shim.program);
-        command.args(&self.config.shim.args);
-        command
+        self.config.shim.command()
     }
 
     fn run_shim_start(

@@ -7,9 +7,12 @@
 //! Each container has a user namespace of its own (all with the same
 //! mapping), made by the runtime together with the network namespace it
 //! owns, and joined by the container: a network namespace owned by the
-//! host's user namespace could not be joined from inside a new one. Both
-//! are bound to files (`/run/coop-userns/<netns>` and `/run/netns/<netns>`)
-//! so they outlive the helper process that made them.
+//! host's user namespace could not be joined from inside a new one. The
+//! two are made by a fresh process, `coop shim userns`, which unshares
+//! them on itself and waits on its stdin while the runtime writes their id
+//! maps and binds them to files (`/run/coop-userns/<netns>` and
+//! `/run/netns/<netns>`), so they outlive it. The agent, multithreaded,
+//! never forks to run code of its own in the child.
 //!
 //! The container's init resolves its rootfs and bind sources by path
 //! before it pivots, as the mapped root, which has no privilege over
@@ -21,14 +24,17 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Write;
+use std::io::{ErrorKind, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdout, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::network::NetworkError;
+use crate::runtime::ShimCommand;
+use crate::shim::userns::READY;
 
 /// The host id of a container's root.
 pub const ID_BASE: u32 = 1 << 30;
@@ -38,6 +44,8 @@ pub const ID_COUNT: u32 = 65536;
 pub const USERNS_DIR: &str = "/run/coop-userns";
 /// Where `ip netns` keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
+/// How long `coop shim userns` may take to start and unshare.
+const HOLDER_READY: Duration = Duration::from_secs(10);
 
 /// Why this host cannot give containers a user namespace, if it cannot.
 pub(crate) fn host_support() -> Result<(), String> {
@@ -97,9 +105,11 @@ pub(crate) fn prepare(root: &Path) -> Result<(), String> {
 
 /// Makes a user namespace whose ids 0..65536 are host ids `shift..`, and
 /// a network namespace it owns; binds them at `userns_path` and
-/// `/run/netns/<netns>`. A helper process (`cat`, waiting on its stdin)
-/// holds them while they are bound, then ends. Nothing is left on failure.
+/// `/run/netns/<netns>`. The namespaces are made by `shim` as a fresh
+/// process (`coop shim userns`), which holds them until its stdin closes:
+/// the agent itself never forks into them. Nothing is left on failure.
 pub(crate) fn create_namespaces(
+    shim: &ShimCommand,
     userns_path: &Path,
     netns: &str,
     shift: u32,
@@ -109,54 +119,146 @@ pub(crate) fn create_namespaces(
         .map_err(|e| failed(format!("cannot create {USERNS_DIR}: {e}")))?;
     fs::write(userns_path, b"")
         .map_err(|e| failed(format!("cannot create {}: {e}", userns_path.display())))?;
-    let mut holder = Command::new("cat");
+    let mut holder = shim.command();
     holder
+        .arg("userns")
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: between fork and exec the child only makes one system call,
-    // which is async-signal-safe.
-    unsafe {
-        holder.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = match holder.spawn() {
         Ok(child) => child,
         Err(e) => {
             let _ = fs::remove_file(userns_path);
-            return Err(failed(format!("cannot start the namespace holder: {e}")));
+            return Err(failed(format!("cannot run {holder:?}: {e}")));
         }
     };
     let pid = child.id();
     let net_path = Path::new(NETNS_DIR).join(netns);
-    let bound = (|| {
-        let map = format!("0 {shift} {ID_COUNT}\n");
-        for file in ["uid_map", "gid_map"] {
-            fs::write(format!("/proc/{pid}/{file}"), &map)
-                .map_err(|e| failed(format!("cannot write {file}: {e}")))?;
-        }
-        bind(&format!("/proc/{pid}/ns/user"), userns_path).map_err(failed)?;
-        // What `ip netns attach` does, without starting it.
-        fs::create_dir_all(NETNS_DIR)
-            .and_then(|()| fs::write(&net_path, b""))
-            .map_err(|e| failed(format!("cannot create {}: {e}", net_path.display())))?;
-        bind(&format!("/proc/{pid}/ns/net"), &net_path).map_err(failed)?;
-        Ok(())
-    })();
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.flush();
+    let ready = match child.stdout.as_mut() {
+        Some(stdout) => read_ready(stdout, HOLDER_READY),
+        None => Err("`shim userns` has no stdout".to_string()),
+    };
+    let bound = ready
+        .clone()
+        .and_then(|()| map_and_bind(pid, shift, userns_path, &net_path));
+    // Closing its stdin ends the holder; on any failure it is killed instead.
+    drop(child.stdin.take());
+    if ready.is_err() || bound.is_err() {
+        let _ = child.kill();
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    if bound.is_err() {
+    let output = child.wait_with_output();
+    // What became of the holder, for messages: its status and stderr.
+    let holder = || match &output {
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = match stderr.trim() {
+                "" => "nothing",
+                text => text,
+            };
+            format!("{}; its stderr: {stderr}", out.status)
+        }
+        Err(e) => format!("cannot wait for it: {e}"),
+    };
+    let result = match (ready, bound) {
+        (Err(what), _) => Err(format!("{what} ({})", holder())),
+        (Ok(()), Err(what)) => Err(what),
+        (Ok(()), Ok(())) => match &output {
+            Ok(out) if out.status.success() => Ok(()),
+            _ => Err(format!(
+                "`shim userns` failed once the namespaces were bound ({})",
+                holder()
+            )),
+        },
+    };
+    if result.is_err() {
         let _ = remove_namespace_file(userns_path);
         let _ = remove_namespace_file(&net_path);
     }
-    bound
+    result.map_err(failed)
+}
+
+/// Maps ids 0..65536 of the holder `pid`'s user namespace onto `shift..`
+/// and binds its user namespace at `userns_path` and its network
+/// namespace at `net_path`.
+fn map_and_bind(pid: u32, shift: u32, userns_path: &Path, net_path: &Path) -> Result<(), String> {
+    let map = format!("0 {shift} {ID_COUNT}\n");
+    for file in ["uid_map", "gid_map"] {
+        fs::write(format!("/proc/{pid}/{file}"), &map)
+            .map_err(|e| format!("cannot write {file}: {e}"))?;
+    }
+    bind(&format!("/proc/{pid}/ns/user"), userns_path)?;
+    // What `ip netns attach` does, without starting it.
+    fs::create_dir_all(NETNS_DIR)
+        .and_then(|()| fs::write(net_path, b""))
+        .map_err(|e| format!("cannot create {}: {e}", net_path.display()))?;
+    bind(&format!("/proc/{pid}/ns/net"), net_path)
+}
+
+/// Reads the first line `coop shim userns` prints on `stdout`, for at most
+/// `within`, and expects [`READY`].
+fn read_ready(stdout: &mut ChildStdout, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "`shim userns` did not report {READY:?} within {} s",
+                within.as_secs()
+            ));
+        }
+        let mut poll = libc::pollfd {
+            fd: stdout.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: one valid pollfd, owned by this frame, for the call.
+        let rc = unsafe { libc::poll(&mut poll, 1, millis) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(format!("cannot wait for `shim userns`: {e}"));
+        }
+        if rc == 0 {
+            continue;
+        }
+        let n = match stdout.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read from `shim userns`: {e}")),
+        };
+        if n == 0 {
+            return Err(if line.is_empty() {
+                format!("`shim userns` ended without reporting {READY:?}")
+            } else {
+                format!(
+                    "`shim userns` said {:?} instead of {READY:?}",
+                    String::from_utf8_lossy(&line)
+                )
+            });
+        }
+        line.extend_from_slice(&buf[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            let said = &line[..end];
+            if said == READY.as_bytes() {
+                return Ok(());
+            }
+            return Err(format!(
+                "`shim userns` said {:?} instead of {READY:?}",
+                String::from_utf8_lossy(said)
+            ));
+        }
+        if line.len() > 256 {
+            return Err(format!(
+                "`shim userns` said {:?}... instead of {READY:?}",
+                String::from_utf8_lossy(&line[..64])
+            ));
+        }
+    }
 }
 
 /// Bind-mounts `source` onto the existing file `target`.
@@ -219,5 +321,39 @@ mod tests {
         assert_eq!(shifted(0, ID_BASE), ID_BASE);
         assert_eq!(shifted(33, ID_BASE), ID_BASE + 33);
         assert_eq!(shifted(70_000, ID_BASE), ID_BASE + 65534);
+    }
+
+    /// A holder that fails or says something other than `ready` fails the
+    /// creation with what it printed on stderr, and leaves no file behind.
+    #[test]
+    fn a_failing_holder_is_reported_and_leaves_nothing() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: creating {USERNS_DIR} needs root");
+            return;
+        }
+        let cases = [
+            (
+                "echo broken >&2; exit 3",
+                "ended without reporting",
+                "broken",
+            ),
+            ("echo what >&2; echo hello; cat", "said \"hello\"", "what"),
+        ];
+        for (script, expected, stderr) in cases {
+            let shim = ShimCommand {
+                program: "sh".into(),
+                args: vec!["-c".into(), script.into(), "sh".into()],
+            };
+            let netns = format!("coop-unit-{}", std::process::id());
+            let path = Path::new(USERNS_DIR).join(&netns);
+            let err = create_namespaces(&shim, &path, &netns, ID_BASE)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+            assert!(err.contains(stderr), "{err}");
+            assert!(!path.exists());
+            assert!(!Path::new(NETNS_DIR).join(&netns).exists());
+        }
     }
 }

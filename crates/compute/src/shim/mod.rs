@@ -1,9 +1,11 @@
 //! `coop shim`: the short-lived and long-lived helper processes that run
-//! containers, so that no fork happens inside the async agent.
+//! containers and make their namespaces, so that no fork happens inside
+//! the async agent.
 //!
 //! The agent's [`crate::runtime::Runtime`] starts the shim as a fresh
-//! process (`coop shim start|exec|delete DIR ...`), always single-threaded,
-//! which is what libcontainer's clone-based process setup needs. Three commands:
+//! process (`coop shim start|exec|delete DIR ...` or `coop shim userns`),
+//! always single-threaded, which is what libcontainer's clone-based process
+//! setup and `unshare(CLONE_NEWUSER)` need. Four commands:
 //!
 //! - `start DIR`: forks a monitor and prints one JSON line on stdout once
 //!   the container runs (`{"pid":N}`) or failed (`{"error":"..."}`), then
@@ -21,10 +23,15 @@
 //!   runtime); with a tty, stdout must be a Unix socket, on which the shim
 //!   passes the pty master (`SCM_RIGHTS`).
 //! - `delete DIR`: removes the backend's state of the container (forcefully).
+//! - `userns`: unshares a user namespace and a network namespace it owns,
+//!   prints `ready` on stdout, and holds them until its stdin closes, while
+//!   the runtime writes their id maps and binds them to files (see
+//!   `shim/userns.rs` and `runtime/userns.rs`).
 
 mod backend;
 mod exec;
 pub(crate) mod start;
+pub(crate) mod userns;
 mod userns_exec;
 
 use std::ffi::OsString;
@@ -44,7 +51,7 @@ pub const SHIM_FAILURE: u8 = 125;
 /// Something the shim could not do.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
-    #[error("usage: coop shim start DIR | exec DIR EXEC_ID | delete DIR")]
+    #[error("usage: coop shim start DIR | exec DIR EXEC_ID | delete DIR | userns")]
     Usage,
     #[error(
         "the shim must start single-threaded (it forks), but this process has {0} threads; call coop_compute::shim::main before starting any thread"
@@ -78,6 +85,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         ["start", dir] => start::start(&ContainerDir::new(PathBuf::from(dir))),
         ["exec", dir, exec_id] => exec::exec(&ContainerDir::new(PathBuf::from(dir)), exec_id),
         ["delete", dir] => delete(&ContainerDir::new(PathBuf::from(dir))),
+        ["userns"] => userns::userns(),
         _ => Err(ShimError::Usage),
     };
     match result {
