@@ -182,21 +182,8 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
     }
-    if let Some(host) = state.compute.as_ref().map(|o| o.host().clone()) {
-        let sampled = tokio::task::spawn_blocking(move || {
-            let Ok(runtime) = host.runtime() else {
-                return Vec::new();
-            };
-            runtime
-                .list()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| c.state.is_running())
-                .filter_map(|c| runtime.stats(&c.id).ok().map(|s| (c.id, s)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+    if let Some(orchestra) = &state.compute {
+        let sampled = orchestra.running_stats().await;
         let g = &m.containers;
         for family in g.families() {
             family.clear();

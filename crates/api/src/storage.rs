@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use coop_state::{BucketRecord, Command, Grant, S3KeyRecord};
-use coop_store::{Policy, layout_of};
+use coop_store::{HealthCounts, Policy, layout_of};
 use coop_types::{PeerId, PeerState, unix_now};
 
 use crate::AppState;
@@ -123,22 +123,13 @@ pub struct BlockHealth {
     pub lost: u64,
 }
 
-/// How bad one block is, from best to worst.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Health {
-    Healthy,
-    Degraded,
-    Unavailable,
-    Lost,
-}
-
-impl BlockHealth {
-    fn count(&mut self, health: Health) {
-        match health {
-            Health::Healthy => self.healthy += 1,
-            Health::Degraded => self.degraded += 1,
-            Health::Unavailable => self.unavailable += 1,
-            Health::Lost => self.lost += 1,
+impl From<HealthCounts> for BlockHealth {
+    fn from(counts: HealthCounts) -> Self {
+        BlockHealth {
+            healthy: counts.healthy,
+            degraded: counts.degraded,
+            unavailable: counts.unavailable,
+            lost: counts.lost,
         }
     }
 }
@@ -265,7 +256,7 @@ fn bucket_view(state: &AppState, bucket: BucketRecord) -> Result<BucketView, Api
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), |s| s.layout_for(None).to_string()),
     };
-    let (objects, bytes) = count_objects(state, &bucket.name)?;
+    let (objects, bytes) = coop_store::bucket_usage(state.control.store(), &bucket.name)?;
     Ok(BucketView {
         policy: bucket.policy.clone().unwrap_or_else(|| "default".into()),
         layout,
@@ -289,23 +280,6 @@ fn bucket_view(state: &AppState, bucket: BucketRecord) -> Result<BucketView, Api
         created_at: bucket.created_at,
         name: bucket.name,
     })
-}
-
-/// Objects and bytes in a bucket, counted from the local replica.
-fn count_objects(state: &AppState, bucket: &str) -> Result<(u64, u64), ApiError> {
-    let (mut objects, mut bytes) = (0u64, 0u64);
-    let mut after: Option<String> = None;
-    loop {
-        let page = state
-            .control
-            .store()
-            .list_objects(bucket, "", after.as_deref(), 1000)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        objects += page.len() as u64;
-        bytes += page.iter().map(|(_, o)| o.size).sum::<u64>();
-    }
-    Ok((objects, bytes))
 }
 
 /// List buckets with their policies, sizes and grants.
@@ -427,10 +401,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
     let peer_state = |peer: &PeerId| -> PeerState {
         if *peer == me {
             PeerState::Up
-        } else if state.mesh.admission().is_revoked(peer) {
-            PeerState::Revoked
         } else {
-            liveness.state(peer)
+            state.mesh.peer_state(peer)
         }
     };
     let mut disks = Vec::new();
@@ -463,50 +435,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
             });
         }
     }
-    let mut blocks = BlockHealth::default();
-    let mut health_of = std::collections::HashMap::new();
-    for (id, stripe) in store.stripes()? {
-        if stripe.refs == 0 {
-            continue;
-        }
-        let states: Vec<PeerState> = stripe.shards.iter().map(|s| peer_state(&s.peer)).collect();
-        let up = states.iter().filter(|s| **s == PeerState::Up).count();
-        let kept = states.iter().filter(|s| **s != PeerState::Revoked).count();
-        let needed = stripe.layout.needed();
-        let health = if up == stripe.shards.len() {
-            Health::Healthy
-        } else if up >= needed {
-            Health::Degraded
-        } else if kept >= needed {
-            Health::Unavailable
-        } else {
-            Health::Lost
-        };
-        blocks.count(health);
-        health_of.insert(id, health);
-    }
-    let buckets = store.buckets()?;
-    let (mut objects, mut bytes) = (0, 0);
-    let mut object_health = BlockHealth::default();
-    for bucket in &buckets {
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.list_objects(&bucket.name, "", after.as_deref(), 1000)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (_, object) in &page {
-                objects += 1;
-                bytes += object.size;
-                let worst = object
-                    .blocks
-                    .iter()
-                    .map(|b| health_of.get(&b.id).copied().unwrap_or(Health::Lost))
-                    .max()
-                    .unwrap_or(Health::Healthy);
-                object_health.count(worst);
-            }
-        }
-    }
+    let buckets = store.buckets()?.len();
+    let health = coop_store::scan_health(store, peer_state)?;
     let (domains, default_layout) = match &state.stripes {
         Some(stripes) => (stripes.domains(), stripes.layout_for(None)),
         None => (0, layout_of(coop_store::default_policy(0))),
@@ -539,11 +469,11 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
         domains,
         default_layout: default_layout.to_string(),
         warning,
-        buckets: buckets.len(),
-        objects,
-        bytes,
-        blocks,
-        object_health,
+        buckets,
+        objects: health.object_count,
+        bytes: health.object_bytes,
+        blocks: health.blocks.into(),
+        object_health: health.objects.into(),
         counters,
     }))
 }

@@ -20,6 +20,8 @@ mod lease;
 mod protocol;
 mod reconcile;
 mod service;
+mod spec;
+mod templates;
 
 pub use blobs::{Fetched, store_blob};
 pub use error::{ComputeError, runtime_error};
@@ -36,3 +38,4 @@ pub use protocol::{
 pub use service::{
     CapacityReport, ContainerStatus, ExecSession, Observed, Orchestra, RunState, STOP_GRACE,
 };
+pub use spec::RunSpec;

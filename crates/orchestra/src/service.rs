@@ -625,6 +625,23 @@ impl Orchestra {
         }
     }
 
+    /// Resource use of every container running on this peer now (for
+    /// metrics); empty where containers cannot run.
+    pub async fn running_stats(&self) -> Vec<(String, Stats)> {
+        self.blocking(|host| {
+            let runtime = host.runtime()?;
+            Ok(runtime
+                .list()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.state.is_running())
+                .filter_map(|c| runtime.stats(&c.id).ok().map(|s| (c.id, s)))
+                .collect())
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     pub(crate) async fn stats_local(&self, name: &str) -> Result<Stats, ComputeError> {
         self.local_entry(name)?;
         let name = name.to_string();

@@ -14,6 +14,7 @@ mod cache;
 mod disk;
 mod erasure;
 mod gc;
+mod health;
 mod local;
 mod metrics;
 mod placement;
@@ -28,6 +29,7 @@ pub use blocks::{
 };
 pub use disk::{BlockId, DiskError, DiskStore};
 pub use erasure::{Codec, CodecError, Shard};
+pub use health::{Health, HealthCounts, HealthReport, block_health, bucket_usage, scan_health};
 pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, filesystem, parse_size};
 pub use metrics::StoreMetrics;
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};

@@ -1,8 +1,6 @@
 //! `/v1/containers`: run, list, show, start, stop, restart, remove, logs,
 //! stats and exec of containers on this peer.
 
-use std::str::FromStr;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -12,11 +10,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use coop_compute::runtime::PortMapping;
-use coop_compute::{Overrides, Size};
-use coop_orchestra::{Action, ExecCall, verify_template};
-use coop_state::{ContainerEntry, DesiredState, RestartPolicy, TemplateEntry};
-use coop_types::{PeerId, unix_now};
+use coop_orchestra::{Action, ExecCall, RunSpec};
 
 use super::views::{ComputeView, ContainerView, ExecQuery, RunRequest, StatsView};
 use crate::AppState;
@@ -44,122 +38,6 @@ pub(crate) struct LogsQuery {
     /// Keep streaming until the container exits.
     #[serde(default)]
     follow: bool,
-}
-
-fn bad(err: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(err.to_string())
-}
-
-/// Picks the template a run names: `NAME:VERSION`, or `NAME` meaning
-/// `latest` if there is one, else the most recently imported version.
-fn resolve_template(state: &AppState, wanted: &str) -> Result<TemplateEntry, ApiError> {
-    let (name, version) = match wanted.split_once(':') {
-        Some((name, version)) => (name, Some(version)),
-        None => (wanted, None),
-    };
-    let versions: Vec<TemplateEntry> = state
-        .control
-        .store()
-        .templates()?
-        .into_iter()
-        .filter(|t| t.name == name)
-        .collect();
-    let found = match version {
-        Some(v) => versions.into_iter().find(|t| t.version == v),
-        None => {
-            let latest = versions
-                .iter()
-                .find(|t| t.version == coop_compute::DEFAULT_VERSION)
-                .cloned();
-            latest.or_else(|| versions.into_iter().max_by_key(|t| t.imported_at))
-        }
-    };
-    found.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no template `{wanted}`; import one with `coop template import {name} PATH` or list them with `coop template ls`"
-        ))
-    })
-}
-
-/// Turns a run request into the entry to record, checking every field.
-fn entry_of(
-    state: &AppState,
-    peer: PeerId,
-    request: RunRequest,
-) -> Result<ContainerEntry, ApiError> {
-    let template = resolve_template(state, &request.template)?;
-    let record = verify_template(&template).map_err(|e| {
-        ApiError::Conflict(format!(
-            "template {}:{} does not verify: {e}",
-            template.name, template.version
-        ))
-    })?;
-    let size = match &request.size {
-        Some(text) => Size::from_str(text).map_err(bad)?,
-        None => record.manifest.default_size,
-    };
-    let mut overrides = Overrides::parse(
-        request.cpus.as_deref(),
-        request.memory.as_deref(),
-        request.disk.as_deref(),
-    )
-    .map_err(bad)?;
-    if let Some(pids) = &request.pids {
-        overrides = overrides.with_pids(pids).map_err(bad)?;
-    }
-    let limits = overrides.apply(size.limits());
-    let ports = request
-        .ports
-        .iter()
-        .map(|p| PortMapping::from_str(p).map(|m| m.to_string()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
-    let mut env: Vec<(String, String)> = record.manifest.env.clone().into_iter().collect();
-    for pair in &request.env {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            ApiError::BadRequest(format!("environment `{pair}` must be written K=V"))
-        })?;
-        env.retain(|(name, _)| name != k);
-        env.push((k.to_string(), v.to_string()));
-    }
-    let restart = match &request.restart {
-        None => RestartPolicy::No,
-        Some(text) => RestartPolicy::parse(text).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "restart policy `{text}` is unknown: use no, on-failure or always"
-            ))
-        })?,
-    };
-    let name = match request.name {
-        Some(name) => name,
-        None => format!(
-            "{}-{}",
-            template.name,
-            data_encoding::HEXLOWER.encode(&rand::random::<[u8; 3]>())
-        ),
-    };
-    let argv = if request.argv.is_empty() {
-        record.manifest.entrypoint.clone()
-    } else {
-        request.argv
-    };
-    Ok(ContainerEntry {
-        name,
-        peer,
-        template: template.name,
-        version: template.version,
-        content_id: template.content_id,
-        size: size.name().to_string(),
-        limits,
-        argv,
-        env,
-        workdir: record.manifest.workdir.clone(),
-        user: record.manifest.user.clone(),
-        ports,
-        restart,
-        desired: DesiredState::Running,
-        created_at: unix_now(),
-    })
 }
 
 /// Whether containers run on this peer, what it lends them and what they hold.
@@ -199,7 +77,20 @@ pub(crate) async fn run(
             target.cert.body.name
         )));
     }
-    let entry = entry_of(&state, target.id(), request)?;
+    let spec = RunSpec {
+        template: request.template,
+        name: request.name,
+        size: request.size,
+        cpus: request.cpus,
+        memory: request.memory,
+        disk: request.disk,
+        pids: request.pids,
+        ports: request.ports,
+        env: request.env,
+        restart: request.restart,
+        argv: request.argv,
+    };
+    let entry = orchestra.entry_for(target.id(), spec)?;
     if state.control.store().container(&entry.name)?.is_some() {
         return Err(ApiError::Conflict(format!(
             "a container named `{}` already exists; pick another --name or remove it",

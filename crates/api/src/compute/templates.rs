@@ -1,8 +1,6 @@
 //! `/v1/templates`: import (the body is the archive, streamed to disk),
 //! list, show and remove templates.
 
-use std::str::FromStr;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -11,15 +9,10 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use utoipa::IntoParams;
 
-use coop_state::Command;
-use coop_types::unix_now;
-
 use super::views::TemplateView;
 use crate::AppState;
 use crate::error::ApiError;
 use coop_compute::TempPath;
-use coop_orchestra::store_blob;
-use coop_store::WrittenBlocks;
 
 /// Query of `POST /v1/templates`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -105,46 +98,11 @@ pub(crate) async fn import(
         .await
         .map_err(|e| ApiError::Internal(format!("cannot spool the upload: {e}")))?;
     drop(file);
-    let importer = host.clone();
-    let name = query.name.clone();
-    let source = spool.path().to_path_buf();
-    let entry = tokio::task::spawn_blocking(move || {
-        importer.import(&name, &version, &source, oci, unix_now())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("the import task failed: {e}")))??;
-    drop(spool);
-    let id = coop_compute::ContentId::from_str(&entry.content_id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    // Another version with the same content shares its blocks.
-    let twin = state
-        .control
-        .store()
-        .templates()?
-        .into_iter()
-        .find(|t| t.content_id == entry.content_id && !t.blocks.is_empty());
-    let stored = match twin {
-        Some(twin) => WrittenBlocks {
-            blocks: twin.blocks,
-            stripes: Vec::new(),
-        },
-        None => {
-            store_blob(
-                host.stripes(),
-                &coop_compute::blob_path(host.blobs_dir(), &id),
-            )
-            .await?
-        }
-    };
-    let mut entry = entry;
-    entry.blocks = stored.blocks;
-    state
-        .control
-        .write(Command::PutTemplate {
-            entry: entry.clone(),
-            stripes: stored.stripes,
-        })
+    let entry = state
+        .compute()?
+        .import_template(&query.name, &version, spool.path(), oci)
         .await?;
+    drop(spool);
     Ok(Json(TemplateView::of(&entry)))
 }
 
@@ -194,45 +152,9 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
     Query(query): Query<VersionQuery>,
 ) -> Result<Json<TemplateView>, ApiError> {
-    let store = state.control.store();
-    let versions: Vec<_> = store
-        .templates()?
-        .into_iter()
-        .filter(|t| t.name == name)
-        .collect();
-    let version = match query.version {
-        Some(v) => v,
-        None if versions.len() == 1 => versions[0].version.clone(),
-        None if versions.is_empty() => {
-            return Err(ApiError::NotFound(format!(
-                "no template {name}; list templates with `coop template ls`"
-            )));
-        }
-        None => {
-            return Err(ApiError::BadRequest(format!(
-                "template {name} has {} versions; name one with --version",
-                versions.len()
-            )));
-        }
-    };
-    let Some(entry) = versions.into_iter().find(|t| t.version == version) else {
-        return Err(ApiError::NotFound(format!(
-            "no template {name}:{version}; list templates with `coop template ls`"
-        )));
-    };
-    state
-        .control
-        .write(Command::DeleteTemplate {
-            name: name.clone(),
-            version: version.clone(),
-            now: unix_now(),
-        })
+    let entry = state
+        .compute()?
+        .remove_template(&name, query.version.as_deref())
         .await?;
-    if let Ok(host) = state.compute().map(|o| o.host().clone()) {
-        let remaining = state.control.store().templates()?;
-        let content_id = entry.content_id.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || host.forget_blob(&content_id, &remaining)).await;
-    }
     Ok(Json(TemplateView::of(&entry)))
 }
