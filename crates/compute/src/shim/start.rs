@@ -42,7 +42,12 @@ pub(crate) fn start(dir: &ContainerDir) -> Result<u8, ShimError> {
                     dir.shim_log().display()
                 ))
             });
-            let line = serde_json::to_string(&report).unwrap_or_default();
+            // An empty line would read as "no report" to the runtime; a
+            // report that cannot be encoded is said as an error instead.
+            let line = serde_json::to_string(&report).unwrap_or_else(|e| {
+                let why = e.to_string().replace(['"', '\\'], "'");
+                format!(r#"{{"error":"the shim cannot encode its report: {why}"}}"#)
+            });
             let _ = writeln!(std::io::stdout(), "{line}");
             Ok(match report {
                 StartReport::Pid(_) => 0,
