@@ -12,6 +12,9 @@
 #                               idle container, first start that fetches a
 #                               100 MiB template (needs root, busybox-static
 #                               and runc)
+#   ./scripts/bench.sh storage-status  `coop storage status` on a peer
+#                               holding 100,000 objects (needs the venv;
+#                               filling takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-cloud}" in
@@ -19,5 +22,6 @@ case "${1:-cloud}" in
   s3) cargo bench -p coop --bench s3 ;;
   erasure) cargo bench -p coop-store --bench erasure ;;
   containers) cargo bench -p coop --bench containers ;;
-  *) echo "usage: $0 [cloud|s3|erasure|containers]" >&2; exit 2 ;;
+  storage-status) cargo bench -p coop --bench storage_status ;;
+  *) echo "usage: $0 [cloud|s3|erasure|containers|storage-status]" >&2; exit 2 ;;
 esac
