@@ -26,7 +26,7 @@ use coop_identity::{CloudId, PeerKey};
 use coop_mesh::Mesh;
 use coop_orchestra::Orchestra;
 use coop_state::ControlPlane;
-use coop_store::{LocalDisks, StoreMetrics, Stripes};
+use coop_store::{HealthBook, LocalDisks, StoreMetrics, Stripes};
 
 pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
 pub use error::ApiError;
@@ -49,6 +49,7 @@ pub struct AppState {
     pub(crate) stripes: Option<Stripes>,
     pub(crate) disks: Option<LocalDisks>,
     pub(crate) store_metrics: Option<Arc<StoreMetrics>>,
+    pub(crate) health: Arc<HealthBook>,
     pub(crate) compute: Option<Orchestra>,
 }
 
@@ -64,20 +65,24 @@ impl AppState {
             stripes: None,
             disks: None,
             store_metrics: None,
+            health: Arc::default(),
             compute: None,
         }
     }
 
-    /// Lets storage endpoints and metrics see this peer's storage.
+    /// Lets storage endpoints and metrics see this peer's storage, with
+    /// the health counts it keeps.
     pub fn with_storage(
         mut self,
         stripes: Stripes,
         disks: LocalDisks,
         metrics: Arc<StoreMetrics>,
+        health: Arc<HealthBook>,
     ) -> Self {
         self.stripes = Some(stripes);
         self.disks = Some(disks);
         self.store_metrics = Some(metrics);
+        self.health = health;
         self
     }
 }

@@ -436,7 +436,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
         }
     }
     let buckets = store.buckets()?.len();
-    let health = coop_store::scan_health(store, peer_state)?;
+    let health = state.health.report(store, peer_state)?;
     let (domains, default_layout) = match &state.stripes {
         Some(stripes) => (stripes.domains(), stripes.layout_for(None)),
         None => (0, layout_of(coop_store::default_policy(0))),

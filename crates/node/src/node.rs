@@ -136,6 +136,11 @@ impl Node {
             &core.control,
         )));
         own(Box::pin(crate::loops::store_sync(core.clone())));
+        own(Box::pin(crate::storage::keep_health(
+            storage.health.clone(),
+            core.control.clone(),
+            core.mesh.clone(),
+        )));
         own(Box::pin(crate::loops::membership(core.clone())));
         own(Box::pin(crate::loops::addr_report(core.clone())));
         let status = Arc::new(crate::status::HostStatus {
@@ -173,6 +178,7 @@ impl Node {
             storage.stripes.clone(),
             storage.disks.clone(),
             storage.metrics.clone(),
+            storage.health.clone(),
         );
         if let Some(compute) = compute {
             state = state.with_compute(compute);

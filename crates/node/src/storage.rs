@@ -98,6 +98,8 @@ pub(crate) fn upkeep(
 
 /// Storage as the node holds it.
 pub(crate) struct Storage {
+    /// Health counts of what the cloud stores, kept as things change.
+    pub health: Arc<coop_store::HealthBook>,
     pub disks: LocalDisks,
     pub stripes: Stripes,
     pub metrics: Arc<StoreMetrics>,
@@ -125,8 +127,41 @@ pub(crate) fn start(settings: &NodeSettings, mesh: &Mesh) -> Result<Storage, Nod
         metrics.clone(),
     );
     Ok(Storage {
+        health: Arc::default(),
         disks,
         stripes,
         metrics,
     })
+}
+
+/// How often the node brings the health counts up to date when nobody
+/// asks: often enough that the change journal stays short.
+const HEALTH_REFRESH: Duration = Duration::from_secs(10);
+
+/// Keeps the health counts up to date until dropped.
+pub(crate) async fn keep_health(
+    health: Arc<coop_store::HealthBook>,
+    control: ControlPlane,
+    mesh: Mesh,
+) {
+    let mut tick = tokio::time::interval(HEALTH_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (health, store, mesh) = (health.clone(), control.store().clone(), mesh.clone());
+        let me = mesh.id();
+        let refreshed = tokio::task::spawn_blocking(move || {
+            health.report(&store, |peer| {
+                if *peer == me {
+                    PeerState::Up
+                } else {
+                    mesh.peer_state(peer)
+                }
+            })
+        })
+        .await;
+        if let Ok(Err(err)) = refreshed {
+            tracing::warn!(%err, "cannot bring the storage health counts up to date");
+        }
+    }
 }

@@ -1,14 +1,17 @@
 //! The health of stored data: each block by which holders of its shards
 //! are up, each object as bad as its worst block.
 //!
-//! Today this is a scan of every stripe and object record of the local
-//! replica ([`scan_health`]); keeping the counts as writes, repairs and
-//! liveness changes happen, so that reading them costs nothing, is the
-//! next step (tracked in the refactoring issue).
+//! [`HealthBook`] keeps the counts: it follows the rows the state machine
+//! changed (its change journal) and the peers whose state changed, and
+//! rejudges only the blocks and objects those touch, so a report costs
+//! what changed since the last one, not what the cloud stores.
+//! [`scan_health`] judges everything from scratch; the book starts from
+//! it and falls back to it when the journal resets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
-use coop_state::{StateStore, StoreError};
+use coop_state::{BlockId, ChangedRow, ObjectRecord, StateStore, StoreError, StripeRecord};
 use coop_types::{PeerId, PeerState};
 
 /// How bad one block (or object) is, from best to worst.
@@ -38,11 +41,20 @@ pub struct HealthCounts {
 
 impl HealthCounts {
     fn count(&mut self, health: Health) {
+        *self.slot(health) += 1;
+    }
+
+    fn uncount(&mut self, health: Health) {
+        let slot = self.slot(health);
+        *slot = slot.saturating_sub(1);
+    }
+
+    fn slot(&mut self, health: Health) -> &mut u64 {
         match health {
-            Health::Healthy => self.healthy += 1,
-            Health::Degraded => self.degraded += 1,
-            Health::Unavailable => self.unavailable += 1,
-            Health::Lost => self.lost += 1,
+            Health::Healthy => &mut self.healthy,
+            Health::Degraded => &mut self.degraded,
+            Health::Unavailable => &mut self.unavailable,
+            Health::Lost => &mut self.lost,
         }
     }
 }
@@ -111,6 +123,246 @@ pub fn scan_health(
         }
     }
     Ok(report)
+}
+
+/// A block in use, as the book knows it.
+struct BlockEntry {
+    holders: Vec<PeerId>,
+    needed: usize,
+    health: Health,
+}
+
+/// An object, as the book knows it.
+struct ObjectEntry {
+    blocks: Vec<BlockId>,
+    size: u64,
+    health: Health,
+}
+
+/// The kept state behind the counts.
+#[derive(Default)]
+struct Book {
+    blocks: HashMap<BlockId, BlockEntry>,
+    /// Object row key to entry.
+    objects: HashMap<String, ObjectEntry>,
+    /// Which objects use a block.
+    users: HashMap<BlockId, Vec<String>>,
+    /// Which blocks have a shard on a peer.
+    by_peer: HashMap<PeerId, HashSet<BlockId>>,
+    /// Each holder's state when its blocks were last judged.
+    peers: HashMap<PeerId, PeerState>,
+    report: HealthReport,
+}
+
+/// Health counts kept up to date from the control plane's change journal
+/// and the peers' states; see the module docs.
+#[derive(Default)]
+pub struct HealthBook {
+    book: Mutex<Book>,
+}
+
+impl HealthBook {
+    /// The health of everything stored, as of now: applies what changed
+    /// since the last call and rejudges the blocks of peers whose state
+    /// changed.
+    pub fn report(
+        &self,
+        store: &StateStore,
+        peer_state: impl Fn(&PeerId) -> PeerState,
+    ) -> Result<HealthReport, StoreError> {
+        let Ok(mut book) = self.book.lock() else {
+            return scan_health(store, peer_state);
+        };
+        let changes = store.drain_changes();
+        if changes.reset {
+            *book = Book::build(store, &peer_state)?;
+        } else {
+            let mut objects = Vec::new();
+            for row in changes.rows {
+                match store.changed_row(&row)? {
+                    ChangedRow::Stripe { id, record } => {
+                        book.set_block(id, record.filter(|r| r.refs > 0), &peer_state)
+                    }
+                    ChangedRow::Object { record } => objects.push((row, record)),
+                    ChangedRow::Other => {}
+                }
+            }
+            // Objects after stripes: an object is judged by its blocks
+            // as they are now.
+            for (row, record) in objects {
+                book.set_object(row, record);
+            }
+        }
+        book.follow_peers(&peer_state);
+        Ok(book.report.clone())
+    }
+}
+
+impl Book {
+    fn build(
+        store: &StateStore,
+        peer_state: &impl Fn(&PeerId) -> PeerState,
+    ) -> Result<Book, StoreError> {
+        let mut book = Book::default();
+        for (id, stripe) in store.stripes()? {
+            if stripe.refs > 0 {
+                book.set_block(id, Some(stripe), peer_state);
+            }
+        }
+        for bucket in store.buckets()? {
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.list_objects(&bucket.name, "", after.as_deref(), 1000)?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (key, object) in page {
+                    book.set_object(format!("obj/{}/{key}", bucket.name), Some(object));
+                }
+            }
+        }
+        Ok(book)
+    }
+
+    /// Records (or, with `None`, forgets) a block in use.
+    fn set_block(
+        &mut self,
+        id: BlockId,
+        stripe: Option<StripeRecord>,
+        peer_state: &impl Fn(&PeerId) -> PeerState,
+    ) {
+        if let Some(old) = self.blocks.remove(&id) {
+            self.report.blocks.uncount(old.health);
+            for peer in &old.holders {
+                if let Some(set) = self.by_peer.get_mut(peer) {
+                    set.remove(&id);
+                }
+            }
+        }
+        if let Some(stripe) = stripe {
+            let holders: Vec<PeerId> = stripe.shards.iter().map(|s| s.peer).collect();
+            let states: Vec<PeerState> = holders
+                .iter()
+                .map(|p| {
+                    let state = peer_state(p);
+                    self.peers.insert(*p, state);
+                    state
+                })
+                .collect();
+            let health = block_health(&states, stripe.layout.needed());
+            for peer in &holders {
+                self.by_peer.entry(*peer).or_default().insert(id);
+            }
+            self.report.blocks.count(health);
+            self.blocks.insert(
+                id,
+                BlockEntry {
+                    holders,
+                    needed: stripe.layout.needed(),
+                    health,
+                },
+            );
+        }
+        self.rejudge_users(&id);
+    }
+
+    /// Records (or, with `None`, forgets) the object at `row`.
+    fn set_object(&mut self, row: String, object: Option<ObjectRecord>) {
+        if let Some(old) = self.objects.remove(&row) {
+            self.report.objects.uncount(old.health);
+            self.report.object_count = self.report.object_count.saturating_sub(1);
+            self.report.object_bytes = self.report.object_bytes.saturating_sub(old.size);
+            for block in &old.blocks {
+                if let Some(users) = self.users.get_mut(block) {
+                    users.retain(|u| *u != row);
+                    if users.is_empty() {
+                        self.users.remove(block);
+                    }
+                }
+            }
+        }
+        let Some(object) = object else { return };
+        let blocks: Vec<BlockId> = object.blocks.iter().map(|b| b.id).collect();
+        let health = self.worst(&blocks);
+        for block in &blocks {
+            self.users.entry(*block).or_default().push(row.clone());
+        }
+        self.report.objects.count(health);
+        self.report.object_count += 1;
+        self.report.object_bytes += object.size;
+        self.objects.insert(
+            row,
+            ObjectEntry {
+                blocks,
+                size: object.size,
+                health,
+            },
+        );
+    }
+
+    /// The health of an object made of `blocks`: its worst block's, and a
+    /// block the book does not know is lost.
+    fn worst(&self, blocks: &[BlockId]) -> Health {
+        blocks
+            .iter()
+            .map(|b| self.blocks.get(b).map_or(Health::Lost, |e| e.health))
+            .max()
+            .unwrap_or(Health::Healthy)
+    }
+
+    /// Judges again the objects that use `block`.
+    fn rejudge_users(&mut self, block: &BlockId) {
+        let Some(users) = self.users.get(block).cloned() else {
+            return;
+        };
+        for row in users {
+            let Some(blocks) = self.objects.get(&row).map(|o| o.blocks.clone()) else {
+                continue;
+            };
+            let health = self.worst(&blocks);
+            if let Some(entry) = self.objects.get_mut(&row)
+                && entry.health != health
+            {
+                let old = std::mem::replace(&mut entry.health, health);
+                self.report.objects.uncount(old);
+                self.report.objects.count(health);
+            }
+        }
+    }
+
+    /// Rejudges the blocks of every holder whose state changed since its
+    /// blocks were last judged.
+    fn follow_peers(&mut self, peer_state: &impl Fn(&PeerId) -> PeerState) {
+        let changed: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(peer, was)| peer_state(peer) != **was)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in changed {
+            self.peers.insert(peer, peer_state(&peer));
+            let blocks: Vec<BlockId> = self
+                .by_peer
+                .get(&peer)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
+            for id in blocks {
+                let Some(entry) = self.blocks.get(&id) else {
+                    continue;
+                };
+                let states: Vec<PeerState> = entry.holders.iter().map(peer_state).collect();
+                let health = block_health(&states, entry.needed);
+                if health == entry.health {
+                    continue;
+                }
+                self.report.blocks.uncount(entry.health);
+                self.report.blocks.count(health);
+                if let Some(entry) = self.blocks.get_mut(&id) {
+                    entry.health = health;
+                }
+                self.rejudge_users(&id);
+            }
+        }
+    }
 }
 
 /// Objects and bytes in `bucket`, counted from the local replica.

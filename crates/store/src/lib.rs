@@ -29,7 +29,9 @@ pub use blocks::{
 };
 pub use disk::{BlockId, DiskError, DiskStore};
 pub use erasure::{Codec, CodecError, Shard};
-pub use health::{Health, HealthCounts, HealthReport, block_health, bucket_usage, scan_health};
+pub use health::{
+    Health, HealthBook, HealthCounts, HealthReport, block_health, bucket_usage, scan_health,
+};
 pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, filesystem, parse_size};
 pub use metrics::StoreMetrics;
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};

@@ -32,6 +32,7 @@ const CONFIG_VALUE_MAX: usize = 4096;
 pub struct StateMachine<C = TypeConfig> {
     db: Arc<Database>,
     applied: Arc<watch::Sender<u64>>,
+    changes: Arc<std::sync::Mutex<super::journal::Changes>>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -66,10 +67,15 @@ type Applied<C> = (
 );
 
 impl<C: StoreConfig> StateMachine<C> {
-    pub(super) fn new(db: Arc<Database>, applied: Arc<watch::Sender<u64>>) -> Self {
+    pub(super) fn new(
+        db: Arc<Database>,
+        applied: Arc<watch::Sender<u64>>,
+        changes: Arc<std::sync::Mutex<super::journal::Changes>>,
+    ) -> Self {
         StateMachine {
             db,
             applied,
+            changes,
             _config: PhantomData,
         }
     }
@@ -126,9 +132,15 @@ impl<C: StoreConfig> RaftStateMachine<C> for StateMachine<C> {
         let Some(last) = entries.last().map(|entry| entry.log_id.clone()) else {
             return Ok(Vec::new());
         };
-        let responses = write_txn(&self.db, move |txn| apply_batch::<C>(txn, entries))
-            .await
-            .map_err(|e| StorageIOError::apply(last.clone(), &e))?;
+        let (responses, touched) = write_txn(&self.db, move |txn| {
+            let (applied, touched) = super::journal::collect(|| apply_batch::<C>(txn, entries));
+            applied.map(|responses| (responses, touched))
+        })
+        .await
+        .map_err(|e| StorageIOError::apply(last.clone(), &e))?;
+        if let Ok(mut changes) = self.changes.lock() {
+            changes.add(touched);
+        }
         self.applied.send_replace(last.index);
         Ok(responses)
     }
@@ -167,6 +179,9 @@ impl<C: StoreConfig> RaftStateMachine<C> for StateMachine<C> {
         write_txn(&self.db, move |txn| install(txn, &meta, blob, &data))
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+        if let Ok(mut changes) = self.changes.lock() {
+            changes.reset_all();
+        }
         self.applied.send_replace(applied_index);
         Ok(())
     }

@@ -18,6 +18,7 @@
 mod compute;
 #[cfg(test)]
 mod compute_tests;
+mod journal;
 mod log_store;
 mod machine;
 mod objects;
@@ -148,6 +149,7 @@ pub enum StoreError {
 pub struct StateStore {
     db: Arc<Database>,
     applied: Arc<watch::Sender<u64>>,
+    changes: Arc<std::sync::Mutex<journal::Changes>>,
 }
 
 impl StateStore {
@@ -199,6 +201,11 @@ impl StateStore {
         let store = StateStore {
             db: Arc::new(db),
             applied: Arc::new(watch::Sender::new(0)),
+            // Whoever reads first builds from scratch.
+            changes: Arc::new(std::sync::Mutex::new(journal::Changes {
+                rows: Vec::new(),
+                reset: true,
+            })),
         };
         let applied = store.last_applied_index()?.unwrap_or(0);
         store.applied.send_replace(applied);
@@ -220,7 +227,7 @@ impl StateStore {
     }
 
     fn state_machine_of<C: StoreConfig>(&self) -> StateMachine<C> {
-        StateMachine::new(self.db.clone(), self.applied.clone())
+        StateMachine::new(self.db.clone(), self.applied.clone(), self.changes.clone())
     }
 
     /// Whether this database already holds Raft state (a vote, a log entry,
@@ -405,6 +412,35 @@ impl StateStore {
         Ok(applied.map(|id| id.index))
     }
 
+    /// Takes the stripe and object rows changed since the last call (or a
+    /// reset: rebuild from scratch). See [`Changes`].
+    pub fn drain_changes(&self) -> Changes {
+        match self.changes.lock() {
+            Ok(mut changes) => std::mem::take(&mut *changes),
+            Err(_) => Changes {
+                rows: Vec::new(),
+                reset: true,
+            },
+        }
+    }
+
+    /// The record behind a changed row: a stripe or an object, or `None`
+    /// when the row is gone (or is neither).
+    pub fn changed_row(&self, row: &str) -> Result<ChangedRow, StoreError> {
+        if let Some(hex_id) = row.strip_prefix(objects::STRIPES_PREFIX) {
+            let Some(id) = parse_block_id(hex_id) else {
+                return Ok(ChangedRow::Other);
+            };
+            let record = self.read_sm(|sm| get_value::<StripeRecord>(sm, row))?;
+            return Ok(ChangedRow::Stripe { id, record });
+        }
+        if row.starts_with(objects::OBJECTS_ROW_PREFIX) {
+            let record = self.read_sm(|sm| get_value::<ObjectRecord>(sm, row))?;
+            return Ok(ChangedRow::Object { record });
+        }
+        Ok(ChangedRow::Other)
+    }
+
     /// Follows the last applied log index: updated after every applied batch
     /// and snapshot install, starting from the value on disk (0 when none).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -424,6 +460,34 @@ impl StateStore {
 }
 
 type StrTable<'txn> = Table<'txn, &'static str, &'static [u8]>;
+
+pub use journal::Changes;
+
+/// What a changed row holds now.
+#[derive(Debug)]
+pub enum ChangedRow {
+    /// A stripe row: its block and the record, `None` once forgotten.
+    Stripe {
+        id: BlockId,
+        record: Option<StripeRecord>,
+    },
+    /// An object row: the record, `None` once deleted.
+    Object { record: Option<ObjectRecord> },
+    /// Neither (a row of another kind, or a malformed key).
+    Other,
+}
+
+/// The block id a stripe row's key names, if it is well formed.
+fn parse_block_id(hex_id: &str) -> Option<BlockId> {
+    if hex_id.len() != 64 {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex_id.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
 
 /// Wraps a redb error with what the store was doing.
 fn db_err<E: Into<redb::Error>>(context: &'static str) -> impl FnOnce(E) -> StoreError {
@@ -467,6 +531,7 @@ fn put_value<T: Serialize + ?Sized>(
     table
         .insert(key, bytes.as_slice())
         .map_err(db_err("writing a value"))?;
+    journal::note(key);
     Ok(())
 }
 

@@ -67,6 +67,7 @@ pub(super) fn stripe_key(id: &BlockId) -> String {
 }
 
 pub(super) const STRIPES_PREFIX: &str = STRIPE_PREFIX;
+pub(super) const OBJECTS_ROW_PREFIX: &str = OBJECT_PREFIX;
 pub(super) const BUCKETS_PREFIX: &str = BUCKET_PREFIX;
 pub(super) const S3KEYS_PREFIX: &str = S3KEY_PREFIX;
 pub(super) const UPLOADS_PREFIX: &str = UPLOAD_PREFIX;
@@ -110,6 +111,7 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
                     release(sm, &old.blocks, now)?;
                     sm.remove(row.as_str())
                         .map_err(db_err("removing an object"))?;
+                    super::journal::note(&row);
                 }
             }
             Ok(Ok(()))
@@ -157,6 +159,7 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
                 if dead {
                     sm.remove(row.as_str())
                         .map_err(db_err("forgetting a stripe"))?;
+                    super::journal::note(&row);
                 }
             }
             Ok(Ok(()))
