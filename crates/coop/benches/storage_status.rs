@@ -100,5 +100,11 @@ fn main() -> Result<()> {
     println!(
         "coop storage status with {objects} objects: median {cli_median:.1} ms, max {cli_max:.1} ms (n={ASKS})"
     );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "peer memory after: RSS {:.1} MiB, of which anonymous {:.1} MiB",
+        mib(peer.rss_bytes().unwrap_or(0)),
+        mib(peer.anon_bytes().unwrap_or(0))
+    );
     Ok(())
 }

@@ -68,10 +68,19 @@ async fn a_peer_joins_by_invite_and_an_invite_works_once() -> Result<()> {
         }
     }
 
-    // A token altered in transit is caught before anything is dialed.
-    let mut forged_token = cloud.invite(0).await?;
-    forged_token.pop();
-    forged_token.push('A');
+    // A token altered in transit is caught before anything is dialed: one
+    // character in the middle (inside the signed body or the signature)
+    // is replaced by another.
+    let token = cloud.invite(0).await?;
+    let middle = token.len() / 2;
+    let swapped = if token.as_bytes()[middle] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
+    let mut forged_token = token.clone();
+    forged_token.replace_range(middle..middle + 1, swapped);
+    assert_ne!(forged_token, token);
     let mut forged = cloud.settings("p3");
     forged.join = Some(forged_token);
     let err = Node::start(forged)
