@@ -8,7 +8,7 @@
 //!
 //! Run: `./scripts/bench.sh s3` (needs the venv `scripts/test.sh` makes).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,20 +20,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_coop");
 const LARGE_MIB: u64 = 64;
 const LARGE_COUNT: u64 = 8;
 const SMALL_COUNT: u64 = 2000;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> Result<PathBuf> {
-    let path = std::env::var_os("COOP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/s3-venv/bin/python"));
-    if !path.exists() {
-        bail!("no venv at {}: run ./scripts/test.sh once", path.display());
-    }
-    Ok(path)
-}
 
 /// MiB/s of writing 1 GiB with dd and one fdatasync, in `dir`.
 fn dd_mib_s(dir: &Path) -> Result<f64> {
@@ -74,8 +60,8 @@ fn run(n: usize, dd: f64) -> Result<()> {
     let id = key["id"].as_str().context("key id")?;
     let secret = key["secret"].as_str().context("key secret")?;
     peer.cli(&["bucket", "create", "bench", "--owner", id])?;
-    let output = Command::new(python()?)
-        .arg(workspace().join("tests/s3/tools/bench.py"))
+    let output = Command::new(coop_testkit::s3_python()?)
+        .arg(coop_testkit::workspace().join("tests/s3/tools/bench.py"))
         .args(["--endpoint", &peer.s3_url(), "--bucket", "bench"])
         .args(["--large-mib", &LARGE_MIB.to_string()])
         .args(["--large-count", &LARGE_COUNT.to_string()])

@@ -6,7 +6,6 @@
 //! Run: `./scripts/bench.sh storage-status` (needs the venv
 //! `scripts/test.sh` makes; filling takes a few minutes).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,20 +18,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_coop");
 const OBJECTS: u64 = 100_000;
 /// Times each way of asking is repeated.
 const ASKS: usize = 7;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> Result<PathBuf> {
-    let path = std::env::var_os("COOP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/s3-venv/bin/python"));
-    if !path.exists() {
-        bail!("no venv at {}: run ./scripts/test.sh once", path.display());
-    }
-    Ok(path)
-}
 
 /// Median and maximum of `times`, in milliseconds.
 fn summary(mut times: Vec<Duration>) -> (f64, f64) {
@@ -50,8 +35,8 @@ fn main() -> Result<()> {
     let id = key["id"].as_str().context("key id")?;
     let secret = key["secret"].as_str().context("key secret")?;
     peer.cli(&["bucket", "create", "bench", "--owner", id])?;
-    let output = Command::new(python()?)
-        .arg(workspace().join("tests/s3/tools/fill.py"))
+    let output = Command::new(coop_testkit::s3_python()?)
+        .arg(coop_testkit::workspace().join("tests/s3/tools/fill.py"))
         .args(["--endpoint", &peer.s3_url(), "--bucket", "bench"])
         .args(["--count", &OBJECTS.to_string()])
         .env("AWS_ACCESS_KEY_ID", id)

@@ -16,25 +16,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coop");
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The venv's python, with boto3, aws-cli and pytest.
-fn python() -> Result<PathBuf> {
-    let path = match std::env::var_os("COOP_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => workspace().join("target/s3-venv/bin/python"),
-    };
-    if !path.exists() {
-        bail!(
-            "no Python venv for the S3 tests at {}: run ./scripts/test.sh, which creates it from tests/s3/requirements.txt",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 /// An S3 access key made with the CLI.
 struct Key {
     id: String,
@@ -63,8 +44,8 @@ fn tool(key: &Key, endpoint: &str, bucket: &str, args: &[&str]) -> Result<(bool,
 }
 
 fn tool_command(key: &Key, endpoint: &str, bucket: &str, args: &[&str]) -> Result<Command> {
-    let mut cmd = Command::new(python()?);
-    cmd.arg(workspace().join("tests/s3/tools/objects.py"))
+    let mut cmd = Command::new(coop_testkit::s3_python()?);
+    cmd.arg(coop_testkit::workspace().join("tests/s3/tools/objects.py"))
         .args(["--endpoint", endpoint, "--bucket", bucket])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", &key.id)
@@ -131,7 +112,7 @@ fn wait_for_domains(peer: &Peer, domains: u64, layout: &str) -> Result<()> {
 
 #[test]
 fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
-    let python = python()?;
+    let python = coop_testkit::s3_python()?;
     // A 64 MiB cap on one request body, so the suite checks EntityTooLarge;
     // repair every 2 s.
     let options = PeerOptions {
@@ -164,7 +145,7 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
             "no:cacheprovider",
             "-x",
         ])
-        .current_dir(workspace())
+        .current_dir(coop_testkit::workspace())
         .env("COOP_S3_ENDPOINT", &endpoints[0])
         .env("COOP_S3_ENDPOINTS", endpoints[1..].join(","))
         .env("COOP_S3_ACCESS_KEY", &owner.id)
@@ -380,7 +361,7 @@ fn shard_files(disk: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
-    python()?;
+    coop_testkit::s3_python()?;
     let base = TempDir::new("s3box-disks")?;
     let disks: Vec<PathBuf> = (1..=6)
         .map(|i| base.path().join(format!("disk{i}")))
@@ -587,7 +568,7 @@ fn used_by_peer(peer: &Peer) -> Result<std::collections::BTreeMap<String, u64>> 
 /// fuller disks onto it, and every object still reads back.
 #[test]
 fn a_joining_peer_takes_its_share_of_existing_data() -> Result<()> {
-    python()?;
+    coop_testkit::s3_python()?;
     let base = TempDir::new("s3grow")?;
     let options = PeerOptions {
         extra_args: ["--repair-interval", "2"]

@@ -27,7 +27,7 @@ pub use records::{
     CloudInfo, Command, CommandError, InviteRecord, PeerNode, PeerRecord, TokenRecord,
 };
 pub use stewards::{StewardCandidate, StewardPolicy, ZoneSpread, steward_target};
-pub use store::{ChangedRow, Changes, StateStore, StoreError};
+pub use store::{ChangedRow, Changes, StateStore, StoreError, object_row};
 
 use std::io::Cursor;
 

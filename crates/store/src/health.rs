@@ -11,7 +11,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use coop_state::{BlockId, ChangedRow, ObjectRecord, StateStore, StoreError, StripeRecord};
+use coop_state::{
+    BlockId, ChangedRow, ObjectRecord, StateStore, StoreError, StripeRecord, object_row,
+};
 use coop_types::{PeerId, PeerState};
 
 /// How bad one block (or object) is, from best to worst.
@@ -104,25 +106,39 @@ pub fn scan_health(
         health_of.insert(id, health);
     }
     for bucket in store.buckets()? {
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.list_objects(&bucket.name, "", after.as_deref(), 1000)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (_, object) in &page {
-                report.object_count += 1;
-                report.object_bytes += object.size;
-                let worst = object
-                    .blocks
-                    .iter()
-                    .map(|b| health_of.get(&b.id).copied().unwrap_or(Health::Lost))
-                    .max()
-                    .unwrap_or(Health::Healthy);
-                report.objects.count(worst);
-            }
-        }
+        each_object(store, &bucket.name, |_, object| {
+            report.object_count += 1;
+            report.object_bytes += object.size;
+            let worst = object
+                .blocks
+                .iter()
+                .map(|b| health_of.get(&b.id).copied().unwrap_or(Health::Lost))
+                .max()
+                .unwrap_or(Health::Healthy);
+            report.objects.count(worst);
+        })?;
     }
     Ok(report)
+}
+
+/// Calls `visit` with every object of `bucket` (its key and record), in
+/// key order, reading the local replica a page at a time.
+fn each_object(
+    store: &StateStore,
+    bucket: &str,
+    mut visit: impl FnMut(String, ObjectRecord),
+) -> Result<(), StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list_objects(bucket, "", after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.clone());
+        for (key, object) in page {
+            visit(key, object);
+        }
+    }
 }
 
 /// A block in use, as the book knows it.
@@ -210,15 +226,9 @@ impl Book {
             }
         }
         for bucket in store.buckets()? {
-            let mut after: Option<String> = None;
-            loop {
-                let page = store.list_objects(&bucket.name, "", after.as_deref(), 1000)?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                for (key, object) in page {
-                    book.set_object(format!("obj/{}/{key}", bucket.name), Some(object));
-                }
-            }
+            each_object(store, &bucket.name, |key, object| {
+                book.set_object(object_row(&bucket.name, &key), Some(object));
+            })?;
         }
         Ok(book)
     }
@@ -368,14 +378,10 @@ impl Book {
 /// Objects and bytes in `bucket`, counted from the local replica.
 pub fn bucket_usage(store: &StateStore, bucket: &str) -> Result<(u64, u64), StoreError> {
     let (mut objects, mut bytes) = (0u64, 0u64);
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_objects(bucket, "", after.as_deref(), 1000)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        objects += page.len() as u64;
-        bytes += page.iter().map(|(_, o)| o.size).sum::<u64>();
-    }
+    each_object(store, bucket, |_, object| {
+        objects += 1;
+        bytes += object.size;
+    })?;
     Ok((objects, bytes))
 }
 

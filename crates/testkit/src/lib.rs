@@ -69,6 +69,27 @@ impl Drop for TempDir {
     }
 }
 
+/// The root of the coop workspace (for `tests/` tools and `target/`).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python of the venv `./scripts/test.sh` makes (boto3, aws-cli,
+/// pytest), or `$COOP_TEST_PYTHON`.
+pub fn s3_python() -> Result<PathBuf> {
+    let path = match std::env::var_os("COOP_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => workspace().join("target/s3-venv/bin/python"),
+    };
+    if !path.exists() {
+        bail!(
+            "no Python venv for the S3 tests at {}: run ./scripts/test.sh, which creates it from tests/s3/requirements.txt",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A free port on 127.0.0.1 for both TCP and UDP (the OS picks it).
 pub fn free_port() -> Result<u16> {
     loop {

@@ -477,6 +477,12 @@ pub enum ChangedRow {
     Other,
 }
 
+/// The key of the row that holds object `key` of `bucket`, as
+/// [`StateStore::changed_row`] reports it.
+pub fn object_row(bucket: &str, key: &str) -> String {
+    objects::object_key(bucket, key)
+}
+
 /// The block id a stripe row's key names, if it is well formed.
 fn parse_block_id(hex_id: &str) -> Option<BlockId> {
     if hex_id.len() != 64 {
