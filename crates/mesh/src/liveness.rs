@@ -10,7 +10,6 @@ use futures::StreamExt;
 use iroh::EndpointId;
 use iroh_gossip::api::{Event, GossipSender};
 use iroh_gossip::proto::TopicId;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use coop_identity::{CloudId, PeerKey, Signed};
@@ -148,11 +147,11 @@ fn endpoint_id(peer: PeerId) -> Option<EndpointId> {
 }
 
 impl Mesh {
-    /// Starts publishing this peer's status and listening to everyone's.
-    /// The task runs until the mesh shuts down or the handle is aborted.
-    pub fn start_liveness(&self, key: PeerKey, source: Arc<dyn StatusSource>) -> JoinHandle<()> {
+    /// Starts publishing this peer's status and listening to everyone's,
+    /// until the mesh shuts down.
+    pub fn start_liveness(&self, key: PeerKey, source: Arc<dyn StatusSource>) {
         let mesh = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             if let Err(err) = mesh.run_liveness(key, source).await {
                 warn!(%err, "status gossip stopped");
             }
@@ -263,7 +262,7 @@ impl Mesh {
                 continue;
             }
             let mesh = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 if let Err(err) = mesh.connection(peer, crate::PATH_ALPN).await {
                     debug!(peer = %peer.short(), %err, "no path yet");
                 }
@@ -290,7 +289,7 @@ impl Mesh {
         }
         let mesh = self.clone();
         let sender = sender.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let mut ready = Vec::new();
             for peer in missing {
                 // Always greet: it also tells a peer that restarted since

@@ -17,7 +17,9 @@ use iroh::{
     TransportAddr,
 };
 use iroh_gossip::net::Gossip;
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
 
 use coop_identity::{Certificate, CloudId, PeerKey};
 use coop_types::PeerId;
@@ -135,7 +137,16 @@ struct Inner {
     /// Addresses of endpoints seen on the LAN by mDNS, and a bell for news.
     lan: Mutex<HashMap<PeerId, Vec<String>>>,
     lan_news: tokio::sync::Notify,
-    lan_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Work the mesh starts on its own (status gossip, dials, relay
+    /// clients, the LAN watch): it all ends at [`Mesh::shutdown`].
+    background: Background,
+}
+
+/// The owner of the mesh's own tasks.
+#[derive(Default)]
+struct Background {
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// A handle to this peer's mesh endpoint; cheap to clone.
@@ -251,13 +262,10 @@ impl Mesh {
             relays: Mutex::default(),
             lan: Mutex::default(),
             lan_news: tokio::sync::Notify::new(),
-            lan_task: Mutex::default(),
+            background: Background::default(),
         }));
         if let Some(lookup) = mdns {
-            let task = tokio::spawn(mesh.clone().watch_lan(lookup));
-            if let Ok(mut slot) = mesh.0.lan_task.lock() {
-                *slot = Some(task);
-            }
+            mesh.spawn(mesh.clone().watch_lan(lookup));
         }
         if let Some(server) = relay_server {
             if let Some(url) = server.http_addr().map(|addr| mesh.relay_url_for(addr)) {
@@ -430,7 +438,7 @@ impl Mesh {
             if let TransportAddr::Relay(url) = addr {
                 let mesh = self.clone();
                 let url = url.to_string();
-                tokio::spawn(async move { mesh.use_relay(&url).await });
+                self.spawn(async move { mesh.use_relay(&url).await });
             }
         }
         let changed = match self.0.addrs.write() {
@@ -631,10 +639,14 @@ impl Mesh {
                 Some(Slot::Dialing(dial)) => dial.clone(),
                 _ => {
                     let mesh = self.clone();
-                    let task = tokio::spawn(async move {
-                        mesh.dial_greeted(peer, alpn)
-                            .await
-                            .map_err(|e| e.to_string())
+                    let stop = self.0.background.stop.clone();
+                    // A task of its own: the dial goes on for the callers
+                    // still waiting when the first one gives up.
+                    let task = self.0.background.tasks.spawn(async move {
+                        tokio::select! {
+                            dialed = mesh.dial_greeted(peer, alpn) => dialed.map_err(|e| e.to_string()),
+                            () = stop.cancelled() => Err("the mesh is shutting down".to_string()),
+                        }
                     });
                     let dial: Dial =
                         async move { task.await.map_err(|e| format!("dial task failed: {e}"))? }
@@ -757,13 +769,37 @@ impl Mesh {
         self.0.admission.path_to(peer)
     }
 
-    /// Closes every connection and stops serving.
+    /// Runs `work` as the mesh's own background task: it stops when the
+    /// work ends or the mesh shuts down, whichever comes first.
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.0.background.stop.clone();
+        self.0.background.tasks.spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+
+    /// Stops the mesh's background work, closes every connection and stops
+    /// serving.
     pub async fn shutdown(&self) {
+        let background = &self.0.background;
+        background.stop.cancel();
+        background.tasks.close();
+        // Cancelled tasks end at their next await; a bound keeps a stuck
+        // one from holding shutdown forever.
+        if tokio::time::timeout(Duration::from_secs(5), background.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                left = background.tasks.len(),
+                "mesh tasks still running at shutdown"
+            );
+        }
         if let Some(server) = self.0.relay_server.lock().await.take() {
             server.shutdown().await;
-        }
-        if let Some(task) = self.0.lan_task.lock().ok().and_then(|mut t| t.take()) {
-            task.abort();
         }
         let _ = self.0.router.shutdown().await;
         self.0.endpoint.close().await;

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use futures::future::BoxFuture;
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use coop_types::PeerId;
@@ -81,7 +82,11 @@ impl Served {
 impl ProtocolHandler for Served {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let from = peer_of(connection.remote_id());
+        // The streams' handlers live as long as their connection: when it
+        // ends, or the router stops accepting, the set drops them.
+        let mut streams = JoinSet::new();
         loop {
+            while streams.try_join_next().is_some() {}
             let (send, recv) = match connection.accept_bi().await {
                 Ok(streams) => streams,
                 Err(err) => {
@@ -91,10 +96,10 @@ impl ProtocolHandler for Served {
             };
             match self.handler() {
                 Some(Handler::Request(handler)) => {
-                    tokio::spawn(answer_request(handler, from, send, recv));
+                    streams.spawn(answer_request(handler, from, send, recv));
                 }
                 Some(Handler::Stream(handler)) => {
-                    tokio::spawn(handler.handle(from, send, recv));
+                    streams.spawn(handler.handle(from, send, recv));
                 }
                 None => {
                     // Not ready yet: the caller sees "not serving" and may retry.

@@ -50,7 +50,7 @@ fn capacity(core: &Core) -> Resources {
     let set = core.settings.capacity;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let (memory_total, _) = crate::status::memory();
-    let disk_total = coop_store::filesystem(core.dir.root()).map_or(0, |(total, _)| total);
+    let disk_total = coop_types::fs::usage(core.dir.root()).map_or(0, |sizes| sizes.total);
     Resources {
         cpus_milli: set.cpus_milli.map_or(cores * 1000, u64::from),
         memory_bytes: set.memory_bytes.unwrap_or_else(|| {

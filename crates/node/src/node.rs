@@ -152,20 +152,8 @@ impl Node {
             disks: storage.disks.clone(),
             mesh: core.mesh.clone(),
         });
-        let gossip = core.mesh.start_liveness(core.key.clone(), status);
-        own(Box::pin(async move {
-            // The liveness task is the mesh's; it ends when this future
-            // is dropped (on cancellation).
-            struct AbortOnDrop(tokio::task::JoinHandle<()>);
-            impl Drop for AbortOnDrop {
-                fn drop(&mut self) {
-                    self.0.abort();
-                }
-            }
-            let task = AbortOnDrop(gossip);
-            std::future::pending::<()>().await;
-            drop(task);
-        }));
+        // The mesh owns status gossip; it ends with the mesh at shutdown.
+        core.mesh.start_liveness(core.key.clone(), status);
 
         ensure_api_token(&core).await?;
         let mut state = AppState::new(

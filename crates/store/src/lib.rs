@@ -32,7 +32,7 @@ pub use erasure::{Codec, CodecError, Shard};
 pub use health::{
     Health, HealthBook, HealthCounts, HealthReport, block_health, bucket_usage, scan_health,
 };
-pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, filesystem, parse_size};
+pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, parse_size};
 pub use metrics::StoreMetrics;
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};
 pub use policy::{Policy, PolicyError, default_policy};

@@ -139,7 +139,8 @@ impl LocalDisk {
 
     /// What this disk reports in the peer's status.
     pub fn status(&self) -> DiskStatus {
-        let (fs_total, fs_free) = filesystem(&self.spec.path).unwrap_or((0, 0));
+        let (fs_total, fs_free) = coop_types::fs::usage(&self.spec.path)
+            .map_or((0, 0), |sizes| (sizes.total, sizes.available));
         let used = self.used_bytes();
         let (total, free) = match self.spec.capacity {
             Some(cap) => (cap, cap.saturating_sub(used).min(fs_free)),
@@ -249,22 +250,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-/// Total and available bytes of the filesystem holding `path`.
-pub fn filesystem(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs is plain old data; zeroed is a valid value.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is NUL-terminated and stat a valid out-pointer for the
-    // duration of the call.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
-    if rc != 0 {
-        return None;
-    }
-    let frsize = stat.f_frsize as u64;
-    Some((stat.f_blocks as u64 * frsize, stat.f_bavail as u64 * frsize))
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Plain data shared by several coop rooms: peer ids, peer status and the
-//! wire shapes the API returns. Nothing here does I/O; everything here is
-//! serializable and cheap to clone.
+//! wire shapes the API returns. Nothing here does I/O except reading the
+//! clock and [`fs::usage`], the one filesystem query several rooms share;
+//! every type here is serializable and cheap to clone.
 
+pub mod fs;
 mod peer;
 mod resources;
 mod time;

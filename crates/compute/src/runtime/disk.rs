@@ -149,15 +149,7 @@ impl Storage {
         if !is_mounted(&self.disk) {
             return 0;
         }
-        let Ok(path) = std::ffi::CString::new(self.disk.as_os_str().as_encoded_bytes()) else {
-            return 0;
-        };
-        // SAFETY: statvfs fills the zeroed struct; path is NUL-terminated.
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-            return 0;
-        }
-        (stat.f_blocks.saturating_sub(stat.f_bfree)).saturating_mul(stat.f_frsize)
+        coop_types::fs::usage(&self.disk).map_or(0, |sizes| sizes.used())
     }
 }
 
