@@ -108,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(cloud::status))
         .route("/peers", get(peers::list))
         .route("/peers/{peer}/revoke", post(peers::revoke))
+        .route("/peers/{peer}/path", get(peers::path))
+        .route("/peers/{peer}/speed", post(peers::speed))
         .route("/invites", post(cloud::create_invite))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))

@@ -1,10 +1,12 @@
-//! `/v1/peers`: every peer as this peer sees it, and revocation.
+//! `/v1/peers`: every peer as this peer sees it, the path to one and why,
+//! a timed transfer to one, and revocation.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
 
 use coop_state::{Command, PeerRecord};
-use coop_types::{Connection, PeerId, PeerState, PeerView, unix_now};
+use coop_types::{Connection, PathReport, PeerId, PeerState, PeerView, SpeedReport, unix_now};
 
 use crate::AppState;
 use crate::cloud::RevokeResult;
@@ -177,4 +179,94 @@ pub(crate) async fn revoke(
         id: id.to_string(),
         name: rec.cert.body.name,
     }))
+}
+
+/// The peer named in a path or speed request, refused if it is this one.
+fn other_peer(state: &AppState, needle: &str) -> Result<PeerRecord, ApiError> {
+    let record = resolve_peer(state, needle)?;
+    if record.id() == state.key.id() {
+        return Err(ApiError::BadRequest(
+            "that is this peer itself; name another peer".into(),
+        ));
+    }
+    Ok(record)
+}
+
+/// The path to a peer: its kind and paths, both sides' NATs as each sees
+/// its own, and why the path is relayed when it is.
+#[utoipa::path(
+    get,
+    path = "/v1/peers/{peer}/path",
+    params(("peer" = String, Path, description = "Peer id, unique id prefix, or name")),
+    responses(
+        (status = 200, description = "The path and its verdict", body = PathReport),
+        (status = 400, description = "The peer is this one", body = crate::error::ErrorBody),
+        (status = 404, description = "No such peer", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn path(
+    State(state): State<AppState>,
+    Path(peer): Path<String>,
+) -> Result<Json<PathReport>, ApiError> {
+    let record = other_peer(&state, &peer)?;
+    let mut report = state
+        .mesh
+        .path_report(record.id(), &record.cert.body.name)
+        .await;
+    // The mesh names witnesses by short id; people know peers by name.
+    let names: std::collections::HashMap<String, String> = state
+        .control
+        .store()
+        .peers()?
+        .into_iter()
+        .map(|r| (r.id().short(), r.cert.body.name.clone()))
+        .collect();
+    let sides = std::iter::once(&mut report.here).chain(report.there.as_mut());
+    for sighting in sides.flat_map(|side| side.sightings.iter_mut()) {
+        if let Some(name) = names.get(&sighting.by) {
+            sighting.by = format!("{name} ({})", sighting.by);
+        }
+    }
+    Ok(Json(report))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct SpeedQuery {
+    /// Bytes to send (default 64 MiB, at most 1 GiB).
+    bytes: Option<u64>,
+}
+
+/// Sends bytes to a peer over the mesh and times them.
+#[utoipa::path(
+    post,
+    path = "/v1/peers/{peer}/speed",
+    params(("peer" = String, Path, description = "Peer id, unique id prefix, or name"), SpeedQuery),
+    responses(
+        (status = 200, description = "The transfer's figures", body = SpeedReport),
+        (status = 400, description = "The peer is this one, or too many bytes", body = crate::error::ErrorBody),
+        (status = 404, description = "No such peer", body = crate::error::ErrorBody),
+        (status = 503, description = "The peer could not be reached", body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn speed(
+    State(state): State<AppState>,
+    Path(peer): Path<String>,
+    Query(query): Query<SpeedQuery>,
+) -> Result<Json<SpeedReport>, ApiError> {
+    let id = other_peer(&state, &peer)?.id();
+    let bytes = query.bytes.unwrap_or(64 << 20);
+    if bytes == 0 || bytes > coop_mesh::MAX_SPEED_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "bytes must be between 1 and {} (1 GiB), not {bytes}",
+            coop_mesh::MAX_SPEED_BYTES
+        )));
+    }
+    state
+        .mesh
+        .measure_speed(id, bytes)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Unavailable(format!("speed test to {}: {e}", id.short())))
 }

@@ -4,6 +4,7 @@
 mod agent;
 mod client;
 mod container_cli;
+mod path_cli;
 mod probe;
 mod settings;
 mod storage_cli;
@@ -119,8 +120,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
-    /// Troubleshooting tools
-    #[command(hide = true)]
+    /// Troubleshooting tools: the path to a peer and why, a timed transfer, a raw dial
     Debug {
         #[command(subcommand)]
         action: DebugAction,
@@ -129,6 +129,30 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum DebugAction {
+    /// Show how this peer reaches another and why the path is relayed when it is
+    ///
+    /// Lists the connection's paths (direct UDP or through a relay, the
+    /// selected one marked `*`), what each side knows of its own NAT (the
+    /// public addresses its packets were seen from, by the relay's address
+    /// discovery and by other peers), and a verdict: direct, a symmetric NAT
+    /// on one side or both (a relay is expected then), a side with no public
+    /// address known (outgoing UDP blocked?), or probes unanswered although
+    /// both sides have stable public addresses (a firewall between them
+    /// drops UDP). A fresh connection starts on the relay and usually turns
+    /// direct within seconds.
+    #[command(verbatim_doc_comment)]
+    Path {
+        /// The other peer: name, full id or a unique id prefix
+        peer: String,
+    },
+    /// Send bytes to another peer over the mesh and report the throughput
+    Speed {
+        /// The other peer: name, full id or a unique id prefix
+        peer: String,
+        /// How much to send: 64MiB, 1G, ... (at most 1 GiB)
+        #[arg(long, default_value = "64MiB")]
+        size: String,
+    },
     /// Dial a peer with this data dir's identity and report whether it admits us
     Probe {
         /// The target peer's full id
@@ -382,9 +406,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shim { .. } => anyhow::bail!(
             "`coop shim` must be the first argument (it is started by the container runtime, not by people)"
         ),
-        Command::Debug {
-            action: DebugAction::Probe { peer, addr, mdns },
-        } => probe::probe(&global, &peer, addr.as_deref(), mdns).await,
+        Command::Debug { action } => match action {
+            DebugAction::Probe { peer, addr, mdns } => {
+                probe::probe(&global, &peer, addr.as_deref(), mdns).await
+            }
+            DebugAction::Path { peer } => path_cli::path(&global, &peer).await,
+            DebugAction::Speed { peer, size } => path_cli::speed(&global, &peer, &size).await,
+        },
     }
 }
 

@@ -162,12 +162,45 @@ impl Admission {
         }
     }
 
+    /// The open connections to and from `peer`.
+    pub(crate) fn connections_of(&self, peer: &PeerId) -> Vec<Connection> {
+        let Ok(mut conns) = self.connections.lock() else {
+            return Vec::new();
+        };
+        let Some(list) = conns.get_mut(peer) else {
+            return Vec::new();
+        };
+        list.retain(|h| h.upgrade().is_some_and(|c| c.close_reason().is_none()));
+        list.iter().filter_map(|h| h.upgrade()).collect()
+    }
+
+    /// The paths of the connection [`Admission::path_to`] judges `peer` by.
+    pub fn paths_of(&self, peer: &PeerId) -> Vec<coop_types::PathLine> {
+        let Some(conn) = self.connections_of(peer).pop() else {
+            return Vec::new();
+        };
+        conn.paths()
+            .iter()
+            .map(|path| coop_types::PathLine {
+                remote: match path.remote_addr() {
+                    iroh::TransportAddr::Ip(addr) => addr.to_string(),
+                    iroh::TransportAddr::Relay(url) => url.to_string(),
+                    other => format!("{other:?}"),
+                },
+                kind: if path.is_relay() {
+                    PathKind::Relay
+                } else {
+                    PathKind::Direct
+                },
+                selected: path.is_selected(),
+                rtt_ms: path.rtt().as_secs_f64() * 1e3,
+            })
+            .collect()
+    }
+
     /// The selected path of the freshest open connection to `peer`.
     pub fn path_to(&self, peer: &PeerId) -> Option<PathInfo> {
-        let mut conns = self.connections.lock().ok()?;
-        let list = conns.get_mut(peer)?;
-        list.retain(|h| h.upgrade().is_some_and(|c| c.close_reason().is_none()));
-        let conn = list.iter().rev().find_map(|h| h.upgrade())?;
+        let conn = self.connections_of(peer).pop()?;
         let paths = conn.paths();
         let selected = paths.iter().find(|p| p.is_selected())?;
         let kind = if selected.is_relay() {

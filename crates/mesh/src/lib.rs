@@ -17,6 +17,7 @@ mod admission;
 mod hello;
 mod liveness;
 mod mesh;
+mod paths;
 mod protocol;
 mod relay;
 mod relay_tls;
@@ -25,7 +26,12 @@ mod request;
 pub use admission::{Admission, PathInfo};
 pub use iroh::endpoint::{RecvStream, SendStream};
 pub use liveness::{Liveness, LivenessConfig, StatusSource};
+pub(crate) use mesh::WeakMesh;
 pub use mesh::{Mesh, MeshConfig, MeshError};
+pub use paths::{
+    MAX_SPEED_BYTES, PATHS_ALPN, PathsProtocol, PathsReply, PathsRequest, SPEED_ALPN, SpeedOpen,
+    SpeedProtocol, SpeedReply,
+};
 pub use protocol::{Protocol, Service, Session, StreamProtocol, StreamService};
 pub use request::MAX_MESSAGE_BYTES;
 

@@ -204,6 +204,7 @@ impl Mesh {
                 _ = rejoin.tick() => {
                     self.rejoin_missing(&sender, &neighbors);
                     self.keep_paths();
+                    self.notice_lost_paths();
                 }
                 event = receiver.next() => {
                     match event {

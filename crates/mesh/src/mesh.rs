@@ -27,6 +27,7 @@ use coop_types::PeerId;
 use crate::admission::{Admission, AdmissionHook};
 use crate::hello::{HelloProtocol, HelloReply, HelloRequest, PathProtocol};
 use crate::liveness::Liveness;
+use crate::paths::{PATHS_ALPN, PathsProtocol, PathsService, SPEED_ALPN, SpeedProtocol};
 use crate::protocol::protocol_name;
 use crate::request::{
     Handler, HandlerTable, MAX_MESSAGE_BYTES, RESET_FAILED, RESET_NOT_SERVING, Served,
@@ -38,14 +39,19 @@ use crate::{GOSSIP_ALPN, HELLO_ALPN, JOIN_ALPN, PATH_ALPN};
 /// second; 5 s leaves room for a first hole punch.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Keep-alives every second and a 6 s idle timeout: a killed peer's
-/// connections close within seconds, so requests stop going into a dead
-/// connection and redial instead, while a NAT mapping never idles out.
 /// The mDNS service name coop peers announce themselves under on a LAN.
 const MDNS_SERVICE: &str = "coop-mesh";
 
+/// Keep-alives every second and a 6 s idle timeout: a killed peer's
+/// connections close within seconds, so requests stop going into a dead
+/// connection and redial instead, while a NAT mapping never idles out.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+/// The same for each path of a connection (iroh's default gives a path 15
+/// s): a direct path that died (the router behind it got a new public
+/// address) closes within seconds, the connection goes on over the relay
+/// path, and hole punching starts again from the new addresses.
+const PATH_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the mesh needs to start.
 #[derive(Debug, Clone)]
@@ -140,6 +146,12 @@ struct Inner {
     /// Work the mesh starts on its own (status gossip, dials, relay
     /// clients, the LAN watch): it all ends at [`Mesh::shutdown`].
     background: Background,
+    /// The path kind to each peer at the last look, and when the endpoint
+    /// was last told to look at its network again.
+    paths_seen: Mutex<(
+        HashMap<PeerId, coop_types::Connection>,
+        Option<std::time::Instant>,
+    )>,
 }
 
 /// The owner of the mesh's own tasks.
@@ -152,6 +164,17 @@ struct Background {
 /// A handle to this peer's mesh endpoint; cheap to clone.
 #[derive(Clone)]
 pub struct Mesh(Arc<Inner>);
+
+/// A handle that does not keep the mesh alive, for the services the mesh
+/// itself registers (a strong one would be a cycle through its handlers).
+#[derive(Clone)]
+pub(crate) struct WeakMesh(std::sync::Weak<Inner>);
+
+impl WeakMesh {
+    pub(crate) fn upgrade(&self) -> Option<Mesh> {
+        self.0.upgrade().map(Mesh)
+    }
+}
 
 impl std::fmt::Debug for Mesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,6 +196,8 @@ impl Mesh {
         let transport = QuicTransportConfig::builder()
             .keep_alive_interval(KEEP_ALIVE)
             .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok())
+            .default_path_keep_alive_interval(KEEP_ALIVE)
+            .default_path_max_idle_timeout(PATH_IDLE_TIMEOUT)
             .build();
         let endpoint = Endpoint::builder(presets::Minimal)
             .transport_config(transport)
@@ -218,7 +243,7 @@ impl Mesh {
             )
             .accept(PATH_ALPN, PathProtocol)
             .accept(GOSSIP_ALPN, gossip.clone());
-        let mut served: Vec<&'static [u8]> = vec![JOIN_ALPN];
+        let mut served: Vec<&'static [u8]> = vec![JOIN_ALPN, PATHS_ALPN, SPEED_ALPN];
         served.extend(config.protocols.iter().copied());
         served.sort();
         served.dedup();
@@ -263,10 +288,14 @@ impl Mesh {
             lan: Mutex::default(),
             lan_news: tokio::sync::Notify::new(),
             background: Background::default(),
+            paths_seen: Mutex::default(),
         }));
         if let Some(lookup) = mdns {
             mesh.spawn(mesh.clone().watch_lan(lookup));
         }
+        let paths = || PathsService(WeakMesh(Arc::downgrade(&mesh.0)));
+        mesh.serve::<PathsProtocol>(paths());
+        mesh.serve_streams::<SpeedProtocol>(paths());
         if let Some(server) = relay_server {
             if let Some(url) = server.http_addr().map(|addr| mesh.relay_url_for(addr)) {
                 mesh.use_relay(&url).await;
@@ -352,14 +381,23 @@ impl Mesh {
             .unwrap_or(false);
         if fresh {
             debug!(%parsed, "using relay");
-            let quic = parsed
-                .port()
-                .map(|p| iroh_relay::RelayQuicConfig::new(crate::relay::qad_port(p)));
-            self.0
-                .endpoint
-                .insert_relay(parsed.clone(), Arc::new(RelayConfig::new(parsed, quic)))
-                .await;
+            self.insert_relay(url).await;
         }
+    }
+
+    /// Hands the relay at `url` to the endpoint, with its address discovery
+    /// on the port after the relay's.
+    async fn insert_relay(&self, url: &str) {
+        let Ok(parsed) = url.parse::<RelayUrl>() else {
+            return;
+        };
+        let quic = parsed
+            .port()
+            .map(|p| iroh_relay::RelayQuicConfig::new(crate::relay::qad_port(p)));
+        self.0
+            .endpoint
+            .insert_relay(parsed.clone(), Arc::new(RelayConfig::new(parsed, quic)))
+            .await;
     }
 
     pub fn id(&self) -> PeerId {
@@ -388,9 +426,10 @@ impl Mesh {
         &self.0.gossip
     }
 
-    /// The UDP addresses this endpoint is bound to, as `ip:port`. An
-    /// unspecified bind address is replaced by the addresses iroh found on
-    /// the local interfaces.
+    /// The addresses peers may reach this endpoint at: the UDP addresses it
+    /// is bound to as `ip:port` (an unspecified bind address replaced by the
+    /// addresses iroh found on the local interfaces), its public address
+    /// behind a NAT, and its relays' URLs.
     pub fn local_addrs(&self) -> Vec<String> {
         let bound = self.0.endpoint.bound_sockets();
         let mut out: Vec<String> = Vec::new();
@@ -409,10 +448,52 @@ impl Mesh {
                 out.push(sock.to_string());
             }
         }
+        // The public address a NAT gives this peer, as the relay's address
+        // discovery saw it: what peers elsewhere reach it at.
+        out.extend(self.discovered_public_addr().map(|a| a.to_string()));
         out.extend(self.0.endpoint.addr().relay_urls().map(|u| u.to_string()));
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The addresses the mesh socket is bound to.
+    pub(crate) fn bound_addrs(&self) -> Vec<SocketAddr> {
+        self.0.endpoint.bound_sockets()
+    }
+
+    /// The public IPv4 address a relay's address discovery last saw this
+    /// peer's packets come from.
+    pub(crate) fn discovered_public_addr(&self) -> Option<SocketAddr> {
+        let report = iroh::Watcher::get(&mut self.0.endpoint.net_report())?;
+        report.global_v4.map(SocketAddr::V4)
+    }
+
+    /// Whether the endpoint saw its public address differ between relays
+    /// (it can tell only with two relays or more).
+    pub(crate) fn varies_by_destination(&self) -> Option<bool> {
+        iroh::Watcher::get(&mut self.0.endpoint.net_report())
+            .and_then(|report| report.mapping_varies_by_dest())
+    }
+
+    /// The direct addresses the endpoint knows for `peer`.
+    pub(crate) async fn known_direct_addrs(&self, peer: PeerId) -> Vec<String> {
+        let Ok(id) = EndpointId::from_bytes(peer.as_bytes()) else {
+            return Vec::new();
+        };
+        let Some(info) = self.0.endpoint.remote_info(id).await else {
+            return Vec::new();
+        };
+        let mut addrs: Vec<String> = info
+            .addrs()
+            .filter_map(|a| match a.addr() {
+                TransportAddr::Ip(ip) => Some(ip.to_string()),
+                _ => None,
+            })
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs
     }
 
     /// Learns addresses of a peer (from an invite, the control plane or a
@@ -767,6 +848,52 @@ impl Mesh {
     /// The selected path to `peer`, if a connection is open.
     pub fn path_to(&self, peer: &PeerId) -> Option<crate::PathInfo> {
         self.0.admission.path_to(peer)
+    }
+
+    /// Has the endpoint probe its public address again when a direct path
+    /// to a peer has fallen back to the relay. The usual cause is this
+    /// side's public address changing (a router that restarted and got
+    /// another address): the endpoint would learn the new one at its next
+    /// periodic probe, 20 to 26 s apart; probed now, it finds it and
+    /// hole-punches again at once. At most once every 5 s.
+    pub(crate) fn notice_lost_paths(&self) {
+        const AT_MOST_EVERY: Duration = Duration::from_secs(5);
+        let Ok(mut seen) = self.0.paths_seen.lock() else {
+            return;
+        };
+        let (kinds, last_check) = &mut *seen;
+        let mut lost = Vec::new();
+        for peer in self.known_peers() {
+            // Between a dead connection and its redial there is none: the
+            // kind before it is what counts.
+            let Some(now) = self.path_to(&peer).map(|p| p.kind) else {
+                continue;
+            };
+            if kinds.insert(peer, now) == Some(coop_types::Connection::Direct)
+                && now == coop_types::Connection::Relay
+            {
+                lost.push(peer.short());
+            }
+        }
+        if lost.is_empty() || last_check.is_some_and(|at| at.elapsed() < AT_MOST_EVERY) {
+            return;
+        }
+        *last_check = Some(std::time::Instant::now());
+        debug!(peers = ?lost, "direct paths fell back to the relay: checking this peer's network");
+        let relay = self
+            .0
+            .relays
+            .lock()
+            .ok()
+            .and_then(|relays| relays.iter().next().cloned());
+        let Some(relay) = relay else {
+            return;
+        };
+        let mesh = self.clone();
+        // iroh has no call that only says "probe your public address
+        // again"; a change of its relay map does that, and putting a relay
+        // back as it was changes nothing else.
+        self.spawn(async move { mesh.insert_relay(&relay).await });
     }
 
     /// Runs `work` as the mesh's own background task: it stops when the

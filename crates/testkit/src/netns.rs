@@ -8,6 +8,11 @@
 //!   home-b 10.77.2.2 ── router-b (NAT) 198.18.0.3 ─┘
 //! ```
 //!
+//! A router's NAT keeps a home's source port ([`Nat::PortPreserving`], what
+//! most home routers do) or picks a random port per destination
+//! ([`Nat::Symmetric`], `masquerade fully-random`). The lab can also drop
+//! UDP between the two homes, and give a router a new public address.
+//!
 //! 198.18.0.0/15 is reserved for network tests and 10.77.0.0/16 exists only
 //! inside these namespaces: nothing here leaves the machine. Namespaces are
 //! made fresh for every lab (conntrack state would survive otherwise) and
@@ -27,6 +32,19 @@ pub struct NatLab {
     pub home_b: String,
     suffix: String,
 }
+
+/// How a lab router maps its home's source ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// The home's port is kept: one public address for every destination.
+    PortPreserving,
+    /// A random public port per destination (a symmetric NAT).
+    Symmetric,
+}
+
+/// The public addresses of the two routers.
+pub const ROUTER_A_WAN: &str = "198.18.0.2";
+pub const ROUTER_B_WAN: &str = "198.18.0.3";
 
 /// The public address of the relay peer's namespace.
 pub const PUBLIC_IP: &str = "198.18.0.1";
@@ -88,8 +106,14 @@ pub fn unavailable() -> Option<String> {
 }
 
 impl NatLab {
-    /// Builds the namespaces, links, addresses, routes and router rules.
+    /// Builds the lab with two port-preserving routers.
     pub fn create() -> Result<Self> {
+        Self::with(Nat::PortPreserving, Nat::PortPreserving)
+    }
+
+    /// Builds the namespaces, links, addresses, routes and router rules,
+    /// router a with NAT `a` and router b with NAT `b`.
+    pub fn with(a: Nat, b: Nat) -> Result<Self> {
         let suffix = unique_suffix();
         let name = |role: &str| format!("coop-{role}-{suffix}");
         let lab = NatLab {
@@ -119,9 +143,44 @@ impl NatLab {
             ],
         )?;
         ns(&lab.public, &["ip", "link", "set", "br0", "up"])?;
-        lab.router(&lab.router_a, &lab.home_a, "a", "198.18.0.2", "10.77.1")?;
-        lab.router(&lab.router_b, &lab.home_b, "b", "198.18.0.3", "10.77.2")?;
+        lab.router(&lab.router_a, &lab.home_a, "a", ROUTER_A_WAN, "10.77.1", a)?;
+        lab.router(&lab.router_b, &lab.home_b, "b", ROUTER_B_WAN, "10.77.2", b)?;
         Ok(lab)
+    }
+
+    /// Drops every UDP packet between the two routers' public addresses on
+    /// the public segment (a firewall between the homes); the relay stays
+    /// reachable.
+    pub fn block_udp_between_homes(&self) -> Result<()> {
+        let rules = format!(
+            "table bridge wan {{\n\
+             chain forward {{ type filter hook forward priority 0; \
+             ip saddr {{ {ROUTER_A_WAN}, {ROUTER_B_WAN} }} ip daddr {{ {ROUTER_A_WAN}, {ROUTER_B_WAN} }} \
+             meta l4proto udp drop; }}\n\
+             }}\n"
+        );
+        apply_rules(&self.public, &rules)
+    }
+
+    /// Gives router a the public address `new_ip` in place of its old one,
+    /// as a router does that restarts and gets a new address from its ISP:
+    /// every mapping of the old address is gone.
+    pub fn renumber_router_a(&self, new_ip: &str) -> Result<()> {
+        ns(
+            &self.router_a,
+            &[
+                "ip",
+                "addr",
+                "del",
+                &format!("{ROUTER_A_WAN}/24"),
+                "dev",
+                "wan",
+            ],
+        )?;
+        ns(
+            &self.router_a,
+            &["ip", "addr", "add", &format!("{new_ip}/24"), "dev", "wan"],
+        )
     }
 
     fn all(&self) -> [&String; 5] {
@@ -134,7 +193,15 @@ impl NatLab {
         ]
     }
 
-    fn router(&self, router: &str, home: &str, tag: &str, wan_ip: &str, lan: &str) -> Result<()> {
+    fn router(
+        &self,
+        router: &str,
+        home: &str,
+        tag: &str,
+        wan_ip: &str,
+        lan: &str,
+        nat: Nat,
+    ) -> Result<()> {
         let s = &self.suffix;
         // WAN: router <-> public bridge.
         let wan = format!("w{tag}{s}");
@@ -180,19 +247,30 @@ impl NatLab {
             &["ip", "route", "add", "default", "via", &format!("{lan}.1")],
         )?;
         ns(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        let rules = "table ip nat {\n\
-             chain postrouting { type nat hook postrouting priority 100; oifname \"wan\" masquerade; }\n\
-             }\n\
-             table inet filter {\n\
-             chain input { type filter hook input priority 0; policy drop; ct state established,related accept; iifname \"lo\" accept; iifname \"lan\" accept; }\n\
-             chain forward { type filter hook forward priority 0; policy drop; ct state established,related accept; iifname \"lan\" accept; }\n\
-             }\n";
-        let path = std::env::temp_dir().join(format!("coop-nft-{router}.conf"));
-        std::fs::write(&path, rules)?;
-        let applied = ns(router, &["nft", "-f", &path.display().to_string()]);
-        let _ = std::fs::remove_file(&path);
-        applied
+        let masquerade = match nat {
+            Nat::PortPreserving => "masquerade",
+            Nat::Symmetric => "masquerade fully-random",
+        };
+        let rules = format!(
+            "table ip nat {{\n\
+             chain postrouting {{ type nat hook postrouting priority 100; oifname \"wan\" {masquerade}; }}\n\
+             }}\n\
+             table inet filter {{\n\
+             chain input {{ type filter hook input priority 0; policy drop; ct state established,related accept; iifname \"lo\" accept; iifname \"lan\" accept; }}\n\
+             chain forward {{ type filter hook forward priority 0; policy drop; ct state established,related accept; iifname \"lan\" accept; }}\n\
+             }}\n"
+        );
+        apply_rules(router, &rules)
     }
+}
+
+/// Loads an nftables ruleset into namespace `name`.
+fn apply_rules(name: &str, rules: &str) -> Result<()> {
+    let path = std::env::temp_dir().join(format!("coop-nft-{name}.conf"));
+    std::fs::write(&path, rules)?;
+    let applied = ns(name, &["nft", "-f", &path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    applied
 }
 
 impl Drop for NatLab {

@@ -4,10 +4,12 @@
 //! every type here is serializable and cheap to clone.
 
 pub mod fs;
+mod path;
 mod peer;
 mod resources;
 mod time;
 
+pub use path::{NatMapping, NatReport, PathLine, PathReport, PathVerdict, Sighting, SpeedReport};
 pub use peer::{
     Connection, DiskStatus, PeerId, PeerIdParseError, PeerState, PeerStatus, PeerView, Role,
 };
