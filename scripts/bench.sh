@@ -15,6 +15,9 @@
 #   ./scripts/bench.sh storage-status  `coop storage status` on a peer
 #                               holding 100,000 objects (needs the venv;
 #                               filling takes minutes)
+#   ./scripts/bench.sh nat      the NAT matrix in network namespaces: path
+#                               kind, time to direct, RTT and 64 MiB
+#                               throughput per pair of routers (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-cloud}" in
@@ -23,5 +26,6 @@ case "${1:-cloud}" in
   erasure) cargo bench -p coop-store --bench erasure ;;
   containers) cargo bench -p coop --bench containers ;;
   storage-status) cargo bench -p coop --bench storage_status ;;
-  *) echo "usage: $0 [cloud|s3|erasure|containers|storage-status]" >&2; exit 2 ;;
+  nat) cargo bench -p coop --bench nat ;;
+  *) echo "usage: $0 [cloud|s3|erasure|containers|storage-status|nat]" >&2; exit 2 ;;
 esac

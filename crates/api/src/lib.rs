@@ -31,10 +31,6 @@ use coop_store::{HealthBook, LocalDisks, StoreMetrics, Stripes};
 pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
 pub use error::ApiError;
 pub use openapi::openapi_json;
-pub use storage::{
-    BlockHealth, BucketRequest, BucketView, DiskView, GrantView, S3KeyCreated, S3KeyRequest,
-    S3KeyView, StorageView,
-};
 pub use tokens::{TokenCreated, TokenView};
 
 /// Everything a handler may need; cloned into every request.

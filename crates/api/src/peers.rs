@@ -209,25 +209,12 @@ pub(crate) async fn path(
     State(state): State<AppState>,
     Path(peer): Path<String>,
 ) -> Result<Json<PathReport>, ApiError> {
-    let record = other_peer(&state, &peer)?;
-    let mut report = state
-        .mesh
-        .path_report(record.id(), &record.cert.body.name)
-        .await;
-    // The mesh names witnesses by short id; people know peers by name.
-    let names: std::collections::HashMap<String, String> = state
-        .control
-        .store()
-        .peers()?
+    let id = other_peer(&state, &peer)?.id();
+    let names: std::collections::HashMap<PeerId, String> = (state.control.store().peers()?)
         .into_iter()
-        .map(|r| (r.id().short(), r.cert.body.name.clone()))
+        .map(|r| (r.id(), r.cert.body.name.clone()))
         .collect();
-    let sides = std::iter::once(&mut report.here).chain(report.there.as_mut());
-    for sighting in sides.flat_map(|side| side.sightings.iter_mut()) {
-        if let Some(name) = names.get(&sighting.by) {
-            sighting.by = format!("{name} ({})", sighting.by);
-        }
-    }
+    let report = state.mesh.path_report(id, |p| names.get(p).cloned()).await;
     Ok(Json(report))
 }
 

@@ -6,178 +6,24 @@ use std::collections::{BTreeMap, HashSet};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use coop_state::{BucketRecord, Command, Grant, S3KeyRecord};
 use coop_store::{HealthCounts, Policy, layout_of};
-use coop_types::{PeerId, PeerState, unix_now};
+use coop_types::{
+    BlockHealth, BucketRequest, BucketView, DiskView, GrantView, PeerId, PeerState, S3KeyCreated,
+    S3KeyRequest, S3KeyView, StorageView, unix_now,
+};
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// An S3 key as listed: never the secret.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct S3KeyView {
-    /// The access key id.
-    pub id: String,
-    pub name: String,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Whether the key may create buckets over S3.
-    pub create_bucket: bool,
-}
-
-/// Body of `POST /v1/s3/keys`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct S3KeyRequest {
-    /// 1-64 characters of letters, digits, `.`, `_` and `-`.
-    pub name: String,
-    /// Let the key create buckets over S3 (it owns what it creates).
-    #[serde(default)]
-    pub create_bucket: bool,
-}
-
-/// A new key: the only time its secret is shown.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct S3KeyCreated {
-    pub id: String,
-    pub secret: String,
-    pub name: String,
-}
-
-/// Body of `POST /v1/buckets`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BucketRequest {
-    pub name: String,
-    /// `ec:K+M` or `replicas:N`; omitted: the cloud's default, which widens
-    /// as the cloud grows.
-    #[serde(default)]
-    pub policy: Option<String>,
-    /// Keep a stripe's shards spread so that losing a zone loses nothing.
-    #[serde(default)]
-    pub zone_spread: bool,
-    /// An access key that owns the new bucket (read, write and delete).
-    #[serde(default)]
-    pub owner: Option<String>,
-}
-
-/// What a key may do in a bucket.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GrantView {
-    #[serde(default)]
-    pub read: bool,
-    #[serde(default)]
-    pub write: bool,
-    #[serde(default)]
-    pub owner: bool,
-}
-
-/// A bucket as listed.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BucketView {
-    pub name: String,
-    pub created_at: u64,
-    /// The policy set on the bucket, or `default`.
-    pub policy: String,
-    /// The layout new objects get now.
-    pub layout: String,
-    pub zone_spread: bool,
-    pub objects: u64,
-    pub bytes: u64,
-    /// Access key id → rights.
-    pub grants: BTreeMap<String, GrantView>,
-}
-
-/// One disk of one peer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DiskView {
-    pub peer: String,
-    pub peer_name: String,
-    pub id: String,
-    pub path: String,
-    pub total_bytes: u64,
-    pub used_bytes: u64,
-    pub free_bytes: u64,
-    /// `up` when its peer is up, else the peer's state.
-    pub state: String,
-}
-
-/// Health of stored blocks (or of objects: an object is as bad as its
-/// worst block), judged by which holders of their shards are up.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-pub struct BlockHealth {
-    /// Every shard's holder is up.
-    pub healthy: u64,
-    /// Readable, but some shards are on peers that are not up (repair
-    /// restores them).
-    pub degraded: u64,
-    /// Fewer shards on live peers than a read needs; readable again when
-    /// enough of the missing holders come back.
-    pub unavailable: u64,
-    /// Fewer shards than a read needs even counting holders that are only
-    /// unreachable or down: too many holders are revoked. Lost for good.
-    pub lost: u64,
-}
-
-impl From<HealthCounts> for BlockHealth {
-    fn from(counts: HealthCounts) -> Self {
-        BlockHealth {
-            healthy: counts.healthy,
-            degraded: counts.degraded,
-            unavailable: counts.unavailable,
-            lost: counts.lost,
-        }
+/// The health counts of the store as the API shows them.
+fn block_health(counts: HealthCounts) -> BlockHealth {
+    BlockHealth {
+        healthy: counts.healthy,
+        degraded: counts.degraded,
+        unavailable: counts.unavailable,
+        lost: counts.lost,
     }
-}
-
-/// `GET /v1/storage`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StorageView {
-    pub disks: Vec<DiskView>,
-    /// Failure domains the default policy counts now.
-    pub domains: usize,
-    /// The layout buckets on the default policy get for new objects.
-    pub default_layout: String,
-    /// Set when the default gives less than erasure coding with 2 parity.
-    pub warning: Option<String>,
-    pub buckets: usize,
-    pub objects: u64,
-    pub bytes: u64,
-    pub blocks: BlockHealth,
-    /// Objects by the health of their worst block.
-    pub object_health: BlockHealth,
-    /// Blocks this peer's current repair pass still has to fix (lost
-    /// shards to rebuild, shards to move off gone peers or onto new ones).
-    pub repair_pending: u64,
-    /// Counters since this peer started: corrupt shards found, shards
-    /// rebuilt, moved and collected, degraded reads, scrubbed shards,
-    /// repair passes, cache hits and misses.
-    pub counters: BTreeMap<String, u64>,
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "invalid {what} `{name}`: use 1-64 characters of letters, digits, `.`, `_` and `-`"
-        )))
-    }
-}
-
-fn random_text(alphabet: &[u8], len: usize) -> String {
-    (0..len)
-        .map(|_| char::from(alphabet[rand::random_range(0..alphabet.len())]))
-        .collect()
 }
 
 /// List S3 access keys (without secrets).
@@ -211,16 +57,8 @@ pub(crate) async fn create_key(
     body: Result<Json<S3KeyRequest>, JsonRejection>,
 ) -> Result<Json<S3KeyCreated>, ApiError> {
     let Json(req) = body?;
-    check_name("key name", &req.name)?;
-    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let record = S3KeyRecord {
-        id: format!("CK{}", random_text(UPPER, 18)),
-        secret: random_text(SECRET, 40),
-        name: req.name.clone(),
-        created_at: unix_now(),
-        create_bucket: req.create_bucket,
-    };
+    let record = S3KeyRecord::generate(&req.name, req.create_bucket, unix_now())
+        .map_err(ApiError::BadRequest)?;
     let created = S3KeyCreated {
         id: record.id.clone(),
         secret: record.secret.clone(),
@@ -472,8 +310,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Storage
         buckets,
         objects: health.object_count,
         bytes: health.object_bytes,
-        blocks: health.blocks.into(),
-        object_health: health.objects.into(),
+        blocks: block_health(health.blocks),
+        object_health: block_health(health.objects),
         counters,
     }))
 }

@@ -384,12 +384,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 write,
                 owner,
             } => {
-                let grant = coop_api::GrantView { read, write, owner };
+                let grant = coop_types::GrantView { read, write, owner };
                 storage_cli::check_allow(&grant)?;
                 storage_cli::bucket_grant(&global, &name, &key, grant).await
             }
             BucketAction::Deny { name, key } => {
-                storage_cli::bucket_grant(&global, &name, &key, coop_api::GrantView::default())
+                storage_cli::bucket_grant(&global, &name, &key, coop_types::GrantView::default())
                     .await
             }
         },

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
 
-use coop_api::{BucketView, GrantView, S3KeyCreated, S3KeyView, StorageView};
+use coop_types::{BucketView, GrantView, S3KeyCreated, S3KeyView, StorageView};
 
 use crate::GlobalArgs;
 use crate::client::{Client, human_bytes, output, print_json, short, urlencode};
@@ -198,7 +198,7 @@ pub async fn storage_status(global: &GlobalArgs) -> Result<()> {
         view.objects,
         human_bytes(view.bytes)
     );
-    let health = |h: &coop_api::BlockHealth| {
+    let health = |h: &coop_types::BlockHealth| {
         format!(
             "{} healthy, {} degraded, {} unavailable, {} lost",
             h.healthy, h.degraded, h.unavailable, h.lost

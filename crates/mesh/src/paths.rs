@@ -48,6 +48,7 @@ const RELAY_DISCOVERY: &str = "relay address discovery";
 /// Questions about paths and NATs.
 pub struct PathsProtocol;
 
+/// What a [`PathsProtocol`] caller asks.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PathsRequest {
     /// The addresses the caller's packets arrive from on direct paths.
@@ -56,9 +57,12 @@ pub enum PathsRequest {
     Nat,
 }
 
+/// What a [`PathsProtocol`] server answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PathsReply {
+    /// The caller's addresses as `ip:port`, one per direct path.
     SeenAs(Vec<String>),
+    /// The answering peer's NAT report.
     Nat(NatReport),
 }
 
@@ -79,15 +83,19 @@ impl Protocol for PathsProtocol {
 /// A timed bulk transfer to a peer.
 pub struct SpeedProtocol;
 
+/// The opening of a speed test.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SpeedOpen {
     /// How many bytes the caller will send.
     pub bytes: u64,
 }
 
+/// The answer to a [`SpeedOpen`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum SpeedReply {
+    /// Send the bytes; the count comes back when the last one is read.
     Ready,
+    /// Not taken, and why (more than [`MAX_SPEED_BYTES`]).
     Refused(String),
 }
 
@@ -224,19 +232,33 @@ impl Mesh {
     }
 
     /// The path to `peer` and why it is what it is, asking `peer` for its
-    /// side of the story. `name` is how the reason names the peer.
-    pub async fn path_report(&self, peer: PeerId, name: &str) -> PathReport {
+    /// side of the story. `name_of` names peers for people (in the reason
+    /// and beside the witnesses' short ids).
+    pub async fn path_report(
+        &self,
+        peer: PeerId,
+        name_of: impl Fn(&PeerId) -> Option<String>,
+    ) -> PathReport {
         let path = self.path_to(&peer);
         let paths = self.admission().paths_of(&peer);
         let known_addrs = self.known_direct_addrs(peer).await;
-        let (here, there) = tokio::join!(self.nat_report(), async {
+        let (mut here, mut there) = tokio::join!(self.nat_report(), async {
             match self.call::<PathsProtocol>(peer, &PathsRequest::Nat).await {
                 Ok(PathsReply::Nat(report)) => Some(report),
                 _ => None,
             }
         });
+        let known = self.known_peers();
+        let sightings = here.sightings.iter_mut();
+        for sighting in sightings.chain(there.iter_mut().flat_map(|t| t.sightings.iter_mut())) {
+            let witness = known.iter().find(|id| id.short() == sighting.by);
+            if let Some(name) = witness.and_then(&name_of) {
+                sighting.by = format!("{name} ({})", sighting.by);
+            }
+        }
+        let name = name_of(&peer).unwrap_or_else(|| peer.short());
         let connection = path.map(|p| p.kind);
-        let (verdict, reason) = judge(connection, &here, there.as_ref(), name);
+        let (verdict, reason) = judge(connection, &here, there.as_ref(), &name);
         PathReport {
             peer,
             connection,

@@ -31,6 +31,36 @@ pub struct S3KeyRecord {
     pub create_bucket: bool,
 }
 
+impl S3KeyRecord {
+    /// A new key named `name` with a random id and secret, or why the name
+    /// is refused (1-64 letters, digits, `.`, `_` and `-`).
+    pub fn generate(name: &str, create_bucket: bool, now: u64) -> Result<Self, String> {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(format!(
+                "invalid key name `{name}`: use 1-64 characters of letters, digits, `.`, `_` and `-`"
+            ));
+        }
+        const ID: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let random = |alphabet: &[u8], len: usize| -> String {
+            (0..len)
+                .map(|_| char::from(alphabet[rand::random_range(0..alphabet.len())]))
+                .collect()
+        };
+        Ok(S3KeyRecord {
+            id: format!("CK{}", random(ID, 18)),
+            secret: random(SECRET, 40),
+            name: name.to_string(),
+            created_at: now,
+            create_bucket,
+        })
+    }
+}
+
 impl fmt::Debug for S3KeyRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3KeyRecord")

@@ -7,6 +7,7 @@ pub mod fs;
 mod path;
 mod peer;
 mod resources;
+mod storage;
 mod time;
 
 pub use path::{NatMapping, NatReport, PathLine, PathReport, PathVerdict, Sighting, SpeedReport};
@@ -14,4 +15,8 @@ pub use peer::{
     Connection, DiskStatus, PeerId, PeerIdParseError, PeerState, PeerStatus, PeerView, Role,
 };
 pub use resources::{Limits, Resources};
+pub use storage::{
+    BlockHealth, BucketRequest, BucketView, DiskView, GrantView, S3KeyCreated, S3KeyRequest,
+    S3KeyView, StorageView,
+};
 pub use time::{unix_now, unix_now_ms};
