@@ -6,7 +6,8 @@
 //! and `coop/exec/1` (each declared beside its messages here), keeps
 //! template blobs in the cloud's store ([`blobs`]), and reconciles this
 //! peer's containers with the desired state in the control plane.
-//! Failures are [`ComputeError`]s; the API maps them to HTTP once.
+//! [`scheduler`] decides where replicas go: a pure placement function over
+//! a snapshot of the cloud. Failures are [`ComputeError`]s; the API maps them to HTTP once.
 //!
 //! Not here: one host's runtime, templates and shim (`coop-compute`), and
 //! anything HTTP (`coop-api`).
@@ -19,6 +20,7 @@ mod host;
 mod lease;
 mod protocol;
 mod reconcile;
+pub mod scheduler;
 mod service;
 mod spec;
 mod templates;
