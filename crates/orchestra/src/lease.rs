@@ -168,6 +168,7 @@ mod tests {
             restart: RestartPolicy::No,
             desired,
             created_at: 0,
+            owner: None,
         }
     }
 

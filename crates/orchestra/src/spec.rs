@@ -155,6 +155,7 @@ impl Orchestra {
             restart,
             desired: DesiredState::Running,
             created_at: unix_now(),
+            owner: None,
         })
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use coop_types::{Limits, PeerId};
 
+use crate::environments::ReplicaOf;
 use crate::objects::BlockRef;
 
 /// A template version as the cloud knows it: row `template/<name>/<version>`.
@@ -110,4 +111,6 @@ pub struct ContainerEntry {
     pub desired: DesiredState,
     /// Unix seconds.
     pub created_at: u64,
+    /// The environment replica this container is, if it is one.
+    pub owner: Option<ReplicaOf>,
 }

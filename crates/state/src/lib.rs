@@ -2,13 +2,14 @@
 //!
 //! Stewards hold voting replicas; every other peer keeps a read replica
 //! (a Raft learner). Writes are typed [`Command`]s applied to typed tables
-//! (cloud, peers, invites, tokens, config, S3 metadata, templates and
-//! containers); reads are local. This crate owns
+//! (cloud, peers, invites, tokens, config, S3 metadata, templates,
+//! containers and environments); reads are local. This crate owns
 //! the storage, the apply logic and the choice of stewards; it does not know
 //! about HTTP or the CLI.
 
 mod compute;
 mod control;
+mod environments;
 mod network;
 mod objects;
 mod records;
@@ -17,6 +18,9 @@ mod store;
 
 pub use compute::{ContainerEntry, DesiredState, RestartPolicy, TemplateEntry};
 pub use control::{ControlPlane, StartError, WriteError};
+pub use environments::{
+    EnvEvent, EnvironmentRecord, MAX_ENV_EVENTS, ReplicaOf, ServiceEntry, valid_env_name,
+};
 pub use network::{RAFT_ALPN, RaftAnswer, RaftMessage, RaftProtocol};
 pub use objects::{
     BlockId, BlockRef, BucketRecord, Completion, Grant, MIN_PART_SIZE, NewStripe, ObjectRecord,

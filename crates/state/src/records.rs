@@ -6,6 +6,7 @@ use coop_identity::{Certificate, CloudId};
 use coop_types::PeerId;
 
 use crate::compute::{ContainerEntry, DesiredState, TemplateEntry};
+use crate::environments::{EnvEvent, EnvironmentRecord};
 use crate::objects::{
     BlockId, BucketRecord, Completion, Grant, NewStripe, ObjectRecord, PartRecord, S3KeyRecord,
     ShardLocation, UploadRecord,
@@ -184,6 +185,17 @@ pub enum Command {
     SetContainerDesired { name: String, desired: DesiredState },
     /// The agent running a container forgets it once the runtime deleted it.
     DeleteContainer { name: String },
+    /// An operator creates an environment (`expected_generation` 0) or
+    /// updates it (the generation it read): refused if another update came
+    /// first. The stored generation becomes `expected_generation + 1`.
+    PutEnvironment {
+        record: EnvironmentRecord,
+        expected_generation: u64,
+    },
+    /// An operator removes an environment once none of its replicas is left.
+    DeleteEnvironment { name: String },
+    /// The compute service notes something that happened to an environment.
+    RecordEnvEvent { env: String, event: EnvEvent },
     /// Any command, applied at most once per `id`: a writer that retries
     /// after a lost answer (leader died after committing) gets the first
     /// outcome back instead of applying the command twice.
@@ -245,6 +257,18 @@ pub enum CommandError {
     ContainerExists(String),
     #[error("no container named `{0}`; list containers with `coop container ls --all`")]
     ContainerUnknown(String),
+    #[error("no environment named `{0}`; list environments with `coop env ls`")]
+    EnvironmentUnknown(String),
+    #[error(
+        "environment `{env}` changed meanwhile (generation {found}, not {expected}); read it again and retry"
+    )]
+    EnvironmentChanged {
+        env: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("environment `{env}` still has replica `{container}`; take it down first")]
+    EnvironmentInUse { env: String, container: String },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
 }

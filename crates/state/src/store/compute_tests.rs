@@ -88,6 +88,7 @@ fn container(name: &str, template: &str) -> Command {
         restart: RestartPolicy::Always,
         desired: DesiredState::Running,
         created_at: 1,
+        owner: None,
     })
 }
 
@@ -167,4 +168,126 @@ async fn template_blobs_hold_references_on_their_blocks() {
         h.run(Command::PutTemplate { entry, stripes }).await,
         Err(CommandError::InvalidRecord(_))
     ));
+}
+
+fn environment(name: &str, at: u64) -> crate::EnvironmentRecord {
+    crate::EnvironmentRecord {
+        name: name.into(),
+        source: "services: {}".into(),
+        vars: Default::default(),
+        services: [(
+            "web".to_string(),
+            crate::ServiceEntry {
+                spec: vec![1, 2, 3],
+                digest: [7; 32],
+                replicas: 2,
+            },
+        )]
+        .into(),
+        generation: 0,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn event(n: u64) -> crate::EnvEvent {
+    crate::EnvEvent {
+        at: n,
+        service: Some("web".into()),
+        replica: None,
+        kind: "placed".into(),
+        message: format!("event {n}"),
+    }
+}
+
+#[tokio::test]
+async fn environments_update_by_generation_and_keep_their_replicas_and_events() {
+    let mut h = Harness::new("environments");
+    let put = |record, expected_generation| Command::PutEnvironment {
+        record,
+        expected_generation,
+    };
+    assert!(matches!(
+        h.run(put(environment("Shop", 1), 0)).await,
+        Err(CommandError::InvalidRecord(_))
+    ));
+    h.run(put(environment("shop", 1), 0)).await.unwrap();
+    assert_eq!(
+        h.run(put(environment("shop", 2), 0)).await,
+        Err(CommandError::EnvironmentChanged {
+            env: "shop".into(),
+            expected: 0,
+            found: 1
+        })
+    );
+    h.run(put(environment("shop", 5), 1)).await.unwrap();
+    let shop = h.store.environment("shop").unwrap().unwrap();
+    assert_eq!(
+        (shop.generation, shop.created_at, shop.updated_at),
+        (2, 1, 5)
+    );
+
+    // A replica of the environment holds it until it is gone.
+    h.run(template("busybox", "latest")).await.unwrap();
+    let Command::PutContainer(mut replica) = container("shop-web-0", "busybox") else {
+        unreachable!()
+    };
+    replica.owner = Some(crate::ReplicaOf {
+        env: "shop".into(),
+        service: "web".into(),
+        index: 0,
+        epoch: 1,
+    });
+    h.run(Command::PutContainer(replica)).await.unwrap();
+    h.run(container("loose", "busybox")).await.unwrap();
+    let replicas = h.store.env_replicas("shop").unwrap();
+    assert_eq!(replicas.len(), 1);
+    assert_eq!(replicas[0].name, "shop-web-0");
+    let delete = || Command::DeleteEnvironment {
+        name: "shop".into(),
+    };
+    assert_eq!(
+        h.run(delete()).await,
+        Err(CommandError::EnvironmentInUse {
+            env: "shop".into(),
+            container: "shop-web-0".into()
+        })
+    );
+
+    // Events stay in order, at most MAX_ENV_EVENTS of them.
+    let extra = 5;
+    for n in 0..(crate::MAX_ENV_EVENTS as u64 + extra) {
+        h.run(Command::RecordEnvEvent {
+            env: "shop".into(),
+            event: event(n),
+        })
+        .await
+        .unwrap();
+    }
+    let events = h.store.env_events("shop").unwrap();
+    assert_eq!(events.len(), crate::MAX_ENV_EVENTS);
+    assert_eq!(events[0].at, extra);
+    assert!(events.windows(2).all(|w| w[0].at < w[1].at));
+    assert_eq!(
+        h.run(Command::RecordEnvEvent {
+            env: "nowhere".into(),
+            event: event(0)
+        })
+        .await,
+        Err(CommandError::EnvironmentUnknown("nowhere".into()))
+    );
+
+    h.run(Command::DeleteContainer {
+        name: "shop-web-0".into(),
+    })
+    .await
+    .unwrap();
+    h.run(delete()).await.unwrap();
+    assert!(h.store.environment("shop").unwrap().is_none());
+    assert!(h.store.env_events("shop").unwrap().is_empty());
+    assert_eq!(
+        h.run(delete()).await,
+        Err(CommandError::EnvironmentUnknown("shop".into()))
+    );
+    assert_eq!(h.store.environments().unwrap().len(), 0);
 }

@@ -300,6 +300,9 @@ fn apply_command(
         | Command::PutContainer(_)
         | Command::SetContainerDesired { .. }
         | Command::DeleteContainer { .. }) => return super::compute::apply(sm, command),
+        command @ (Command::PutEnvironment { .. }
+        | Command::DeleteEnvironment { .. }
+        | Command::RecordEnvEvent { .. }) => return super::environments::apply(sm, command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

@@ -18,6 +18,7 @@
 mod compute;
 #[cfg(test)]
 mod compute_tests;
+mod environments;
 mod journal;
 mod log_store;
 mod machine;
@@ -73,8 +74,9 @@ const META_FORMAT: &str = "format";
 /// postcard, which has no field names: adding a field changes the format.
 /// Bumped with every such change; a database of another format is refused
 /// at open instead of failing on its first record. 2: templates keep their
-/// blocks in the store, objects their part sizes.
-pub const FORMAT: u32 = 2;
+/// blocks in the store, objects their part sizes. 3: containers name the
+/// environment replica they are; environments and their events.
+pub const FORMAT: u32 = 3;
 
 const CLOUD_KEY: &str = "cloud";
 const PEER_PREFIX: &str = "peer/";
