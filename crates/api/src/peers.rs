@@ -72,6 +72,7 @@ fn view_of(
         arch: String::new(),
         addrs: rec.addrs.clone(),
         relay: rec.cert.body.roles.contains(&coop_types::Role::Relay),
+        labels: Default::default(),
         last_seen_secs: None,
     };
     if let Some((s, age)) = status {
@@ -80,6 +81,7 @@ fn view_of(
         view.disk_free_bytes = s.disks.iter().map(|d| d.free_bytes).sum();
         view.load = f64::from(s.load_centi) / 100.0;
         view.arch = s.arch;
+        view.labels = s.labels;
         view.relay = view.relay || s.relay;
         if !s.addrs.is_empty() {
             view.addrs = s.addrs;

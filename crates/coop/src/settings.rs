@@ -20,6 +20,15 @@ pub struct UpArgs {
     /// Zone (location / failure domain) of this peer [default: default]
     #[arg(long, env = "COOP_ZONE")]
     pub zone: Option<String>,
+    /// A label for placement constraints (`node.labels.KEY==VALUE` in a
+    /// blueprint). Repeat for more; `zone` and `hostname` are built in
+    #[arg(
+        long = "label",
+        env = "COOP_LABELS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
     /// S3 endpoint address [default: 0.0.0.0:7401]
     #[arg(long, env = "COOP_S3", value_name = "ADDR")]
     pub s3: Option<SocketAddr>,
@@ -191,6 +200,7 @@ impl ContainerArgs {
 struct FileSettings {
     name: Option<String>,
     zone: Option<String>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
     api: Option<SocketAddr>,
     s3: Option<SocketAddr>,
     listen: Option<SocketAddr>,
@@ -254,6 +264,30 @@ fn check_label(what: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// `KEY=VALUE` pairs of `--label`.
+fn parse_labels(texts: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    texts
+        .iter()
+        .map(|text| match text.split_once('=') {
+            Some((key, value)) => Ok((key.to_string(), value.to_string())),
+            None => bail!("invalid label `{text}`: write KEY=VALUE, e.g. --label disk=ssd"),
+        })
+        .collect()
+}
+
+/// Labels name placement rules: keys and values like zones, and neither of
+/// the built-in keys.
+fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in labels {
+        if key == "zone" || key == "hostname" {
+            bail!("label `{key}` is built in: set it with --zone or --name");
+        }
+        check_label("label key", key)?;
+        check_label("label value", value)?;
+    }
+    Ok(())
+}
+
 /// `coop up --api` takes `ip:port`, or the URL a client would use.
 fn parse_listen_addr(text: &str) -> Result<SocketAddr> {
     let bare = text.trim_start_matches("http://").trim_end_matches('/');
@@ -270,6 +304,12 @@ impl Settings {
         let zone = args.zone.or(file.zone).unwrap_or_else(|| "default".into());
         check_label("name", &name)?;
         check_label("zone", &zone)?;
+        let labels = if args.labels.is_empty() {
+            file.labels.unwrap_or_default()
+        } else {
+            parse_labels(&args.labels)?
+        };
+        check_labels(&labels)?;
         let log_format = args
             .log_format
             .or(file.log_format)
@@ -347,6 +387,7 @@ impl Settings {
             data_dir,
             name,
             zone,
+            labels,
             api: match &global.api {
                 Some(text) => parse_listen_addr(text)?,
                 None => file.api.unwrap_or_else(|| defaults("127.0.0.1:7400")),
@@ -378,5 +419,22 @@ impl Settings {
             capacity,
         };
         Ok(Settings { node, json_logs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_and_refuse_the_built_in_keys_and_odd_text() {
+        let labels = parse_labels(&["disk=ssd".into(), "rack=r1".into()]).unwrap();
+        assert_eq!(labels.get("disk").map(String::as_str), Some("ssd"));
+        check_labels(&labels).unwrap();
+        assert!(parse_labels(&["disk".into()]).is_err());
+        for bad in ["zone=eu", "hostname=a", "=x", "disk=", "di sk=ssd"] {
+            let parsed = parse_labels(&[bad.to_string()]).unwrap();
+            assert!(check_labels(&parsed).is_err(), "{bad}");
+        }
     }
 }

@@ -325,6 +325,8 @@ mod tests {
             disks: vec![],
             addrs: vec![],
             relay: false,
+            labels: Default::default(),
+            lent: None,
         }
     }
 

@@ -151,6 +151,11 @@ impl Node {
             relay: settings.relay,
             disks: storage.disks.clone(),
             mesh: core.mesh.clone(),
+            labels: settings.labels.clone(),
+            lent: compute
+                .as_ref()
+                .filter(|c| c.host().unavailable_reason().is_none())
+                .map(|c| c.host().capacity()),
         });
         // The mesh owns status gossip; it ends with the mesh at shutdown.
         core.mesh.start_liveness(core.key.clone(), status);

@@ -24,6 +24,8 @@ pub struct NodeSettings {
     pub data_dir: PathBuf,
     pub name: String,
     pub zone: String,
+    /// Labels for placement constraints (`zone` and `hostname` are built in).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// REST API address (port 0: any free port).
     pub api: SocketAddr,
     /// S3 endpoint address (port 0: any free port).
@@ -64,6 +66,7 @@ impl NodeSettings {
             data_dir,
             name: name.to_string(),
             zone: "default".into(),
+            labels: Default::default(),
             api: any,
             s3: any,
             listen: any,

@@ -13,6 +13,9 @@ pub struct HostStatus {
     pub relay: bool,
     pub disks: LocalDisks,
     pub mesh: Mesh,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// What this peer lends to containers, if it runs them.
+    pub lent: Option<coop_types::Resources>,
 }
 
 impl StatusSource for HostStatus {
@@ -34,6 +37,8 @@ impl StatusSource for HostStatus {
             disks: self.disks.statuses(),
             addrs: self.mesh.local_addrs(),
             relay: self.relay,
+            labels: self.labels.clone(),
+            lent: self.lent,
         }
     }
 }

@@ -24,7 +24,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use coop_types::{PeerId, PeerState, Resources};
+use coop_state::{ContainerEntry, PeerRecord};
+use coop_types::{PeerId, PeerState, PeerStatus, Resources};
+
+use crate::lease::held;
 
 /// A published port: number and protocol (`tcp` or `udp`).
 pub type HostPort = (u16, String);
@@ -195,6 +198,63 @@ impl Snapshot {
         snapshot
     }
 
+    /// The cloud as its control plane and the peers' statuses describe it:
+    /// each member with its zone, labels, architecture and what it lends
+    /// (from its last status; a peer that runs no containers lends
+    /// nothing), what its containers hold (as its lease policy counts it)
+    /// and the host ports they publish, and which service each replica
+    /// belongs to. `status` gives a peer's last status and its liveness.
+    pub fn of_cloud(
+        records: &[PeerRecord],
+        containers: &[ContainerEntry],
+        status: impl Fn(&PeerId) -> (Option<PeerStatus>, PeerState),
+    ) -> Snapshot {
+        let peers = records
+            .iter()
+            .filter(|r| r.revoked_at.is_none())
+            .map(|record| {
+                let id = record.id();
+                let (last, state) = status(&id);
+                let mine: Vec<&ContainerEntry> =
+                    containers.iter().filter(|c| c.peer == id).collect();
+                let ports = mine
+                    .iter()
+                    .flat_map(|c| c.ports.iter())
+                    .filter_map(|p| host_port(p))
+                    .collect();
+                let pids_used = mine
+                    .iter()
+                    .filter(|c| c.desired == coop_state::DesiredState::Running)
+                    .map(|c| u64::from(c.limits.pids))
+                    .sum();
+                PeerSlot {
+                    id,
+                    name: record.cert.body.name.clone(),
+                    zone: record.cert.body.zone.clone(),
+                    labels: last.as_ref().map(|s| s.labels.clone()).unwrap_or_default(),
+                    state,
+                    arch: last.as_ref().map(|s| s.arch.clone()).unwrap_or_default(),
+                    lent: last
+                        .as_ref()
+                        .and_then(|s| s.lent)
+                        .unwrap_or(Resources::ZERO),
+                    pids_lent: u64::MAX,
+                    used: held(containers, id, "", &[]),
+                    pids_used,
+                    ports,
+                }
+            })
+            .collect();
+        let running: Vec<(String, PeerId)> = containers
+            .iter()
+            .filter_map(|c| {
+                let owner = c.owner.as_ref()?;
+                Some((format!("{}/{}", owner.env, owner.service), c.peer))
+            })
+            .collect();
+        Snapshot::new(peers, &running)
+    }
+
     /// Sets the RTT between two zones (both directions).
     pub fn set_zone_rtt(&mut self, a: &str, b: &str, millis: f64) {
         self.zone_rtt.insert((a.into(), b.into()), millis);
@@ -251,6 +311,9 @@ impl Snapshot {
         }
         if replica.refused_by.contains(&peer.id) {
             return Some(Ruled::Refused);
+        }
+        if peer.lent == Resources::ZERO {
+            return Some(Ruled::NoContainers);
         }
         if let Some(arch) = &replica.arch
             && *arch != peer.arch
@@ -381,6 +444,7 @@ impl Snapshot {
 enum Ruled<'a> {
     State,
     Refused,
+    NoContainers,
     Arch,
     Constraint(&'a Constraint),
     Cpu,
@@ -397,6 +461,7 @@ impl Ruled<'_> {
         match self {
             Ruled::State => format!("peer is {}", peer.state),
             Ruled::Refused => "refused the lease".into(),
+            Ruled::NoContainers => "runs no containers".into(),
             Ruled::Arch => format!(
                 "architecture: {} here, {} needed",
                 peer.arch,
@@ -425,6 +490,14 @@ impl Ruled<'_> {
             Ruled::Port(port) => format!("port taken: {}/{} is published there", port.0, port.1),
         }
     }
+}
+
+/// The host port and protocol of a published port written
+/// `HOST:CONT/proto` (the form container entries keep).
+fn host_port(text: &str) -> Option<HostPort> {
+    let (ports, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+    let host = ports.split(':').next()?.parse().ok()?;
+    Some((host, protocol.to_string()))
 }
 
 /// How full a peer would be, the mean of its cpu, memory and disk shares
@@ -629,6 +702,110 @@ mod tests {
             &[],
         );
         assert_eq!(placed(&gone.place(&request)), PeerId([2; 32]));
+    }
+
+    #[test]
+    fn the_cloud_snapshot_counts_what_containers_hold_and_publish() {
+        use coop_identity::{Certificate, CertificateBody, CloudKey};
+        use coop_state::{DesiredState, ReplicaOf, RestartPolicy};
+        let cloud = CloudKey::generate();
+        let record = |n: u8, zone: &str| PeerRecord {
+            cert: Certificate::issue(
+                &cloud,
+                CertificateBody {
+                    cloud: cloud.id(),
+                    peer: PeerId([n; 32]),
+                    name: format!("p{n}"),
+                    zone: zone.into(),
+                    roles: Vec::new(),
+                    issued_at: 0,
+                    expires_at: u64::MAX,
+                },
+            )
+            .unwrap(),
+            joined_at: 0,
+            addrs: Vec::new(),
+            revoked_at: None,
+        };
+        let mut gone = record(3, "a");
+        gone.revoked_at = Some(1);
+        let records = vec![record(1, "a"), record(2, "b"), gone];
+        let container = |name: &str, peer: u8, desired, owner| ContainerEntry {
+            name: name.into(),
+            peer: PeerId([peer; 32]),
+            template: "busybox".into(),
+            version: "latest".into(),
+            content_id: String::new(),
+            size: "small".into(),
+            limits: coop_types::Limits {
+                cpus_milli: 500,
+                memory_bytes: GIB,
+                disk_bytes: GIB,
+                pids: 100,
+            },
+            argv: Vec::new(),
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            ports: vec!["8080:80/tcp".into()],
+            restart: RestartPolicy::No,
+            desired,
+            created_at: 0,
+            owner,
+        };
+        let web = Some(ReplicaOf {
+            env: "shop".into(),
+            service: "web".into(),
+            index: 0,
+            epoch: 1,
+        });
+        let containers = vec![
+            container("shop-web-0", 1, DesiredState::Running, web),
+            container("idle", 1, DesiredState::Stopped, None),
+        ];
+        let lent = peer(1, "a").lent;
+        let mut snapshot = Snapshot::of_cloud(&records, &containers, |id| {
+            let mut status = PeerStatus {
+                peer: *id,
+                seq: 0,
+                boot: 0,
+                name: String::new(),
+                zone: String::new(),
+                cpus: 4,
+                memory_bytes: 0,
+                memory_free_bytes: 0,
+                load_centi: 0,
+                arch: "x86_64".into(),
+                disks: Vec::new(),
+                addrs: Vec::new(),
+                relay: false,
+                labels: [("disk".to_string(), "ssd".to_string())].into(),
+                lent: Some(lent),
+            };
+            if *id == PeerId([2; 32]) {
+                status.lent = None;
+            }
+            (Some(status), PeerState::Up)
+        });
+        assert_eq!(snapshot.peers().len(), 2, "revoked peers are left out");
+        let p1 = &snapshot.peers()[0];
+        // The stopped container keeps its disk but frees cpu and memory.
+        assert_eq!(p1.used.cpus_milli, 500);
+        assert_eq!(p1.used.disk_bytes, 2 * GIB);
+        assert_eq!(p1.pids_used, 100);
+        assert!(p1.ports.contains(&(8080, "tcp".to_string())));
+        assert_eq!(p1.labels.get("disk").map(String::as_str), Some("ssd"));
+        // Peer 2 runs no containers; the port is taken on peer 1.
+        let mut request = replica("shop/web");
+        request.ports = vec![(8080, "tcp".into())];
+        let Placement::Unplaceable(why) = snapshot.place(&request) else {
+            panic!("placed on a taken port or a peer without containers");
+        };
+        assert!(why[0].reason.starts_with("port taken"), "{why:?}");
+        assert_eq!(why[1].reason, "runs no containers");
+        // Without the port, the replica goes to peer 1 (the only one).
+        request.ports.clear();
+        assert_eq!(placed(&snapshot.place(&request)), PeerId([1; 32]));
     }
 
     #[test]

@@ -120,6 +120,10 @@ pub struct PeerStatus {
     /// Socket addresses the peer listens on, as it sees them.
     pub addrs: Vec<String>,
     pub relay: bool,
+    /// The operator's labels (`coop up --label KEY=VALUE`), for placement.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// What the peer lends to containers; `None` when it runs none.
+    pub lent: Option<crate::Resources>,
 }
 
 /// Liveness of a peer as seen from the observing peer.
@@ -193,6 +197,8 @@ pub struct PeerView {
     pub arch: String,
     pub addrs: Vec<String>,
     pub relay: bool,
+    /// The operator's labels, for placement constraints.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Seconds since the last status arrived, if one ever did.
     pub last_seen_secs: Option<u64>,
 }
