@@ -8,10 +8,13 @@
 //! peer's containers with the desired state in the control plane.
 //! Failures are [`ComputeError`]s; the API maps them to HTTP once.
 //!
+//! [`blueprint`] reads the Compose files that describe environments.
+//!
 //! Not here: one host's runtime, templates and shim (`coop-compute`), and
 //! anything HTTP (`coop-api`).
 
 pub mod blobs;
+pub mod blueprint;
 mod error;
 mod exec;
 pub mod frames;
