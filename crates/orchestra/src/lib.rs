@@ -9,10 +9,13 @@
 //! [`scheduler`] decides where replicas go: a pure placement function over
 //! a snapshot of the cloud. Failures are [`ComputeError`]s; the API maps them to HTTP once.
 //!
+//! [`blueprint`] reads the Compose files that describe environments.
+//!
 //! Not here: one host's runtime, templates and shim (`coop-compute`), and
 //! anything HTTP (`coop-api`).
 
 pub mod blobs;
+pub mod blueprint;
 mod error;
 mod exec;
 pub mod frames;
