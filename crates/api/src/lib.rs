@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             get(compute::templates::show).delete(compute::templates::remove),
         )
         .route("/compute", get(compute::containers::status))
+        .route("/environments/plan", post(compute::environments::plan))
         .route(
             "/containers",
             get(compute::containers::list).post(compute::containers::run),

@@ -55,6 +55,7 @@ impl Modify for BearerAuth {
         crate::compute::containers::logs,
         crate::compute::containers::stats,
         crate::compute::containers::exec,
+        crate::compute::environments::plan,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -4,6 +4,7 @@
 mod agent;
 mod client;
 mod container_cli;
+mod env_cli;
 mod path_cli;
 mod probe;
 mod settings;
@@ -113,6 +114,11 @@ enum Command {
     Container {
         #[command(subcommand)]
         action: container_cli::ContainerAction,
+    },
+    /// Environments: many containers over many peers, from one blueprint
+    Env {
+        #[command(subcommand)]
+        action: env_cli::EnvAction,
     },
     /// Runs one container or holds its namespaces (the runtime starts it; not for people)
     #[command(hide = true)]
@@ -403,6 +409,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Template { action } => template_cli::run(&global, action).await,
         Command::Container { action } => container_cli::run(&global, action).await,
+        Command::Env { action } => env_cli::run(&global, action).await,
         Command::Shim { .. } => anyhow::bail!(
             "`coop shim` must be the first argument (it is started by the container runtime, not by people)"
         ),

@@ -719,3 +719,132 @@ sys.exit(os.waitstatus_to_exitcode(status))
     );
     Ok(Command::new("python3").arg("-c").arg(&script).output()?)
 }
+
+/// `coop env plan` through `peer`'s CLI with `blueprint` written to a file
+/// in `dir`; the JSON plan, or the CLI's error text.
+fn env_plan(
+    peer: &Peer,
+    dir: &Path,
+    blueprint: &str,
+    extra: &[&str],
+) -> Result<Result<Value, String>> {
+    let file = dir.join("shop.yaml");
+    std::fs::write(&file, blueprint)?;
+    let file = file.display().to_string();
+    let mut args = vec!["--json", "env", "plan", "-f", &file];
+    args.extend_from_slice(extra);
+    let out = peer.cli(&args)?;
+    if !out.status.success() {
+        return Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    Ok(Ok(
+        serde_json::from_slice(&out.stdout).context("plan is not JSON")?
+    ))
+}
+
+#[test]
+fn blueprints_are_planned_over_the_cloud() -> Result<()> {
+    let mut lab = Lab::new(5)?;
+    lab.join("east", 105, &["--zone", "east", "--label", "disk=ssd"])?;
+    lab.join("west", 115, &["--zone", "west"])?;
+    lab.import_busybox()?;
+    let dir = lab.cloud.dir.path().join("blueprints");
+    std::fs::create_dir_all(&dir)?;
+    let peers: Vec<String> = lab.cloud.peers.iter().map(|p| p.id()).collect();
+    // Every peer must have said what it lends before placement is fair.
+    eventually(Duration::from_secs(20), "statuses with capacity", || {
+        let list = lab.peer().cli_json(&["peers"])?;
+        let up = list
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["state"] == "up").count())
+            .unwrap_or(0);
+        Ok((up == 3).then_some(()))
+    })?;
+
+    let blueprint = r#"
+name: shop
+x-coop:
+  variables:
+    WEB_PORT:
+      description: the port the shop answers on
+      type: int
+services:
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    ports: ["${WEB_PORT}:80"]
+    deploy:
+      replicas: ${WEB_REPLICAS:-3}
+  api:
+    image: busybox
+    command: sleep 3600
+    deploy:
+      replicas: 2
+      placement:
+        constraints: ["node.labels.disk==ssd"]
+"#;
+    // A declared variable without a value, and no terminal to ask.
+    let missing =
+        env_plan(lab.peer(), &dir, blueprint, &[])?.expect_err("planned without WEB_PORT");
+    assert!(
+        missing.contains("WEB_PORT (integer): the port the shop answers on"),
+        "{missing}"
+    );
+
+    // Three web replicas, one per zone; both api replicas on the ssd peer.
+    let port = free_port()?.to_string();
+    let var = format!("WEB_PORT={port}");
+    let plan =
+        env_plan(lab.peer(), &dir, blueprint, &["--var", &var])?.map_err(anyhow::Error::msg)?;
+    assert_eq!(plan["name"], "shop", "{plan:#}");
+    let replicas = plan["replicas"].as_array().cloned().unwrap_or_default();
+    assert_eq!(replicas.len(), 5, "{plan:#}");
+    let on = |service: &str| -> Vec<String> {
+        replicas
+            .iter()
+            .filter(|r| r["service"] == service)
+            .map(|r| r["peer"].as_str().unwrap_or("none").to_string())
+            .collect()
+    };
+    let mut web = on("web");
+    web.sort();
+    let mut all = peers.clone();
+    all.sort();
+    assert_eq!(web, all, "one web replica per zone: {plan:#}");
+    assert_eq!(
+        on("api"),
+        vec![peers[1].clone(); 2],
+        "api on the ssd peer: {plan:#}"
+    );
+    assert_eq!(replicas[0]["name"], "shop-api-0", "{plan:#}");
+
+    // A fourth web replica: each peer already publishes the port.
+    let more = "WEB_REPLICAS=4".to_string();
+    let plan = env_plan(
+        lab.peer(),
+        &dir,
+        blueprint,
+        &["--var", &var, "--var", &more],
+    )?
+    .map_err(anyhow::Error::msg)?;
+    let stuck: Vec<&Value> = plan["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["peer"].is_null())
+        .collect();
+    assert_eq!(stuck.len(), 1, "{plan:#}");
+    assert_eq!(stuck[0]["reason"], "3 peers: port taken", "{plan:#}");
+
+    // Errors come all at once, each with its line; nothing is planned.
+    let broken = "services:\n  web:\n    image: busybox\n    build: .\n  api:\n    image: busybox\n    depends_on: [nope]\n";
+    let errors = env_plan(lab.peer(), &dir, broken, &[])?.expect_err("a broken blueprint planned");
+    assert!(errors.contains("services.web.build"), "{errors}");
+    assert!(errors.contains("(line 4)"), "{errors}");
+    assert!(errors.contains("nope"), "{errors}");
+    // A template the cloud does not have.
+    let unknown = "services:\n  web:\n    image: nginx\n";
+    let errors = env_plan(lab.peer(), &dir, unknown, &[])?.expect_err("planned a missing template");
+    assert!(errors.contains("no template `nginx`"), "{errors}");
+    Ok(())
+}

@@ -16,6 +16,7 @@
 
 pub mod blobs;
 pub mod blueprint;
+pub mod environments;
 mod error;
 mod exec;
 pub mod frames;

@@ -1,0 +1,275 @@
+//! `coop env`: environments from blueprints (Compose files with coop's
+//! `x-coop` extensions).
+//!
+//! The blueprint is read here first, so its errors (with their lines) and
+//! missing variables show before anything is sent; a terminal is asked for
+//! missing variables. What goes to the peer is the file's text, the
+//! variable values resolved here (`--var`, then the `.env` beside the
+//! file, then the variables of this shell the file refers to) and the
+//! texts of its `env_file`s; the peer reads it again the same way.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde_json::json;
+
+use coop_api::compute::EnvPlanView;
+use coop_orchestra::blueprint::{self, ParseFailure, Variables};
+
+use crate::GlobalArgs;
+use crate::client::{Client, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum EnvAction {
+    /// Show where each replica of a blueprint would run, or why it fits nowhere; changes nothing
+    ///
+    /// Reads the blueprint (a Compose file; coop's additions go under
+    /// `x-coop`), fills in its variables from --var, then a `.env` file
+    /// beside it, then this shell's environment, asks on a terminal for
+    /// declared variables that are still missing, and asks the peer to
+    /// place every replica on the cloud as it is now: spread over zones
+    /// by default, within each peer's free cpu, memory, disk and pids,
+    /// honouring placement constraints and published ports.
+    #[command(verbatim_doc_comment)]
+    Plan(BlueprintArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BlueprintArgs {
+    /// The blueprint file
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The environment's name [default: the blueprint's `name`, else the file's name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A variable's value; repeatable, stronger than `.env` and the shell
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+pub async fn run(global: &GlobalArgs, action: EnvAction) -> Result<()> {
+    match action {
+        EnvAction::Plan(args) => plan(global, args).await,
+    }
+}
+
+/// A blueprint read here, ready to send.
+struct Prepared {
+    name: String,
+    source: String,
+    vars: BTreeMap<String, String>,
+    env_files: BTreeMap<String, String>,
+}
+
+/// Names `$NAME` and `${NAME...}` the text refers to, so only those
+/// variables of the shell leave this machine.
+fn referenced_names(source: &str) -> Vec<String> {
+    let bytes = source.as_bytes();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let start = if bytes.get(i + 1) == Some(&b'{') {
+                i + 2
+            } else {
+                i + 1
+            };
+            let end = bytes[start.min(bytes.len())..]
+                .iter()
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                .map_or(bytes.len(), |n| start + n);
+            if end > start {
+                names.push(source[start..end].to_string());
+            }
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn parse_vars(texts: &[String]) -> Result<BTreeMap<String, String>> {
+    texts
+        .iter()
+        .map(|text| match text.split_once('=') {
+            Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+            _ => bail!("invalid --var `{text}`: write NAME=VALUE"),
+        })
+        .collect()
+}
+
+/// The name an environment gets from a file name: lower case, runs of
+/// other characters turned into `-`.
+fn name_from_file(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut name = String::new();
+    for c in stem.chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            name.push(c);
+        } else if !name.ends_with('-') && !name.is_empty() {
+            name.push('-');
+        }
+    }
+    name.trim_end_matches('-').to_string()
+}
+
+fn prepare(args: &BlueprintArgs) -> Result<Prepared> {
+    let source = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read the blueprint {}", args.file.display()))?;
+    let dir = args
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dotenv_path = dir.join(".env");
+    let dotenv = match std::fs::read_to_string(&dotenv_path) {
+        Ok(text) => blueprint::parse_dotenv(&text).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            anyhow::anyhow!(
+                "{} is not a valid .env file:\n{}",
+                dotenv_path.display(),
+                lines.join("\n")
+            )
+        })?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", dotenv_path.display()));
+        }
+    };
+    let env: BTreeMap<String, String> = referenced_names(&source)
+        .into_iter()
+        .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
+        .collect();
+    let mut variables = Variables {
+        cli: parse_vars(&args.vars)?,
+        dotenv,
+        env,
+    };
+    let env_files = std::cell::RefCell::new(BTreeMap::new());
+    let load = |path: &str| -> Result<String, String> {
+        let full = dir.join(path);
+        let text = std::fs::read_to_string(&full)
+            .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        env_files
+            .borrow_mut()
+            .insert(path.to_string(), text.clone());
+        Ok(text)
+    };
+    let parsed = loop {
+        match blueprint::parse(&source, &variables, &load) {
+            Ok(parsed) => break parsed,
+            Err(ParseFailure::MissingVariables(missing)) if std::io::stdin().is_terminal() => {
+                let stdin = std::io::stdin();
+                for variable in missing {
+                    let about = variable.description.as_deref().unwrap_or("");
+                    let suggested = variable.default.as_deref().unwrap_or("");
+                    print!(
+                        "{} ({}) {about} [{suggested}]: ",
+                        variable.name, variable.kind
+                    );
+                    std::io::stdout().flush()?;
+                    let mut answer = String::new();
+                    stdin.lock().read_line(&mut answer)?;
+                    let answer = answer.trim();
+                    let value = if answer.is_empty() { suggested } else { answer };
+                    variables.cli.insert(variable.name, value.to_string());
+                }
+            }
+            Err(failure) => bail!("{}: {failure}", args.file.display()),
+        }
+    };
+    for warning in &parsed.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let name = args
+        .name
+        .clone()
+        .or(parsed.name.clone())
+        .unwrap_or_else(|| name_from_file(&args.file));
+    let mut vars = variables.env;
+    vars.extend(variables.dotenv);
+    vars.extend(variables.cli);
+    Ok(Prepared {
+        name,
+        source,
+        vars,
+        env_files: env_files.into_inner(),
+    })
+}
+
+async fn plan(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
+    let prepared = prepare(&args)?;
+    let client = Client::new(global)?;
+    let plan: EnvPlanView = client
+        .call(
+            reqwest::Method::POST,
+            "/v1/environments/plan",
+            Some(json!({
+                "name": prepared.name,
+                "blueprint": prepared.source,
+                "vars": prepared.vars,
+                "env_files": prepared.env_files,
+            })),
+        )
+        .await?;
+    if global.json {
+        return print_json(&plan);
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(vec!["SERVICE", "REPLICA", "PEER", "NOTE"]);
+    let mut unplaced = 0;
+    for replica in &plan.replicas {
+        let note = match (&replica.reason, &replica.current, &replica.peer) {
+            (Some(reason), _, _) => {
+                unplaced += 1;
+                format!("fits nowhere: {reason}")
+            }
+            (None, Some(current), Some(peer)) if current == peer => "stays".to_string(),
+            (None, Some(_), Some(_)) => "moves".to_string(),
+            _ => "new".to_string(),
+        };
+        table.add_row(vec![
+            replica.service.clone(),
+            replica.name.clone(),
+            replica.peer_name.clone().unwrap_or_else(|| "-".into()),
+            note,
+        ]);
+    }
+    println!("environment {}", plan.name);
+    println!("{table}");
+    if unplaced > 0 {
+        println!("{unplaced} replica(s) fit nowhere; `--json` lists every peer's reason");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_referenced_shell_variables_are_sent() {
+        let names = referenced_names("a: ${TAG:-1} b: $HOST c: $$LITERAL d: ${X}y $");
+        assert!(names.contains(&"TAG".to_string()));
+        assert!(names.contains(&"HOST".to_string()));
+        assert!(names.contains(&"X".to_string()));
+        assert!(!names.iter().any(|n| n.is_empty()));
+    }
+
+    #[test]
+    fn environment_names_come_from_file_names() {
+        assert_eq!(name_from_file(Path::new("/x/My Shop.yaml")), "my-shop");
+        assert_eq!(name_from_file(Path::new("compose.yml")), "compose");
+    }
+}
