@@ -136,6 +136,14 @@ pub fn router(state: AppState) -> Router {
         .route("/compute", get(compute::containers::status))
         .route("/environments/plan", post(compute::environments::plan))
         .route(
+            "/environments",
+            get(compute::environments::list).post(compute::environments::create),
+        )
+        .route(
+            "/environments/{name}",
+            get(compute::environments::show).delete(compute::environments::remove),
+        )
+        .route(
             "/containers",
             get(compute::containers::list).post(compute::containers::run),
         )

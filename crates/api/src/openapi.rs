@@ -56,6 +56,10 @@ impl Modify for BearerAuth {
         crate::compute::containers::stats,
         crate::compute::containers::exec,
         crate::compute::environments::plan,
+        crate::compute::environments::create,
+        crate::compute::environments::list,
+        crate::compute::environments::show,
+        crate::compute::environments::remove,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -17,11 +17,11 @@ use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::json;
 
-use coop_api::compute::EnvPlanView;
+use coop_api::compute::{EnvPlanView, EnvView};
 use coop_orchestra::blueprint::{self, ParseFailure, Variables};
 
 use crate::GlobalArgs;
-use crate::client::{Client, print_json};
+use crate::client::{Client, print_json, short, urlencode};
 
 #[derive(Subcommand, Debug)]
 pub enum EnvAction {
@@ -36,6 +36,29 @@ pub enum EnvAction {
     /// honouring placement constraints and published ports.
     #[command(verbatim_doc_comment)]
     Plan(BlueprintArgs),
+    /// Create an environment from a blueprint and run its replicas
+    ///
+    /// Reads the blueprint as `plan` does. Every replica must fit somewhere
+    /// before anything is created; then each runs where the scheduler
+    /// places it, the services it depends on first. A peer that refuses a
+    /// replica's lease gets it placed elsewhere; a replica that cannot
+    /// start at all removes what was created, and the error says which
+    /// replica failed and why. Updating an existing environment comes
+    /// later: take it down first.
+    #[command(verbatim_doc_comment)]
+    Up(BlueprintArgs),
+    /// List environments with their desired and running replicas
+    Ls,
+    /// Show an environment: services, each replica's peer and state, recent events
+    Show {
+        /// The environment's name
+        name: String,
+    },
+    /// Take an environment down: remove every replica, then the environment
+    Down {
+        /// The environment's name
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -54,6 +77,10 @@ pub struct BlueprintArgs {
 pub async fn run(global: &GlobalArgs, action: EnvAction) -> Result<()> {
     match action {
         EnvAction::Plan(args) => plan(global, args).await,
+        EnvAction::Up(args) => up(global, args).await,
+        EnvAction::Ls => list(global).await,
+        EnvAction::Show { name } => show(global, &name).await,
+        EnvAction::Down { name } => down(global, &name).await,
     }
 }
 
@@ -207,6 +234,17 @@ fn prepare(args: &BlueprintArgs) -> Result<Prepared> {
     })
 }
 
+impl Prepared {
+    fn body(&self) -> serde_json::Value {
+        json!({
+            "name": self.name,
+            "blueprint": self.source,
+            "vars": self.vars,
+            "env_files": self.env_files,
+        })
+    }
+}
+
 async fn plan(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
     let prepared = prepare(&args)?;
     let client = Client::new(global)?;
@@ -214,12 +252,7 @@ async fn plan(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
         .call(
             reqwest::Method::POST,
             "/v1/environments/plan",
-            Some(json!({
-                "name": prepared.name,
-                "blueprint": prepared.source,
-                "vars": prepared.vars,
-                "env_files": prepared.env_files,
-            })),
+            Some(prepared.body()),
         )
         .await?;
     if global.json {
@@ -251,6 +284,115 @@ async fn plan(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
     if unplaced > 0 {
         println!("{unplaced} replica(s) fit nowhere; `--json` lists every peer's reason");
     }
+    Ok(())
+}
+
+async fn up(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
+    let prepared = prepare(&args)?;
+    let client = Client::new(global)?;
+    if !global.json {
+        eprintln!("creating environment {} ...", prepared.name);
+    }
+    let env: EnvView = client
+        .streaming(reqwest::Method::POST, "/v1/environments")
+        .map(|request| request.json(&prepared.body()))
+        .map(|request| client.send_streaming(request))?
+        .await?
+        .json()
+        .await
+        .context("unexpected answer from the API")?;
+    if global.json {
+        return print_json(&env);
+    }
+    print_env(&env);
+    Ok(())
+}
+
+async fn list(global: &GlobalArgs) -> Result<()> {
+    let client = Client::new(global)?;
+    let envs: Vec<EnvView> = client.get("/v1/environments").await?;
+    if global.json {
+        return print_json(&envs);
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(vec!["NAME", "SERVICES", "REPLICAS", "GENERATION"]);
+    for env in &envs {
+        let desired: u32 = env.services.iter().map(|s| s.desired).sum();
+        let running: u32 = env.services.iter().map(|s| s.running).sum();
+        table.add_row(vec![
+            env.name.clone(),
+            env.services.len().to_string(),
+            format!("{running}/{desired} running"),
+            env.generation.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn print_env(env: &EnvView) {
+    println!("environment {} (generation {})", env.name, env.generation);
+    let mut services = Table::new();
+    services.load_style(UTF8_BORDERS_ONLY);
+    services.set_header(vec!["SERVICE", "RUNNING", "DESIRED"]);
+    for service in &env.services {
+        services.add_row(vec![
+            service.name.clone(),
+            service.running.to_string(),
+            service.desired.to_string(),
+        ]);
+    }
+    println!("{services}");
+    let mut replicas = Table::new();
+    replicas.load_style(UTF8_BORDERS_ONLY);
+    replicas.set_header(vec!["REPLICA", "PEER", "STATE", "ADDRESS", "PORTS"]);
+    for replica in &env.replicas {
+        replicas.add_row(vec![
+            replica.name.clone(),
+            short(&replica.peer).to_string(),
+            replica.state.clone(),
+            replica.address.clone().unwrap_or_default(),
+            replica.ports.join(", "),
+        ]);
+    }
+    println!("{replicas}");
+    if !env.events.is_empty() {
+        println!("events");
+        for event in env.events.iter().rev().take(10).rev() {
+            println!("  {} {:<9} {}", event.at, event.kind, event.message);
+        }
+    }
+}
+
+async fn show(global: &GlobalArgs, name: &str) -> Result<()> {
+    let client = Client::new(global)?;
+    let env: EnvView = client
+        .get(&format!("/v1/environments/{}", urlencode(name)))
+        .await?;
+    if global.json {
+        return print_json(&env);
+    }
+    print_env(&env);
+    Ok(())
+}
+
+async fn down(global: &GlobalArgs, name: &str) -> Result<()> {
+    let client = Client::new(global)?;
+    let removed: serde_json::Value = client
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/environments/{}", urlencode(name)),
+            None,
+        )
+        .await?;
+    if global.json {
+        return print_json(&removed);
+    }
+    println!(
+        "environment {name} is down ({} replica(s) removed)",
+        removed["replicas_removed"]
+    );
     Ok(())
 }
 

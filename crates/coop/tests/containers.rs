@@ -846,5 +846,92 @@ services:
     let unknown = "services:\n  web:\n    image: nginx\n";
     let errors = env_plan(lab.peer(), &dir, unknown, &[])?.expect_err("planned a missing template");
     assert!(errors.contains("no template `nginx`"), "{errors}");
+
+    // Up: dependencies first, web spread over the three peers and serving.
+    let running = r#"
+services:
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    restart: always
+    depends_on: [api]
+    deploy:
+      replicas: 3
+  api:
+    image: busybox
+    command: sleep 3600
+    restart: always
+    deploy:
+      replicas: 2
+"#;
+    let file = dir.join("shop.yaml");
+    std::fs::write(&file, running)?;
+    let file = file.display().to_string();
+    let env = lab
+        .peer()
+        .cli_json(&["env", "up", "-f", &file, "--name", "shop"])?;
+    let services = env["services"].as_array().cloned().unwrap_or_default();
+    for service in &services {
+        assert_eq!(service["running"], service["desired"], "{env:#}");
+    }
+    let replicas = env["replicas"].as_array().cloned().unwrap_or_default();
+    assert_eq!(replicas.len(), 5, "{env:#}");
+    let mut web_peers: Vec<String> = replicas
+        .iter()
+        .filter(|r| {
+            r["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("shop-web-"))
+        })
+        .map(|r| r["peer"].as_str().unwrap_or_default().to_string())
+        .collect();
+    web_peers.sort();
+    assert_eq!(web_peers, all, "web spread over the peers: {env:#}");
+    for replica in replicas.iter().filter(|r| {
+        r["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("shop-web-"))
+    }) {
+        let address = replica["address"].as_str().unwrap_or_default();
+        let page = eventually(Duration::from_secs(20), "a web replica's page", || {
+            Ok(
+                http_request(&format!("{address}:80"), "GET", "/", &[], None)
+                    .ok()
+                    .filter(|r| r.status == 200),
+            )
+        })?;
+        assert!(page.body.contains("hello from coop"), "{}", page.body);
+    }
+    let events = env["events"].as_array().cloned().unwrap_or_default();
+    let first_web = events.iter().position(|e| e["service"] == "web");
+    let last_api = events.iter().rposition(|e| e["service"] == "api");
+    assert!(last_api < first_web, "api started before web: {env:#}");
+    let listed = lab.peer().cli_json(&["env", "ls"])?;
+    assert_eq!(listed[0]["name"], "shop", "{listed:#}");
+    let again = lab
+        .peer()
+        .cli(&["env", "up", "-f", &file, "--name", "shop"])?;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // Down removes every replica and the environment.
+    lab.peer().cli_json(&["env", "down", "shop"])?;
+    let left = lab.peer().cli_json(&["container", "ls", "--all"])?;
+    assert_eq!(left.as_array().map(Vec::len), Some(0), "{left:#}");
+    let gone = lab.peer().cli(&["env", "show", "shop"])?;
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no environment `shop`"));
+
+    // A blueprint the cloud cannot hold creates nothing.
+    let huge = "services:\n  big:\n    image: busybox\n    x-coop:\n      size: huge\n    deploy:\n      replicas: 500\n";
+    std::fs::write(dir.join("big.yaml"), huge)?;
+    let big = dir.join("big.yaml").display().to_string();
+    let out = lab.peer().cli(&["env", "up", "-f", &big])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fits nowhere") && stderr.contains("nothing was created"),
+        "{stderr}"
+    );
+    let listed = lab.peer().cli_json(&["env", "ls"])?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed:#}");
     Ok(())
 }

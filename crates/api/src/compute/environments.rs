@@ -101,3 +101,138 @@ pub(crate) async fn plan(
         warnings: blueprint.warnings,
     }))
 }
+
+/// One service of an environment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnvServiceView {
+    pub name: String,
+    /// Replicas the blueprint asks for.
+    pub desired: u32,
+    /// Replicas running now.
+    pub running: u32,
+}
+
+/// One event of an environment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnvEventView {
+    /// Unix seconds.
+    pub at: u64,
+    pub kind: String,
+    pub service: Option<String>,
+    pub replica: Option<String>,
+    pub message: String,
+}
+
+/// An environment with its services, replicas and recent events.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnvView {
+    pub name: String,
+    pub generation: u64,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub services: Vec<EnvServiceView>,
+    /// Each replica as its peer reports it.
+    pub replicas: Vec<super::ContainerView>,
+    pub events: Vec<EnvEventView>,
+}
+
+fn env_view(status: coop_orchestra::environments::EnvironmentStatus) -> EnvView {
+    let replicas: Vec<super::ContainerView> = status
+        .replicas
+        .iter()
+        .map(|r| super::ContainerView::of(&r.status))
+        .collect();
+    let services = status
+        .record
+        .services
+        .iter()
+        .map(|(name, service)| EnvServiceView {
+            name: name.clone(),
+            desired: service.replicas,
+            running: status
+                .replicas
+                .iter()
+                .zip(&replicas)
+                .filter(|(r, view)| r.service == *name && view.state == "running")
+                .count() as u32,
+        })
+        .collect();
+    EnvView {
+        name: status.record.name,
+        generation: status.record.generation,
+        created_at: status.record.created_at,
+        updated_at: status.record.updated_at,
+        services,
+        replicas,
+        events: status
+            .events
+            .into_iter()
+            .map(|e| EnvEventView {
+                at: e.at,
+                kind: e.kind,
+                service: e.service,
+                replica: e.replica,
+                message: e.message,
+            })
+            .collect(),
+    }
+}
+
+/// Create an environment from a blueprint: every replica must fit
+/// somewhere, then each runs where the scheduler places it, dependencies
+/// first. A replica that cannot start removes what was created.
+#[utoipa::path(post, path = "/v1/environments", tag = "environments",
+    request_body = EnvRequest,
+    responses((status = 200, body = EnvView), (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<EnvRequest>, JsonRejection>,
+) -> Result<Json<EnvView>, ApiError> {
+    let Json(request) = body?;
+    let blueprint = read_blueprint(&request.blueprint, &request.vars, &request.env_files)?;
+    let status = state
+        .compute()?
+        .create_environment(&request.name, &request.blueprint, &request.vars, &blueprint)
+        .await?;
+    Ok(Json(env_view(status)))
+}
+
+/// List environments with their services' desired and running replicas.
+#[utoipa::path(get, path = "/v1/environments", tag = "environments",
+    responses((status = 200, body = Vec<EnvView>)), security(("bearer" = [])))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<EnvView>>, ApiError> {
+    let compute = state.compute()?;
+    let mut views = Vec::new();
+    for record in state.control.store().environments()? {
+        views.push(env_view(compute.environment_status(&record.name).await?));
+    }
+    Ok(Json(views))
+}
+
+/// One environment: services, replicas as their peers report them, events.
+#[utoipa::path(get, path = "/v1/environments/{name}", tag = "environments",
+    responses((status = 200, body = EnvView), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<EnvView>, ApiError> {
+    let status = state.compute()?.environment_status(&name).await?;
+    Ok(Json(env_view(status)))
+}
+
+/// Take an environment down: every replica is removed, then the environment.
+#[utoipa::path(delete, path = "/v1/environments/{name}", tag = "environments",
+    responses((status = 200), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let removed = state.compute()?.remove_environment(&name).await?;
+    Ok(Json(
+        serde_json::json!({ "environment": name, "replicas_removed": removed }),
+    ))
+}

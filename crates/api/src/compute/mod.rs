@@ -11,7 +11,9 @@ pub use coop_orchestra::{
     ExecExit, ExecFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF,
     FRAME_STDOUT,
 };
-pub use environments::{EnvPlanView, EnvRequest, ReplicaPlanView};
+pub use environments::{
+    EnvEventView, EnvPlanView, EnvRequest, EnvServiceView, EnvView, ReplicaPlanView,
+};
 pub use views::{
     ComputeView, ContainerView, ExecQuery, RunRequest, StatsView, TemplateView, exit_code_of,
 };
