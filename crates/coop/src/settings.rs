@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// Seconds of silence after which an unreachable peer counts as down [default: 60]
     #[arg(long, env = "COOP_DOWN_AFTER", value_name = "SECS")]
     pub down_after: Option<u64>,
+    /// Seconds an environment replica's peer may be silent before the
+    /// replica is started on another peer [default: 10]
+    #[arg(long, env = "COOP_RESCHEDULE_AFTER", value_name = "SECS")]
+    pub reschedule_after: Option<u64>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "COOP_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -207,6 +211,7 @@ struct FileSettings {
     relay: Option<bool>,
     mdns: Option<bool>,
     down_after: Option<u64>,
+    reschedule_after: Option<u64>,
     log_format: Option<String>,
     disks: Option<Vec<String>>,
     cache_size: Option<String>,
@@ -404,6 +409,10 @@ impl Settings {
             relay: args.relay || file.relay.unwrap_or(false),
             mdns: !args.no_mdns && file.mdns.unwrap_or(true),
             down_after: args.down_after.or(file.down_after).unwrap_or(60),
+            reschedule_after: args
+                .reschedule_after
+                .or(file.reschedule_after)
+                .unwrap_or(10),
             disks,
             cache_bytes,
             s3_domains,

@@ -935,3 +935,81 @@ services:
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed:#}");
     Ok(())
 }
+
+#[test]
+fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result<()> {
+    let mut lab = Lab::new(6)?;
+    lab.join("east", 106, &["--zone", "east"])?;
+    lab.join("west", 116, &["--zone", "west"])?;
+    lab.import_busybox()?;
+    eventually(Duration::from_secs(20), "three peers up", || {
+        let list = lab.peer().cli_json(&["peers"])?;
+        let up = list
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["state"] == "up").count())
+            .unwrap_or(0);
+        Ok((up == 3).then_some(()))
+    })?;
+    let blueprint = "services:\n  web:\n    image: busybox\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    restart: always\n    deploy:\n      replicas: 3\n";
+    let file = lab.cloud.dir.path().join("heal.yaml");
+    std::fs::write(&file, blueprint)?;
+    let file = file.display().to_string();
+    let env = lab
+        .peer()
+        .cli_json(&["env", "up", "-f", &file, "--name", "heal"])?;
+    let west = lab.cloud.peers[2].id();
+    let on_west: Vec<String> = env["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["peer"] == west.as_str())
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(on_west.len(), 1, "one replica per zone: {env:#}");
+
+    // A power cut on west: its replica comes back on another peer, running.
+    lab.cloud.peers[2].kill();
+    let killed = Instant::now();
+    let moved = eventually(
+        Duration::from_secs(60),
+        "the replica running elsewhere",
+        || {
+            let env = lab.peer().cli_json(&["env", "show", "heal"])?;
+            let back = env["replicas"].as_array().into_iter().flatten().any(|r| {
+                r["name"] == on_west[0].as_str()
+                    && r["peer"] != west.as_str()
+                    && r["state"] == "running"
+            });
+            Ok(back.then_some(env))
+        },
+    )?;
+    eprintln!(
+        "kill -9 of a peer -> its replica running on another peer: {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    let events = moved["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        events.iter().any(|e| e["kind"] == "moved"),
+        "the events say it moved: {moved:#}"
+    );
+    assert_eq!(moved["services"][0]["running"], 3, "{moved:#}");
+
+    // West comes back: its old copy is removed, the replica runs once.
+    lab.cloud.peers[2].start(None)?;
+    eventually(Duration::from_secs(60), "west's stale copy removed", || {
+        Ok(lab.cloud.peers[2]
+            .log_tail()
+            .contains("removed a replica that now runs on another peer")
+            .then_some(()))
+    })?;
+    let env = lab.peer().cli_json(&["env", "show", "heal"])?;
+    let copies = env["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["name"] == on_west[0].as_str())
+        .count();
+    assert_eq!(copies, 1, "{env:#}");
+    lab.peer().cli_json(&["env", "down", "heal"])?;
+    Ok(())
+}

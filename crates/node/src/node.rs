@@ -129,6 +129,9 @@ impl Node {
         let compute = crate::containers::start(&core, storage.stripes.clone())?;
         if let Some(compute) = &compute {
             own(Box::pin(compute.clone().reconcile()));
+            own(Box::pin(compute.clone().heal_environments(
+                std::time::Duration::from_secs(settings.reschedule_after),
+            )));
         }
         own(Box::pin(crate::storage::upkeep(
             &storage,

@@ -38,6 +38,9 @@ pub struct NodeSettings {
     pub mdns: bool,
     /// Seconds of silence after which a peer counts as down.
     pub down_after: u64,
+    /// Seconds a replica's peer may be silent before the replica is placed
+    /// on another peer.
+    pub reschedule_after: u64,
     pub disks: Vec<DiskSpec>,
     pub cache_bytes: u64,
     pub s3_domains: Vec<String>,
@@ -74,6 +77,7 @@ impl NodeSettings {
             relay: false,
             mdns: false,
             down_after: 60,
+            reschedule_after: 10,
             cache_bytes: 16 << 20,
             s3_domains: vec!["localhost".into()],
             s3_max_body: 5 << 30,

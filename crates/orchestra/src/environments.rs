@@ -192,6 +192,33 @@ fn constraints_of(
         .collect()
 }
 
+/// What the scheduler is asked for one replica of `service`.
+fn request_for(
+    env: &str,
+    service: &str,
+    spec: &ServiceSpec,
+    entry: &ContainerEntry,
+    constraints: Vec<Constraint>,
+    current: Option<PeerId>,
+) -> ReplicaRequest {
+    ReplicaRequest {
+        service: format!("{env}/{service}"),
+        resources: entry.limits.resources(),
+        pids: u64::from(entry.limits.pids),
+        constraints,
+        strategy: strategy_of(spec),
+        near: spec.placement.near.clone(),
+        arch: None,
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| (p.host, p.protocol.to_string()))
+            .collect(),
+        current,
+        refused_by: Default::default(),
+    }
+}
+
 fn strategy_of(spec: &ServiceSpec) -> Strategy {
     if spec.placement.binpack {
         return Strategy::Binpack;
@@ -256,22 +283,7 @@ impl Orchestra {
                 // The peer is set once the replica is placed.
                 let mut entry = self.entry_for(self.peer(), run_spec(&name, spec))?;
                 let here = current.get(&name).copied();
-                let request = ReplicaRequest {
-                    service: format!("{env}/{service}"),
-                    resources: entry.limits.resources(),
-                    pids: u64::from(entry.limits.pids),
-                    constraints: constraints.clone(),
-                    strategy: strategy_of(spec),
-                    near: spec.placement.near.clone(),
-                    arch: None,
-                    ports: spec
-                        .ports
-                        .iter()
-                        .map(|p| (p.host, p.protocol.to_string()))
-                        .collect(),
-                    current: here,
-                    refused_by: Default::default(),
-                };
+                let request = request_for(env, service, spec, &entry, constraints.clone(), here);
                 let mut planned = PlannedReplica {
                     service: service.clone(),
                     index,
@@ -432,12 +444,13 @@ impl Orchestra {
             vars: vars.clone(),
             services,
             generation: 0,
+            phase: coop_state::EnvPhase::Creating,
             created_at: now,
             updated_at: now,
         };
         self.control()
             .write(coop_state::Command::PutEnvironment {
-                record,
+                record: record.clone(),
                 expected_generation: 0,
             })
             .await?;
@@ -468,7 +481,25 @@ impl Orchestra {
                 }
             }
         }
+        self.set_phase(env, coop_state::EnvPhase::Ready).await?;
         self.environment_status(env).await
+    }
+
+    /// Moves `env` to `phase`, keeping everything else of its record.
+    async fn set_phase(&self, env: &str, phase: coop_state::EnvPhase) -> Result<(), ComputeError> {
+        let Some(mut record) = self.control().store().environment(env)? else {
+            return Err(ComputeError::NotFound(format!("no environment `{env}`")));
+        };
+        let expected_generation = record.generation;
+        record.phase = phase;
+        record.updated_at = coop_types::unix_now();
+        self.control()
+            .write(coop_state::Command::PutEnvironment {
+                record,
+                expected_generation,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Runs one replica's lease; when its peer refuses, places it again
@@ -560,6 +591,8 @@ impl Orchestra {
                 "no environment `{env}`; list environments with `coop env ls`"
             )));
         }
+        // The leader stops healing it first, so nothing comes back.
+        self.set_phase(env, coop_state::EnvPhase::Removing).await?;
         let replicas = store.env_replicas(env)?;
         let count = replicas.len();
         for replica in replicas {
@@ -572,5 +605,195 @@ impl Orchestra {
             })
             .await?;
         Ok(count)
+    }
+}
+
+/// How long a replica's peer may be silent before the replica is placed
+/// on another peer, unless set otherwise (`coop up --reschedule-after`).
+pub const RESCHEDULE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the leader looks for replicas to move.
+const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Orchestra {
+    /// Keeps environments whole: while this peer leads the control plane,
+    /// every replica whose peer has been silent for `reschedule_after` is
+    /// placed on another peer and started there (a new lease epoch). The
+    /// silent peer, when it returns, removes its old copy before anything
+    /// else (see the reconcile loop). Runs until the future is dropped.
+    pub async fn heal_environments(self, reschedule_after: std::time::Duration) {
+        let mut tick = tokio::time::interval(HEAL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !self.control().is_leader() {
+                continue;
+            }
+            if let Err(err) = self.heal_pass(reschedule_after).await {
+                tracing::warn!(%err, "environment healing pass failed");
+            }
+        }
+    }
+
+    async fn heal_pass(&self, reschedule_after: std::time::Duration) -> Result<(), ComputeError> {
+        let store = self.control().store();
+        let me = self.peer();
+        for env in store.environments()? {
+            if env.phase != coop_state::EnvPhase::Ready {
+                continue;
+            }
+            for entry in store.env_replicas(&env.name)? {
+                if entry.peer == me {
+                    continue;
+                }
+                let state = self.mesh().peer_state(&entry.peer);
+                let silent = self
+                    .mesh()
+                    .liveness()
+                    .status(&entry.peer)
+                    .map_or(std::time::Duration::MAX, |(_, age)| age);
+                let gone = state == PeerState::Revoked
+                    || (state != PeerState::Up && silent >= reschedule_after);
+                if gone && let Err(err) = self.move_replica(&env, entry.clone(), silent).await {
+                    tracing::warn!(replica = %entry.name, %err, "cannot move a replica off a silent peer");
+                }
+            }
+            if let Err(err) = self.replace_missing(&env).await {
+                tracing::warn!(env = %env.name, %err, "cannot bring back a missing replica");
+            }
+        }
+        Ok(())
+    }
+
+    /// Places and starts every replica `env` should have and has no entry
+    /// for (a move whose start failed, a replica removed by hand).
+    async fn replace_missing(
+        &self,
+        env: &coop_state::EnvironmentRecord,
+    ) -> Result<(), ComputeError> {
+        let store = self.control().store();
+        let existing: std::collections::BTreeSet<String> = store
+            .env_replicas(&env.name)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let records = store.peers()?;
+        for (service, stored) in &env.services {
+            let missing: Vec<u32> = (0..stored.replicas)
+                .filter(|i| !existing.contains(&replica_name(&env.name, service, *i)))
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let spec: ServiceSpec = postcard::from_bytes(&stored.spec).map_err(|e| {
+                ComputeError::Internal(format!("the stored spec of {service} does not decode: {e}"))
+            })?;
+            let constraints = constraints_of(service, &spec, &records)?;
+            for index in missing {
+                let name = replica_name(&env.name, service, index);
+                let mut entry = self.entry_for(self.peer(), run_spec(&name, &spec))?;
+                let request =
+                    request_for(&env.name, service, &spec, &entry, constraints.clone(), None);
+                let Placement::Placed(peer) = self.snapshot(None)?.place(&request) else {
+                    continue;
+                };
+                entry.peer = peer;
+                entry.owner = Some(ReplicaOf {
+                    env: env.name.clone(),
+                    service: service.clone(),
+                    index,
+                    epoch: 1,
+                });
+                self.note(
+                    &env.name,
+                    Some(service),
+                    Some(&name),
+                    "placed",
+                    format!("{name} was missing and is placed on {}", peer.short()),
+                )
+                .await;
+                self.start_replica(&env.name, entry, request).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Places `entry` (a replica of `env` on a silent peer) elsewhere and
+    /// starts it there with the next lease epoch.
+    async fn move_replica(
+        &self,
+        env: &coop_state::EnvironmentRecord,
+        entry: ContainerEntry,
+        silent: std::time::Duration,
+    ) -> Result<(), ComputeError> {
+        let Some(owner) = entry.owner.clone() else {
+            return Ok(());
+        };
+        let Some(service) = env.services.get(&owner.service) else {
+            return Ok(());
+        };
+        let spec: ServiceSpec = postcard::from_bytes(&service.spec).map_err(|e| {
+            ComputeError::Internal(format!(
+                "the stored spec of {} does not decode: {e}",
+                owner.service
+            ))
+        })?;
+        let records = self.control().store().peers()?;
+        let constraints = constraints_of(&owner.service, &spec, &records)?;
+        let mut request = request_for(&env.name, &owner.service, &spec, &entry, constraints, None);
+        request.refused_by.insert(entry.peer);
+        let mut snapshot = self.snapshot(None)?;
+        let from = entry.peer;
+        let next = match snapshot.place(&request) {
+            Placement::Placed(peer) => peer,
+            Placement::Unplaceable(refusals) => {
+                return Err(ComputeError::Short(format!(
+                    "{} has nowhere to go: {}",
+                    entry.name,
+                    Placement::summary(&refusals)
+                )));
+            }
+        };
+        self.control()
+            .write(coop_state::Command::DeleteContainer {
+                name: entry.name.clone(),
+            })
+            .await?;
+        let mut moved = entry;
+        moved.peer = next;
+        moved.created_at = coop_types::unix_now();
+        moved.owner = Some(ReplicaOf {
+            epoch: owner.epoch + 1,
+            ..owner.clone()
+        });
+        self.note(
+            &env.name,
+            Some(&owner.service),
+            Some(&moved.name),
+            "moved",
+            format!(
+                "{} moves from {} (silent for {} s) to {}",
+                moved.name,
+                from.short(),
+                silent.as_secs(),
+                next.short()
+            ),
+        )
+        .await;
+        let name = moved.name.clone();
+        if let Err(err) = self.start_replica(&env.name, moved, request).await {
+            // The entry is gone from the old peer; the next pass cannot
+            // see this replica any more, so say so loudly.
+            tracing::error!(replica = %name, %err, "a moved replica could not start anywhere");
+            self.note(
+                &env.name,
+                Some(&owner.service),
+                Some(&name),
+                "failed",
+                format!("{name} could not start after its move: {err}"),
+            )
+            .await;
+            return Err(err);
+        }
+        Ok(())
     }
 }

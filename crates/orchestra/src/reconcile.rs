@@ -159,9 +159,21 @@ impl Orchestra {
     }
 
     /// Removes runtime containers without a control-plane entry, once they
-    /// are older than [`ORPHAN_GRACE_SECS`].
+    /// are older than [`ORPHAN_GRACE_SECS`], and at once those whose entry
+    /// now names another peer (an environment replica moved away while
+    /// this peer was gone: its copy here must not run twice).
     async fn remove_orphans(&self, entries: &[coop_state::ContainerEntry]) {
-        let known: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        let me = self.peer();
+        let known: BTreeSet<String> = entries
+            .iter()
+            .filter(|e| e.peer == me)
+            .map(|e| e.name.clone())
+            .collect();
+        let moved: BTreeSet<String> = entries
+            .iter()
+            .filter(|e| e.peer != me)
+            .map(|e| e.name.clone())
+            .collect();
         let Ok(listed) = self
             .blocking(|host| Ok(host.runtime()?.list().unwrap_or_default()))
             .await
@@ -169,23 +181,29 @@ impl Orchestra {
             return;
         };
         for orphan in listed {
+            let elsewhere = moved.contains(&orphan.id);
             if known.contains(&orphan.id)
-                || unix_now().saturating_sub(orphan.created_at) < ORPHAN_GRACE_SECS
+                || (!elsewhere && unix_now().saturating_sub(orphan.created_at) < ORPHAN_GRACE_SECS)
             {
                 continue;
             }
             let Some(_busy) = self.locks().try_lock(&orphan.id) else {
                 continue;
             };
-            // A lease may have recorded it since the list was read.
-            if matches!(self.control().store().container(&orphan.id), Ok(Some(_))) {
-                continue;
+            // A lease may have recorded it here since the list was read.
+            match self.control().store().container(&orphan.id) {
+                Ok(Some(entry)) if entry.peer == me => continue,
+                Ok(Some(_)) | Ok(None) => {}
+                Err(_) => continue,
             }
             let id = orphan.id.clone();
             match self
                 .blocking(move |host| Ok(host.runtime()?.delete(&id, true)))
                 .await
             {
+                Ok(Ok(())) if elsewhere => {
+                    info!(container = %orphan.id, "removed a replica that now runs on another peer")
+                }
                 Ok(Ok(())) => {
                     info!(container = %orphan.id, "removed a container the cloud no longer knows")
                 }

@@ -27,10 +27,24 @@ pub struct EnvironmentRecord {
     pub services: BTreeMap<String, ServiceEntry>,
     /// 1 when created; every update adds one.
     pub generation: u64,
+    /// Whether the environment is being created, is whole, or is being
+    /// taken down: only a whole one is healed.
+    pub phase: EnvPhase,
     /// Unix seconds.
     pub created_at: u64,
     /// Unix seconds of the last update.
     pub updated_at: u64,
+}
+
+/// Where an environment is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvPhase {
+    /// Its replicas are being started for the first time.
+    Creating,
+    /// Created; the leader keeps every replica running.
+    Ready,
+    /// Its replicas are being removed.
+    Removing,
 }
 
 /// One service of an environment.

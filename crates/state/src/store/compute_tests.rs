@@ -185,6 +185,7 @@ fn environment(name: &str, at: u64) -> crate::EnvironmentRecord {
         )]
         .into(),
         generation: 0,
+        phase: crate::EnvPhase::Ready,
         created_at: at,
         updated_at: at,
     }
