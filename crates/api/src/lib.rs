@@ -144,6 +144,10 @@ pub fn router(state: AppState) -> Router {
             get(compute::environments::show).delete(compute::environments::remove),
         )
         .route(
+            "/environments/{name}/scale",
+            post(compute::environments::scale),
+        )
+        .route(
             "/containers",
             get(compute::containers::list).post(compute::containers::run),
         )

@@ -60,6 +60,7 @@ impl Modify for BearerAuth {
         crate::compute::environments::list,
         crate::compute::environments::show,
         crate::compute::environments::remove,
+        crate::compute::environments::scale,
     ),
     components(schemas(
         coop_types::PeerView,

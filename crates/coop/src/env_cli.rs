@@ -59,6 +59,19 @@ pub enum EnvAction {
         /// The environment's name
         name: String,
     },
+    /// Set how many replicas services run: `coop env scale shop web=5 api=2`
+    ///
+    /// Scaling down removes the highest-numbered replicas first; scaling
+    /// up places and starts new ones as `up` does. The environment keeps
+    /// the new counts (healing keeps them running).
+    #[command(verbatim_doc_comment)]
+    Scale {
+        /// The environment's name
+        name: String,
+        /// SERVICE=COUNT, one or more
+        #[arg(required = true, value_name = "SERVICE=COUNT")]
+        counts: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +94,7 @@ pub async fn run(global: &GlobalArgs, action: EnvAction) -> Result<()> {
         EnvAction::Ls => list(global).await,
         EnvAction::Show { name } => show(global, &name).await,
         EnvAction::Down { name } => down(global, &name).await,
+        EnvAction::Scale { name, counts } => scale(global, &name, &counts).await,
     }
 }
 
@@ -370,6 +384,39 @@ async fn show(global: &GlobalArgs, name: &str) -> Result<()> {
     let env: EnvView = client
         .get(&format!("/v1/environments/{}", urlencode(name)))
         .await?;
+    if global.json {
+        return print_json(&env);
+    }
+    print_env(&env);
+    Ok(())
+}
+
+async fn scale(global: &GlobalArgs, name: &str, counts: &[String]) -> Result<()> {
+    let services = counts
+        .iter()
+        .map(|text| {
+            let (service, count) = text
+                .split_once('=')
+                .with_context(|| format!("`{text}`: write SERVICE=COUNT, e.g. web=3"))?;
+            let count: u32 = count
+                .parse()
+                .with_context(|| format!("`{text}`: the count must be a whole number"))?;
+            Ok((service.to_string(), count))
+        })
+        .collect::<Result<BTreeMap<String, u32>>>()?;
+    let client = Client::new(global)?;
+    let request = client
+        .streaming(
+            reqwest::Method::POST,
+            &format!("/v1/environments/{}/scale", urlencode(name)),
+        )?
+        .json(&json!({ "services": services }));
+    let env: EnvView = client
+        .send_streaming(request)
+        .await?
+        .json()
+        .await
+        .context("unexpected answer from the API")?;
     if global.json {
         return print_json(&env);
     }

@@ -914,6 +914,30 @@ services:
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
+    // Scale web up to five, then down to one: the highest indexes go.
+    let running_web = |env: &Value| -> Vec<String> {
+        let mut names: Vec<String> = env["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["state"] == "running")
+            .filter_map(|r| r["name"].as_str().map(String::from))
+            .filter(|n| n.starts_with("shop-web-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let up5 = lab.peer().cli_json(&["env", "scale", "shop", "web=5"])?;
+    assert_eq!(running_web(&up5).len(), 5, "{up5:#}");
+    let down1 = lab.peer().cli_json(&["env", "scale", "shop", "web=1"])?;
+    assert_eq!(
+        running_web(&down1),
+        vec!["shop-web-0".to_string()],
+        "{down1:#}"
+    );
+    let bad = lab.peer().cli(&["env", "scale", "shop", "nope=2"])?;
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("has no service `nope`"));
+
     // Down removes every replica and the environment.
     lab.peer().cli_json(&["env", "down", "shop"])?;
     let left = lab.peer().cli_json(&["container", "ls", "--all"])?;

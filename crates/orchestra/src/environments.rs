@@ -711,10 +711,92 @@ impl Orchestra {
                     format!("{name} was missing and is placed on {}", peer.short()),
                 )
                 .await;
-                self.start_replica(&env.name, entry, request).await?;
+                match self.start_replica(&env.name, entry, request).await {
+                    // Another peer (a scale, the leader's pass) made it first.
+                    Err(ComputeError::Conflict(_)) => {}
+                    other => {
+                        other?;
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Sets how many replicas services of `env` run (`counts`: service to
+    /// count): replicas past the new count are removed, the highest index
+    /// first; missing ones are placed and started.
+    pub async fn scale_environment(
+        &self,
+        env: &str,
+        counts: &BTreeMap<String, u32>,
+    ) -> Result<EnvironmentStatus, ComputeError> {
+        let store = self.control().store();
+        let Some(mut record) = store.environment(env)? else {
+            return Err(ComputeError::NotFound(format!(
+                "no environment `{env}`; list environments with `coop env ls`"
+            )));
+        };
+        if record.phase != coop_state::EnvPhase::Ready {
+            return Err(ComputeError::Conflict(format!(
+                "environment `{env}` is {:?}; scale it once that is done",
+                record.phase
+            )));
+        }
+        for (service, count) in counts {
+            let Some(entry) = record.services.get_mut(service) else {
+                return Err(ComputeError::NotFound(format!(
+                    "environment `{env}` has no service `{service}` (it has {})",
+                    record
+                        .services
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            if *count > 1000 {
+                return Err(ComputeError::Invalid(format!(
+                    "{service}={count}: at most 1000 replicas per service"
+                )));
+            }
+            entry.replicas = *count;
+        }
+        let expected_generation = record.generation;
+        record.updated_at = coop_types::unix_now();
+        let updated = record.clone();
+        self.control()
+            .write(coop_state::Command::PutEnvironment {
+                record,
+                expected_generation,
+            })
+            .await?;
+        let mut excess: Vec<ContainerEntry> = store
+            .env_replicas(env)?
+            .into_iter()
+            .filter(|c| {
+                c.owner
+                    .as_ref()
+                    .is_some_and(|o| counts.get(&o.service).is_some_and(|n| o.index >= *n))
+            })
+            .collect();
+        excess.sort_by_key(|c| std::cmp::Reverse(c.owner.as_ref().map_or(0, |o| o.index)));
+        for replica in excess {
+            self.act(&replica.name, crate::Action::Remove { force: true })
+                .await?;
+        }
+        for (service, count) in counts {
+            self.note(
+                env,
+                Some(service),
+                None,
+                "scaled",
+                format!("{service} scaled to {count} replica(s)"),
+            )
+            .await;
+        }
+        self.replace_missing(&updated).await?;
+        self.environment_status(env).await
     }
 
     /// Places `entry` (a replica of `env` on a silent peer) elsewhere and

@@ -236,3 +236,36 @@ pub(crate) async fn remove(
         serde_json::json!({ "environment": name, "replicas_removed": removed }),
     ))
 }
+
+/// Body of `POST /v1/environments/{name}/scale`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// Service name to replica count.
+    pub services: BTreeMap<String, u32>,
+}
+
+/// Set how many replicas services run: the highest indexes go first when
+/// scaling down; new replicas are placed and started when scaling up.
+#[utoipa::path(post, path = "/v1/environments/{name}/scale", tag = "environments",
+    request_body = ScaleRequest,
+    responses((status = 200, body = EnvView), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn scale(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Result<Json<ScaleRequest>, JsonRejection>,
+) -> Result<Json<EnvView>, ApiError> {
+    let Json(request) = body?;
+    if request.services.is_empty() {
+        return Err(ApiError::BadRequest(
+            "name at least one service and its count, e.g. web=3".into(),
+        ));
+    }
+    let status = state
+        .compute()?
+        .scale_environment(&name, &request.services)
+        .await?;
+    Ok(Json(env_view(status)))
+}
