@@ -529,6 +529,7 @@ impl Orchestra {
                     .await;
                     return Ok(entry.name);
                 }
+                Err(err) if matches!(err.root(), ComputeError::Conflict(_)) => return Err(err),
                 Err(
                     err @ (ComputeError::Short(_)
                     | ComputeError::Refused { .. }
@@ -611,6 +612,8 @@ impl Orchestra {
 /// How long a replica's peer may be silent before the replica is placed
 /// on another peer, unless set otherwise (`coop up --reschedule-after`).
 pub const RESCHEDULE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `scale` waits for new replicas to run before it answers.
+pub const SCALE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often the leader looks for replicas to move.
 const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -712,8 +715,8 @@ impl Orchestra {
                 )
                 .await;
                 match self.start_replica(&env.name, entry, request).await {
-                    // Another peer (a scale, the leader's pass) made it first.
-                    Err(ComputeError::Conflict(_)) => {}
+                    // Made meanwhile by someone else: nothing is missing.
+                    Err(err) if matches!(err.root(), ComputeError::Conflict(_)) => {}
                     other => {
                         other?;
                     }
@@ -725,7 +728,9 @@ impl Orchestra {
 
     /// Sets how many replicas services of `env` run (`counts`: service to
     /// count): replicas past the new count are removed, the highest index
-    /// first; missing ones are placed and started.
+    /// first. Missing ones are placed and started by the control-plane
+    /// leader's healing pass (one creator, so two never race for a name);
+    /// this waits up to [`SCALE_WAIT`] for them to run.
     pub async fn scale_environment(
         &self,
         env: &str,
@@ -795,8 +800,31 @@ impl Orchestra {
             )
             .await;
         }
-        self.replace_missing(&updated).await?;
-        self.environment_status(env).await
+        let wanted: u32 = updated
+            .services
+            .iter()
+            .filter(|(name, _)| counts.contains_key(*name))
+            .map(|(_, s)| s.replicas)
+            .sum();
+        let deadline = std::time::Instant::now() + SCALE_WAIT;
+        loop {
+            let status = self.environment_status(env).await?;
+            let running = status
+                .replicas
+                .iter()
+                .filter(|r| counts.contains_key(&r.service))
+                .filter(|r| {
+                    matches!(
+                        r.status.actual.as_ref().map(|c| &c.state),
+                        Some(crate::RunState::Running { .. })
+                    )
+                })
+                .count() as u32;
+            if running >= wanted || std::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
     }
 
     /// Places `entry` (a replica of `env` on a silent peer) elsewhere and
