@@ -25,15 +25,6 @@ const SETTLE: Duration = Duration::from_secs(30);
 const TRANSFER: &str = "64MiB";
 const TRANSFERS: usize = 3;
 
-fn in_ns(ns: &str, ip: &str, extra: &[&str]) -> PeerOptions {
-    PeerOptions {
-        netns: Some(ns.to_string()),
-        listen_ip: Some(ip.to_string()),
-        extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        ..PeerOptions::default()
-    }
-}
-
 /// How `observer` reaches `target` now, and the RTT, if it sees it up.
 fn seen(cloud: &Cloud, observer: usize, target: &str) -> Result<Option<(String, f64)>> {
     let peers = cloud.peers[observer].peers()?;
@@ -80,9 +71,12 @@ fn run_case(case: &'static str, a: Nat, b: Nat, blocked: bool) -> Result<(Row, O
         lab.block_udp_between_homes()?;
     }
     let mut cloud = Cloud::new(BIN, "bench-nat")?;
-    cloud.found("relay", in_ns(&lab.public, PUBLIC_IP, &["--relay"]))?;
-    cloud.join("home-a", in_ns(&lab.home_a, HOME_A_IP, &[]))?;
-    cloud.join("home-b", in_ns(&lab.home_b, HOME_B_IP, &[]))?;
+    cloud.found(
+        "relay",
+        PeerOptions::in_netns(&lab.public, PUBLIC_IP, &["--relay"]),
+    )?;
+    cloud.join("home-a", PeerOptions::in_netns(&lab.home_a, HOME_A_IP, &[]))?;
+    cloud.join("home-b", PeerOptions::in_netns(&lab.home_b, HOME_B_IP, &[]))?;
     let (a_id, b_id) = (cloud.peers[1].id(), cloud.peers[2].id());
     eventually(Duration::from_secs(30), "homes up to each other", || {
         let ab = seen(&cloud, 1, &b_id)?;

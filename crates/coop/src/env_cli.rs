@@ -307,18 +307,28 @@ async fn up(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
     if !global.json {
         eprintln!("creating environment {} ...", prepared.name);
     }
-    let env: EnvView = client
-        .streaming(reqwest::Method::POST, "/v1/environments")
-        .map(|request| request.json(&prepared.body()))
-        .map(|request| client.send_streaming(request))?
+    let env = post_waiting(&client, "/v1/environments", &prepared.body()).await?;
+    output_env(global, &env)
+}
+
+/// POSTs `body` without the client's overall timeout: creating and scaling
+/// wait for replicas to start, which may fetch templates first.
+async fn post_waiting(client: &Client, path: &str, body: &serde_json::Value) -> Result<EnvView> {
+    let request = client.streaming(reqwest::Method::POST, path)?.json(body);
+    client
+        .send_streaming(request)
         .await?
         .json()
         .await
-        .context("unexpected answer from the API")?;
+        .context("unexpected answer from the API")
+}
+
+/// Prints `env` as JSON with `--json`, else as tables.
+fn output_env(global: &GlobalArgs, env: &EnvView) -> Result<()> {
     if global.json {
-        return print_json(&env);
+        return print_json(env);
     }
-    print_env(&env);
+    print_env(env);
     Ok(())
 }
 
@@ -384,11 +394,7 @@ async fn show(global: &GlobalArgs, name: &str) -> Result<()> {
     let env: EnvView = client
         .get(&format!("/v1/environments/{}", urlencode(name)))
         .await?;
-    if global.json {
-        return print_json(&env);
-    }
-    print_env(&env);
-    Ok(())
+    output_env(global, &env)
 }
 
 async fn scale(global: &GlobalArgs, name: &str, counts: &[String]) -> Result<()> {
@@ -405,23 +411,9 @@ async fn scale(global: &GlobalArgs, name: &str, counts: &[String]) -> Result<()>
         })
         .collect::<Result<BTreeMap<String, u32>>>()?;
     let client = Client::new(global)?;
-    let request = client
-        .streaming(
-            reqwest::Method::POST,
-            &format!("/v1/environments/{}/scale", urlencode(name)),
-        )?
-        .json(&json!({ "services": services }));
-    let env: EnvView = client
-        .send_streaming(request)
-        .await?
-        .json()
-        .await
-        .context("unexpected answer from the API")?;
-    if global.json {
-        return print_json(&env);
-    }
-    print_env(&env);
-    Ok(())
+    let path = format!("/v1/environments/{}/scale", urlencode(name));
+    let env = post_waiting(&client, &path, &json!({ "services": services })).await?;
+    output_env(global, &env)
 }
 
 async fn down(global: &GlobalArgs, name: &str) -> Result<()> {

@@ -74,6 +74,19 @@ impl Lab {
         &self.cloud.peers[0]
     }
 
+    /// Waits until the first peer sees `n` peers up (each has sent the
+    /// status that says what it lends).
+    fn wait_peers_up(&self, n: usize) -> Result<()> {
+        eventually(Duration::from_secs(20), "peers up", || {
+            let list = self.peer().cli_json(&["peers"])?;
+            let up = list
+                .as_array()
+                .map(|a| a.iter().filter(|p| p["state"] == "up").count())
+                .unwrap_or(0);
+            Ok((up == n).then_some(()))
+        })
+    }
+
     fn peer_mut(&mut self) -> &mut Peer {
         &mut self.cloud.peers[0]
     }
@@ -752,14 +765,7 @@ fn blueprints_are_planned_over_the_cloud() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let peers: Vec<String> = lab.cloud.peers.iter().map(|p| p.id()).collect();
     // Every peer must have said what it lends before placement is fair.
-    eventually(Duration::from_secs(20), "statuses with capacity", || {
-        let list = lab.peer().cli_json(&["peers"])?;
-        let up = list
-            .as_array()
-            .map(|a| a.iter().filter(|p| p["state"] == "up").count())
-            .unwrap_or(0);
-        Ok((up == 3).then_some(()))
-    })?;
+    lab.wait_peers_up(3)?;
 
     let blueprint = r#"
 name: shop
@@ -966,14 +972,7 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
     lab.join("east", 106, &["--zone", "east"])?;
     lab.join("west", 116, &["--zone", "west"])?;
     lab.import_busybox()?;
-    eventually(Duration::from_secs(20), "three peers up", || {
-        let list = lab.peer().cli_json(&["peers"])?;
-        let up = list
-            .as_array()
-            .map(|a| a.iter().filter(|p| p["state"] == "up").count())
-            .unwrap_or(0);
-        Ok((up == 3).then_some(()))
-    })?;
+    lab.wait_peers_up(3)?;
     let blueprint = "services:\n  web:\n    image: busybox\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    restart: always\n    deploy:\n      replicas: 3\n";
     let file = lab.cloud.dir.path().join("heal.yaml");
     std::fs::write(&file, blueprint)?;

@@ -26,22 +26,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_coop");
 /// The promise for port-preserving routers on both sides.
 const DIRECT_WITHIN: Duration = Duration::from_secs(10);
 
-fn in_ns(ns: &str, ip: &str, extra: &[&str]) -> PeerOptions {
-    PeerOptions {
-        netns: Some(ns.to_string()),
-        listen_ip: Some(ip.to_string()),
-        extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        ..PeerOptions::default()
-    }
-}
-
 /// A relay (peer 0) and two home peers (1 in home a, 2 in home b), up to
 /// each other; returns when both homes see each other up, on any path.
 fn homes(lab: &NatLab, label: &str) -> Result<(Cloud, Instant)> {
     let mut cloud = Cloud::new(BIN, label)?;
-    cloud.found("relay", in_ns(&lab.public, PUBLIC_IP, &["--relay"]))?;
-    cloud.join("home-a", in_ns(&lab.home_a, HOME_A_IP, &[]))?;
-    cloud.join("home-b", in_ns(&lab.home_b, HOME_B_IP, &[]))?;
+    cloud.found(
+        "relay",
+        PeerOptions::in_netns(&lab.public, PUBLIC_IP, &["--relay"]),
+    )?;
+    cloud.join("home-a", PeerOptions::in_netns(&lab.home_a, HOME_A_IP, &[]))?;
+    cloud.join("home-b", PeerOptions::in_netns(&lab.home_b, HOME_B_IP, &[]))?;
     for (observer, target) in [(1, 2), (2, 1)] {
         let target = cloud.peers[target].id();
         eventually(
@@ -286,7 +280,7 @@ fn peers_on_a_lan_find_each_other_by_mdns() -> Result<()> {
     let mut cloud = Cloud::new(BIN, "mdns")?;
     let with_mdns = |ns: &str, ip: &str| PeerOptions {
         mdns: true,
-        ..in_ns(ns, ip, &[])
+        ..PeerOptions::in_netns(ns, ip, &[])
     };
     cloud.found("a", with_mdns(&lan.host_a, LAN_A_IP))?;
     cloud.join("b", with_mdns(&lan.host_b, LAN_B_IP))?;

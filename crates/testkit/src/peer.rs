@@ -31,6 +31,19 @@ pub struct PeerOptions {
     pub mdns: bool,
 }
 
+impl PeerOptions {
+    /// A peer inside network namespace `ns`, listening on `ip`, with
+    /// `extra` flags for `coop up`.
+    pub fn in_netns(ns: &str, ip: &str, extra: &[&str]) -> Self {
+        PeerOptions {
+            netns: Some(ns.to_string()),
+            listen_ip: Some(ip.to_string()),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            ..PeerOptions::default()
+        }
+    }
+}
+
 /// A peer process with fixed ports, so a restart comes back at the same
 /// addresses like a real machine would.
 pub struct Peer {
