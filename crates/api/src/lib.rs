@@ -148,6 +148,10 @@ pub fn router(state: AppState) -> Router {
             post(compute::environments::scale),
         )
         .route(
+            "/environments/{name}/rollback",
+            post(compute::environments::rollback),
+        )
+        .route(
             "/containers",
             get(compute::containers::list).post(compute::containers::run),
         )

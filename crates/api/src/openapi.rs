@@ -61,6 +61,7 @@ impl Modify for BearerAuth {
         crate::compute::environments::show,
         crate::compute::environments::remove,
         crate::compute::environments::scale,
+        crate::compute::environments::rollback,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -356,6 +356,33 @@ fn exec_runs_commands_with_and_without_a_tty() {
     assert!(seen.contains("sum-42"), "{seen}");
     assert_eq!(shell.wait().unwrap(), ExitStatus::Code(7));
 
+    // A time limit: what ends in time is untouched, what overstays it is
+    // killed, even while a child of it holds the output open.
+    let (out, killed) = rt
+        .exec("box", ExecOptions::command(&["sh", "-c", "echo quick"]))
+        .unwrap()
+        .output_within(Duration::from_secs(5))
+        .unwrap();
+    assert!(!killed);
+    assert_eq!(out.stdout, b"quick\n");
+    let began = std::time::Instant::now();
+    let (out, killed) = rt
+        .exec(
+            "box",
+            ExecOptions::command(&["sh", "-c", "echo slow; sleep 30; echo never"]),
+        )
+        .unwrap()
+        .output_within(Duration::from_millis(500))
+        .unwrap();
+    assert!(killed);
+    assert_eq!(out.status, ExitStatus::Signal(9));
+    assert_eq!(out.stdout, b"slow\n");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+
     rt.delete("box", true).unwrap();
     assert_eq!(lab.leftovers("box"), Vec::<String>::new());
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -36,17 +37,30 @@ pub enum EnvAction {
     /// honouring placement constraints and published ports.
     #[command(verbatim_doc_comment)]
     Plan(BlueprintArgs),
-    /// Create an environment from a blueprint and run its replicas
+    /// Create an environment from a blueprint, or update it to the blueprint
     ///
-    /// Reads the blueprint as `plan` does. Every replica must fit somewhere
-    /// before anything is created; then each runs where the scheduler
-    /// places it, the services it depends on first. A peer that refuses a
-    /// replica's lease gets it placed elsewhere; a replica that cannot
-    /// start at all removes what was created, and the error says which
-    /// replica failed and why. Updating an existing environment comes
-    /// later: take it down first.
+    /// Reads the blueprint as `plan` does.
+    ///
+    /// A new environment: every replica must fit somewhere before anything
+    /// is created; then each runs where the scheduler places it, the
+    /// services it depends on first (waiting for the `condition` each
+    /// `depends_on` names: started, healthy, or completed successfully).
+    /// A peer that refuses a replica's lease gets it placed elsewhere; a
+    /// replica that cannot start at all removes what was created, and the
+    /// error says which replica failed and why.
+    ///
+    /// An existing environment is updated: only services whose definition
+    /// changed are replaced, one replica at a time (removed, then started
+    /// with the new definition, on the same peer when it still fits), and
+    /// each must be ready (healthy when it has a health check) before the
+    /// next is touched. The first replica that is not ready in time stops
+    /// the update with its name and reason; `--rollback` goes back to the
+    /// version before the last update the same way.
+    ///
+    /// Then, unless --detach, waits until every replica is ready, printing
+    /// a line per service as it gets there.
     #[command(verbatim_doc_comment)]
-    Up(BlueprintArgs),
+    Up(UpArgs),
     /// List environments with their desired and running replicas
     Ls,
     /// Show an environment: services, each replica's peer and state, recent events
@@ -72,6 +86,33 @@ pub enum EnvAction {
         #[arg(required = true, value_name = "SERVICE=COUNT")]
         counts: Vec<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// The blueprint file
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        required_unless_present = "rollback"
+    )]
+    pub file: Option<PathBuf>,
+    /// The environment's name [default: the blueprint's `name`, else the file's name]
+    #[arg(long, required_if_eq("rollback", "true"))]
+    pub name: Option<String>,
+    /// A variable's value; repeatable, stronger than `.env` and the shell
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Go back to the version before the last update of --name (no file)
+    #[arg(long, conflicts_with_all = ["file", "vars"])]
+    pub rollback: bool,
+    /// Return once every replica is started, without waiting for them to be ready
+    #[arg(long)]
+    pub detach: bool,
+    /// How long to wait for every replica to be ready
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub wait: u64,
 }
 
 #[derive(Args, Debug)]
@@ -301,14 +342,134 @@ async fn plan(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
     Ok(())
 }
 
-async fn up(global: &GlobalArgs, args: BlueprintArgs) -> Result<()> {
-    let prepared = prepare(&args)?;
+async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
     let client = Client::new(global)?;
-    if !global.json {
-        eprintln!("creating environment {} ...", prepared.name);
-    }
-    let env = post_waiting(&client, "/v1/environments", &prepared.body()).await?;
+    let env = if args.rollback {
+        let name = args.name.clone().unwrap_or_default();
+        if !global.json {
+            eprintln!("rolling environment {name} back to its previous version ...");
+        }
+        let path = format!("/v1/environments/{}/rollback", urlencode(&name));
+        post_waiting(&client, &path, &json!({})).await?
+    } else {
+        let Some(file) = args.file.clone() else {
+            bail!("give the blueprint with -f FILE, or --rollback with --name");
+        };
+        let prepared = prepare(&BlueprintArgs {
+            file,
+            name: args.name.clone(),
+            vars: args.vars.clone(),
+        })?;
+        if !global.json {
+            let exists = client
+                .get::<EnvView>(&format!("/v1/environments/{}", urlencode(&prepared.name)))
+                .await
+                .is_ok();
+            let doing = if exists { "updating" } else { "creating" };
+            eprintln!("{doing} environment {} ...", prepared.name);
+        }
+        post_waiting(&client, "/v1/environments", &prepared.body()).await?
+    };
+    let env = if args.detach {
+        env
+    } else {
+        wait_until_ready(global, &client, &env.name, Duration::from_secs(args.wait)).await?
+    };
     output_env(global, &env)
+}
+
+/// Whether a replica is where its service wants it: running and healthy
+/// (or without a health check), or a one-off task that finished well.
+fn replica_ready(replica: &coop_api::compute::ContainerView) -> bool {
+    match replica.state.as_str() {
+        "running" => replica.health.as_deref().is_none_or(|h| h == "healthy"),
+        "exited" => replica.restart == "no" && replica.exit_code == Some(0),
+        _ => false,
+    }
+}
+
+/// Why a replica is not ready, in a few words.
+fn not_ready_because(replica: &coop_api::compute::ContainerView) -> String {
+    match (replica.state.as_str(), replica.health.as_deref()) {
+        ("running", Some(health)) => match replica.health_output.as_deref() {
+            Some(output) if !output.is_empty() => format!("{health}: {output}"),
+            _ => health.to_string(),
+        },
+        ("exited", _) => match (replica.exit_code, replica.exit_signal) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            _ => "exited".to_string(),
+        },
+        (state, _) => state.to_string(),
+    }
+}
+
+/// Waits until every replica of environment `name` is ready, printing a
+/// line per service when its count changes (on stderr, unless --json).
+async fn wait_until_ready(
+    global: &GlobalArgs,
+    client: &Client,
+    name: &str,
+    limit: Duration,
+) -> Result<EnvView> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut shown: BTreeMap<String, (usize, u32)> = BTreeMap::new();
+    let path = format!("/v1/environments/{}", urlencode(name));
+    loop {
+        let env: EnvView = client.get(&path).await?;
+        let mut all_ready = true;
+        for service in &env.services {
+            let replicas: Vec<&coop_api::compute::ContainerView> = env
+                .replicas
+                .iter()
+                .filter(|r| replica_service(&env.name, &r.name) == service.name)
+                .collect();
+            let ready = replicas.iter().filter(|r| replica_ready(r)).count();
+            all_ready &= ready as u32 >= service.desired;
+            if !global.json && shown.get(&service.name) != Some(&(ready, service.desired)) {
+                eprintln!("  {:<16} {ready}/{} ready", service.name, service.desired);
+                shown.insert(service.name.clone(), (ready, service.desired));
+            }
+            // A one-off task that failed will not get better by waiting.
+            if let Some(failed) = replicas
+                .iter()
+                .find(|r| r.state == "exited" && r.restart == "no" && r.exit_code != Some(0))
+            {
+                bail!(
+                    "replica {} of environment {name} {}; see `coop env logs {name} {}`",
+                    failed.name,
+                    not_ready_because(failed),
+                    service.name
+                );
+            }
+        }
+        if all_ready {
+            return Ok(env);
+        }
+        if std::time::Instant::now() >= deadline {
+            let stuck: Vec<String> = env
+                .replicas
+                .iter()
+                .filter(|r| !replica_ready(r))
+                .map(|r| format!("{} ({})", r.name, not_ready_because(r)))
+                .collect();
+            bail!(
+                "environment {name} is not ready after {} s: {}; `coop env show {name}` has its events",
+                limit.as_secs(),
+                stuck.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The service of replica `replica` (`ENV-SERVICE-INDEX`) of `env`.
+fn replica_service<'a>(env: &str, replica: &'a str) -> &'a str {
+    let rest = replica
+        .strip_prefix(env)
+        .and_then(|r| r.strip_prefix('-'))
+        .unwrap_or(replica);
+    rest.rsplit_once('-').map_or(rest, |(service, _)| service)
 }
 
 /// POSTs `body` without the client's overall timeout: creating and scaling
@@ -356,28 +517,44 @@ async fn list(global: &GlobalArgs) -> Result<()> {
 }
 
 fn print_env(env: &EnvView) {
-    println!("environment {} (generation {})", env.name, env.generation);
+    let rollback = if env.can_roll_back {
+        ", the previous version kept for --rollback"
+    } else {
+        ""
+    };
+    println!(
+        "environment {} ({}, generation {}{rollback})",
+        env.name, env.phase, env.generation
+    );
     let mut services = Table::new();
     services.load_style(UTF8_BORDERS_ONLY);
-    services.set_header(vec!["SERVICE", "RUNNING", "DESIRED"]);
+    services.set_header(vec!["SERVICE", "DESIRED", "RUNNING", "HEALTHY"]);
     for service in &env.services {
         services.add_row(vec![
             service.name.clone(),
-            service.running.to_string(),
             service.desired.to_string(),
+            service.running.to_string(),
+            service.healthy.to_string(),
         ]);
     }
     println!("{services}");
     let mut replicas = Table::new();
     replicas.load_style(UTF8_BORDERS_ONLY);
-    replicas.set_header(vec!["REPLICA", "PEER", "STATE", "ADDRESS", "PORTS"]);
+    replicas.set_header(vec![
+        "REPLICA", "PEER", "STATE", "HEALTH", "ADDRESS", "PORTS", "UPTIME",
+    ]);
     for replica in &env.replicas {
         replicas.add_row(vec![
             replica.name.clone(),
             short(&replica.peer).to_string(),
             replica.state.clone(),
+            replica.health.clone().unwrap_or_else(|| "-".into()),
             replica.address.clone().unwrap_or_default(),
             replica.ports.join(", "),
+            replica
+                .uptime_secs
+                .map(|s| format!("{s} s"))
+                .unwrap_or_default(),
         ]);
     }
     println!("{replicas}");
@@ -446,6 +623,13 @@ mod tests {
         assert!(names.contains(&"HOST".to_string()));
         assert!(names.contains(&"X".to_string()));
         assert!(!names.iter().any(|n| n.is_empty()));
+    }
+
+    #[test]
+    fn replicas_name_their_service() {
+        assert_eq!(replica_service("shop", "shop-web-0"), "web");
+        assert_eq!(replica_service("shop", "shop-api-v2-11"), "api-v2");
+        assert_eq!(replica_service("my-shop", "my-shop-db-3"), "db");
     }
 
     #[test]

@@ -914,11 +914,19 @@ services:
     assert!(last_api < first_web, "api started before web: {env:#}");
     let listed = lab.peer().cli_json(&["env", "ls"])?;
     assert_eq!(listed[0]["name"], "shop", "{listed:#}");
+    // The same blueprint again changes nothing.
     let again = lab
         .peer()
-        .cli(&["env", "up", "-f", &file, "--name", "shop"])?;
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+        .cli_json(&["env", "up", "-f", &file, "--name", "shop"])?;
+    assert_eq!(again["generation"], env["generation"], "{again:#}");
+    assert_eq!(
+        again["events"]
+            .as_array()
+            .and_then(|e| e.last())
+            .map(|e| e["kind"].clone()),
+        Some(Value::from("unchanged")),
+        "{again:#}"
+    );
 
     // Scale web up to five, then down to one: the highest indexes go.
     let running_web = |env: &Value| -> Vec<String> {
@@ -1034,5 +1042,266 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         .count();
     assert_eq!(copies, 1, "{env:#}");
     lab.peer().cli_json(&["env", "down", "heal"])?;
+    Ok(())
+}
+
+/// The events of an environment view, as (kind, replica or service).
+fn events_of(env: &Value) -> Vec<(String, String)> {
+    env["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let about = e["replica"]
+                .as_str()
+                .or(e["service"].as_str())
+                .unwrap_or("")
+                .to_string();
+            (e["kind"].as_str().unwrap_or("").to_string(), about)
+        })
+        .collect()
+}
+
+/// The replica `name` of an environment view.
+fn replica_of<'a>(env: &'a Value, name: &str) -> Option<&'a Value> {
+    env["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == name)
+}
+
+#[test]
+fn environments_wait_for_health_and_update_one_replica_at_a_time() -> Result<()> {
+    let mut lab = Lab::new(8)?;
+    lab.join("east", 108, &["--zone", "east"])?;
+    lab.join("west", 118, &["--zone", "west"])?;
+    lab.import_busybox()?;
+    lab.wait_peers_up(3)?;
+    let dir = lab.cloud.dir.path().join("blueprints");
+    std::fs::create_dir_all(&dir)?;
+    let version = |api_version: &str, api_check: &str, web_port: &str| {
+        format!(
+            r#"
+name: shop
+services:
+  init:
+    image: busybox
+    command: ["sh", "-c", "echo prepared"]
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    restart: always
+    depends_on:
+      init: {{condition: service_completed_successfully}}
+    healthcheck:
+      test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{web_port}/"]
+      interval: 2s
+      timeout: 2s
+      retries: 1
+    deploy:
+      replicas: 3
+  api:
+    image: busybox
+    command: ["sleep", "3600"]
+    restart: always
+    environment:
+      VERSION: "{api_version}"
+    depends_on:
+      web: {{condition: service_healthy}}
+{api_check}    deploy:
+      replicas: 2
+"#
+        )
+    };
+    let checked = "    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 1s\n";
+    let file = dir.join("shop.yaml");
+    let path = file.display().to_string();
+
+    // Up waits for init to finish, web to be healthy, then api.
+    std::fs::write(&file, version("1", "", "80"))?;
+    let began = Instant::now();
+    let env = lab.peer().cli_json(&["env", "up", "-f", &path])?;
+    eprintln!(
+        "env up, every replica ready: {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    for service in env["services"].as_array().into_iter().flatten() {
+        let expect = if service["name"] == "init" {
+            0
+        } else {
+            service["desired"].as_u64().unwrap_or(9)
+        };
+        assert_eq!(service["healthy"].as_u64(), Some(expect), "{env:#}");
+    }
+    let init = replica_of(&env, "shop-init-0").context("no init replica")?;
+    assert_eq!(init["state"], "exited", "{env:#}");
+    assert_eq!(init["exit_code"], 0, "{env:#}");
+    for index in 0..3 {
+        let web =
+            replica_of(&env, &format!("shop-web-{index}")).context("a web replica is missing")?;
+        assert_eq!(web["health"], "healthy", "{env:#}");
+    }
+    let mut web_peers: Vec<&str> = (0..3)
+        .filter_map(|i| replica_of(&env, &format!("shop-web-{i}"))?["peer"].as_str())
+        .collect();
+    web_peers.sort();
+    web_peers.dedup();
+    assert_eq!(web_peers.len(), 3, "web spread over the zones: {env:#}");
+    let events = events_of(&env);
+    let position =
+        |kind: &str, about: &str| events.iter().position(|(k, a)| k == kind && a == about);
+    let init_started = position("started", "shop-init-0");
+    let web_started = position("started", "shop-web-0");
+    let last_web_healthy = (0..3)
+        .filter_map(|i| position("healthy", &format!("shop-web-{i}")))
+        .max();
+    let api_started = position("started", "shop-api-0");
+    assert!(
+        init_started.is_some() && init_started < web_started,
+        "{events:?}"
+    );
+    assert!(
+        last_web_healthy.is_some() && last_web_healthy < api_started,
+        "{events:?}"
+    );
+    let table = lab
+        .cli(&["env", "show", "shop"])
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        table.contains("HEALTH") && table.contains("healthy"),
+        "{table}"
+    );
+    // A run is its host and process: a replacement within the same second
+    // has the same start time.
+    let started_at = |env: &Value, name: &str| {
+        replica_of(env, name)
+            .map(|r| (r["peer"].clone(), r["pid"].clone(), r["started_at"].clone()))
+    };
+
+    // An update of api replaces only api's replicas, one at a time, each
+    // healthy before the next.
+    std::fs::write(&file, version("2", checked, "80"))?;
+    let updated = lab.peer().cli_json(&["env", "up", "-f", &path])?;
+    for index in 0..3 {
+        let name = format!("shop-web-{index}");
+        assert_eq!(
+            started_at(&updated, &name),
+            started_at(&env, &name),
+            "{name} untouched"
+        );
+    }
+    for index in 0..2 {
+        let name = format!("shop-api-{index}");
+        assert_ne!(
+            started_at(&updated, &name),
+            started_at(&env, &name),
+            "{name} replaced"
+        );
+        assert_eq!(
+            replica_of(&updated, &name).map(|r| r["health"].clone()),
+            Some(Value::from("healthy"))
+        );
+    }
+    let seen = lab
+        .cli(&[
+            "container",
+            "exec",
+            "shop-api-1",
+            "--",
+            "sh",
+            "-c",
+            "echo v$VERSION",
+        ])
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(seen.trim(), "v2");
+    let events = events_of(&updated);
+    let order: Vec<&(String, String)> = events
+        .iter()
+        .filter(|(k, a)| (k == "started" || k == "healthy") && a.starts_with("shop-api-"))
+        .collect();
+    let tail: Vec<(&str, &str)> = order
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(|(k, a)| (k.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            ("started", "shop-api-0"),
+            ("healthy", "shop-api-0"),
+            ("started", "shop-api-1"),
+            ("healthy", "shop-api-1"),
+        ],
+        "{events:?}"
+    );
+    assert!(
+        updated["can_roll_back"].as_bool().unwrap_or(false),
+        "{updated:#}"
+    );
+
+    // A broken update stops at its first replica and says why.
+    std::fs::write(&file, version("2", checked, "81"))?;
+    let out = lab.peer().cli(&["env", "up", "-f", &path])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("shop-web-0") && stderr.contains("unhealthy"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--rollback"), "{stderr}");
+    let broken = lab.peer().cli_json(&["env", "show", "shop"])?;
+    for index in 1..3 {
+        let name = format!("shop-web-{index}");
+        assert_eq!(
+            started_at(&broken, &name),
+            started_at(&env, &name),
+            "{name} untouched"
+        );
+    }
+
+    // Its host restarts the unhealthy replica, then asks for it to move.
+    let moved = eventually(
+        Duration::from_secs(90),
+        "the unhealthy replica moved",
+        || {
+            let env = lab.peer().cli_json(&["env", "show", "shop"])?;
+            let events = events_of(&env);
+            let restarted = events
+                .iter()
+                .any(|(k, a)| k == "restarted" && a == "shop-web-0");
+            let moved = events
+                .iter()
+                .any(|(k, a)| k == "moved" && a == "shop-web-0");
+            Ok((restarted && moved).then_some(env))
+        },
+    )?;
+    let message = moved["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == "moved")
+        .map(|e| e["message"].to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("unhealthy through 3 restarts"),
+        "{message}"
+    );
+
+    // Rollback returns web to the version that passes its check.
+    let back = lab
+        .peer()
+        .cli_json(&["env", "up", "--rollback", "--name", "shop"])?;
+    for index in 0..3 {
+        let web =
+            replica_of(&back, &format!("shop-web-{index}")).context("a web replica is missing")?;
+        assert_eq!(web["health"], "healthy", "{back:#}");
+    }
+    let no_more = lab
+        .peer()
+        .cli(&["env", "up", "--rollback", "--name", "nope"])?;
+    assert!(String::from_utf8_lossy(&no_more.stderr).contains("no environment `nope`"));
+    lab.peer().cli_json(&["env", "down", "shop"])?;
     Ok(())
 }

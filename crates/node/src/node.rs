@@ -128,10 +128,12 @@ impl Node {
         let storage = crate::storage::start(&settings, &core.mesh)?;
         let compute = crate::containers::start(&core, storage.stripes.clone())?;
         if let Some(compute) = &compute {
-            own(Box::pin(compute.clone().reconcile()));
-            own(Box::pin(compute.clone().heal_environments(
-                std::time::Duration::from_secs(settings.reschedule_after),
-            )));
+            let reschedule_after = std::time::Duration::from_secs(settings.reschedule_after);
+            // Cut off for this long, a peer stops the replicas it runs, well
+            // before the leader starts them elsewhere.
+            own(Box::pin(compute.clone().reconcile(reschedule_after * 2 / 5)));
+            own(Box::pin(compute.clone().watch_health()));
+            own(Box::pin(compute.clone().heal_environments(reschedule_after)));
         }
         own(Box::pin(crate::storage::upkeep(
             &storage,

@@ -20,6 +20,7 @@ pub mod environments;
 mod error;
 mod exec;
 pub mod frames;
+pub mod health;
 mod host;
 mod lease;
 mod protocol;

@@ -41,7 +41,8 @@ impl Protocol for ComputeProtocol {
     type Response = ComputeReply;
     fn timeout(call: &ComputeCall) -> Duration {
         match call {
-            ComputeCall::Lease(_) => LEASE_TIMEOUT,
+            // A move starts the replica elsewhere: a lease and then some.
+            ComputeCall::Lease(_) | ComputeCall::Relocate { .. } => LEASE_TIMEOUT,
             ComputeCall::Act { .. } => ACT_TIMEOUT,
             ComputeCall::Stats { .. } | ComputeCall::Observe { .. } | ComputeCall::Logs { .. } => {
                 OBSERVE_TIMEOUT
@@ -77,6 +78,9 @@ pub enum ComputeCall {
     Observe { names: Vec<String> },
     /// A peer reading a log asks for up to [`LOG_CHUNK`] bytes from `offset`.
     Logs { name: String, offset: u64 },
+    /// The peer hosting an environment replica asks the control-plane
+    /// leader to move it elsewhere, and says why.
+    Relocate { name: String, why: String },
 }
 
 /// The answer to a [`ComputeCall`].
@@ -90,6 +94,8 @@ pub enum ComputeReply {
     Stats(Stats),
     /// Log bytes, and whether the container still runs (more may come).
     Logs { bytes: Vec<u8>, running: bool },
+    /// A `Relocate` was done.
+    Relocated,
     /// The callee refused or failed, and why.
     Refused(ComputeError),
 }
@@ -167,5 +173,9 @@ async fn answer(
             let (bytes, running) = orchestra.log_chunk(&name, offset).await?;
             Ok(ComputeReply::Logs { bytes, running })
         }
+        ComputeCall::Relocate { name, why } => orchestra
+            .relocate_replica(&name, from, &why)
+            .await
+            .map(|()| ComputeReply::Relocated),
     }
 }

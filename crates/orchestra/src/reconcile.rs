@@ -6,6 +6,13 @@
 //! Each container is handled under its own lock, so the loop never races
 //! an operator's `stop` or `rm` of the same container, and a container
 //! busy with an operation is simply looked at again next pass.
+//!
+//! Fencing: a peer that has not reached the control-plane leader (a read
+//! barrier the leader confirms with a quorum) for `fence_after` stops the
+//! environment replicas it runs and starts none, because the leader will
+//! soon place them elsewhere. Back in touch, the pass first catches up
+//! with the leader, so a replica that moved meanwhile is removed here
+//! (its entry names another peer) and one that did not starts again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -30,6 +37,17 @@ const ORPHAN_GRACE_SECS: u64 = 60;
 const BARRIER_WAIT: Duration = Duration::from_secs(1);
 /// Longest wait between attempts to start a container that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a fenced replica gets between SIGTERM and SIGKILL: short,
+/// since another peer is about to start it.
+const FENCE_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether this peer is in touch with the control plane, and what it
+/// stopped while it was not.
+struct Contact {
+    last: Instant,
+    /// Replicas stopped by fencing, by environment, to report once back.
+    fenced: Vec<(String, String, String)>,
+}
 
 /// What one container needs now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +59,9 @@ enum Step {
 
 impl Orchestra {
     /// Recovers the runtime's containers, then reconciles every
-    /// [`RECONCILE_INTERVAL`] until the future is dropped.
-    pub async fn reconcile(self) {
+    /// [`RECONCILE_INTERVAL`] until the future is dropped; environment
+    /// replicas are fenced after `fence_after` without the leader.
+    pub async fn reconcile(self, fence_after: Duration) {
         if self.host().runtime().is_err() {
             return;
         }
@@ -53,11 +72,16 @@ impl Orchestra {
         }
         let mut first_pass = true;
         let mut backoff: HashMap<String, (Duration, Instant)> = HashMap::new();
+        let mut contact = Contact {
+            last: Instant::now(),
+            fenced: Vec::new(),
+        };
         let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            self.reconcile_pass(first_pass, &mut backoff).await;
+            self.reconcile_pass(first_pass, &mut backoff, &mut contact, fence_after)
+                .await;
             first_pass = false;
         }
     }
@@ -66,16 +90,33 @@ impl Orchestra {
         &self,
         first_pass: bool,
         backoff: &mut HashMap<String, (Duration, Instant)>,
+        contact: &mut Contact,
+        fence_after: Duration,
     ) {
         // The barrier waits for this replica to catch up with the leader,
         // briefly: cut off from the leader, the loop goes on with what it
-        // has (edge autonomy).
-        let _ = tokio::time::timeout(BARRIER_WAIT, self.control().read_barrier()).await;
+        // has (edge autonomy), except for environment replicas (fencing).
+        let in_touch = matches!(
+            tokio::time::timeout(BARRIER_WAIT, self.control().read_barrier()).await,
+            Ok(Ok(()))
+        );
+        if in_touch {
+            contact.last = Instant::now();
+            self.report_fenced(std::mem::take(&mut contact.fenced)).await;
+        }
+        let fenced = contact.last.elapsed() >= fence_after;
         let Ok(entries) = self.control().store().containers() else {
             return;
         };
         let me = self.peer();
-        for entry in entries.iter().filter(|e| e.peer == me) {
+        if fenced {
+            self.fence(&entries, contact).await;
+        }
+        for entry in entries
+            .iter()
+            .filter(|e| e.peer == me)
+            .filter(|e| !(fenced && e.owner.is_some()))
+        {
             let name = entry.name.clone();
             if backoff
                 .get(&name)
@@ -156,6 +197,61 @@ impl Orchestra {
             }
         }
         self.remove_orphans(&entries).await;
+    }
+
+    /// Stops every environment replica this peer runs: it has been cut off
+    /// from the leader, which will place them elsewhere.
+    async fn fence(&self, entries: &[coop_state::ContainerEntry], contact: &mut Contact) {
+        let me = self.peer();
+        let silent = contact.last.elapsed().as_secs();
+        for entry in entries.iter().filter(|e| e.peer == me) {
+            let Some(owner) = entry.owner.clone() else {
+                continue;
+            };
+            let Some(_busy) = self.locks().try_lock(&entry.name) else {
+                continue;
+            };
+            let name = entry.name.clone();
+            let stopped = self
+                .blocking(move |host| {
+                    let running = host.observe(&name).is_some_and(|c| c.state.is_running());
+                    if running {
+                        host.runtime()?
+                            .stop(&name, FENCE_GRACE)
+                            .map_err(crate::error::runtime_error)?;
+                    }
+                    Ok(running)
+                })
+                .await;
+            match stopped {
+                Ok(true) => {
+                    warn!(container = %entry.name, silent, "cut off from the control plane: replica stopped (fencing)");
+                    contact
+                        .fenced
+                        .push((owner.env, owner.service, entry.name.clone()));
+                }
+                Ok(false) => {}
+                Err(err) => warn!(container = %entry.name, %err, "cannot stop a fenced replica"),
+            }
+        }
+    }
+
+    /// Tells each environment which of its replicas this peer stopped
+    /// while it was cut off.
+    async fn report_fenced(&self, fenced: Vec<(String, String, String)>) {
+        for (env, service, name) in fenced {
+            self.note(
+                &env,
+                Some(&service),
+                Some(&name),
+                "fenced",
+                format!(
+                    "{name} was stopped on {} while it was cut off from the control plane",
+                    self.peer().short()
+                ),
+            )
+            .await;
+        }
     }
 
     /// Removes runtime containers without a control-plane entry, once they

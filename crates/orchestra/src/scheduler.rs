@@ -758,6 +758,7 @@ mod tests {
             service: "web".into(),
             index: 0,
             epoch: 1,
+            digest: [0; 32],
         });
         let containers = vec![
             container("shop-web-0", 1, DesiredState::Running, web),

@@ -48,6 +48,8 @@ pub struct Observed {
     pub address: Ipv4Addr,
     /// Created, running or exited.
     pub state: RunState,
+    /// What its health checks found, when its service has them.
+    pub health: Option<crate::health::Health>,
 }
 
 /// Where a container is in its life, as the wire carries it (the
@@ -106,6 +108,7 @@ impl From<&Container> for Observed {
         Observed {
             address: container.address,
             state: RunState::from(&container.state),
+            health: None,
         }
     }
 }
@@ -188,6 +191,11 @@ struct Inner {
     containers: KeyedLocks,
     /// Held from a lease's admission check until its entry is written.
     admitting: tokio::sync::Mutex<()>,
+    /// What the health checks of this peer's replicas found.
+    health: Mutex<HashMap<String, crate::health::Tracked>>,
+    /// Held by the leader while it moves or creates replicas of
+    /// environments, so two of its tasks never race for one replica.
+    healing: tokio::sync::Mutex<()>,
 }
 
 /// The compute service of this peer; cheap to clone.
@@ -209,6 +217,8 @@ impl Orchestra {
             policy,
             containers: KeyedLocks::default(),
             admitting: tokio::sync::Mutex::new(()),
+            health: Mutex::default(),
+            healing: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -237,6 +247,25 @@ impl Orchestra {
 
     pub(crate) fn locks(&self) -> &KeyedLocks {
         &self.0.containers
+    }
+
+    pub(crate) fn health_table(&self) -> &Mutex<HashMap<String, crate::health::Tracked>> {
+        &self.0.health
+    }
+
+    /// Held while environment replicas are moved or created by the leader.
+    pub(crate) async fn healing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.healing.lock().await
+    }
+
+    /// A container's observed state, with what its health checks found.
+    fn observed(&self, container: Option<Container>) -> Option<Observed> {
+        let container = container?;
+        let mut observed = Observed::from(&container);
+        if let RunState::Running { started_at, .. } = observed.state {
+            observed.health = self.health_of(&container.id, started_at);
+        }
+        Some(observed)
     }
 
     /// This peer.
@@ -295,15 +324,13 @@ impl Orchestra {
 
     /// The status of a container of this peer, as its runtime sees it.
     async fn status_here(&self, entry: ContainerEntry) -> Result<ContainerStatus, ComputeError> {
-        self.blocking(move |host| {
-            let actual = host.observe(&entry.name).as_ref().map(Observed::from);
-            Ok(ContainerStatus {
-                entry,
-                actual,
-                observed: true,
-            })
+        let name = entry.name.clone();
+        let container = self.blocking(move |host| Ok(host.observe(&name))).await?;
+        Ok(ContainerStatus {
+            entry,
+            actual: self.observed(container),
+            observed: true,
         })
-        .await
     }
 
     /// Runs `entry` on its peer: here, or as a lease the other peer
@@ -540,17 +567,22 @@ impl Orchestra {
             .filter_map(|n| self.0.control.store().container(n).ok().flatten())
             .filter(|e| e.peer == me)
             .collect();
-        self.blocking(move |host| {
-            Ok(entries
-                .into_iter()
-                .map(|entry| ContainerStatus {
-                    actual: host.observe(&entry.name).as_ref().map(Observed::from),
-                    entry,
-                    observed: true,
-                })
-                .collect())
-        })
-        .await
+        let observed = self
+            .blocking(move |host| {
+                Ok(entries
+                    .into_iter()
+                    .map(|entry| (host.observe(&entry.name), entry))
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        Ok(observed
+            .into_iter()
+            .map(|(container, entry)| ContainerStatus {
+                actual: self.observed(container),
+                entry,
+                observed: true,
+            })
+            .collect())
     }
 
     /// The status of each of `entries`, asking each other peer about its
@@ -797,6 +829,7 @@ mod tests {
                     oom_killed: false,
                     finished_at: 7,
                 })),
+                health: None,
             };
             let bytes = postcard::to_stdvec(&observed).unwrap();
             assert_eq!(postcard::from_bytes::<Observed>(&bytes).unwrap(), observed);

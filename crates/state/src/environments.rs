@@ -34,6 +34,16 @@ pub struct EnvironmentRecord {
     pub created_at: u64,
     /// Unix seconds of the last update.
     pub updated_at: u64,
+    /// What the environment was before its last update, for a rollback.
+    pub previous: Option<EnvVersion>,
+}
+
+/// One version of an environment's blueprint, as an update replaced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVersion {
+    pub source: String,
+    pub vars: BTreeMap<String, String>,
+    pub services: BTreeMap<String, ServiceEntry>,
 }
 
 /// Where an environment is in its life.
@@ -43,6 +53,9 @@ pub enum EnvPhase {
     Creating,
     /// Created; the leader keeps every replica running.
     Ready,
+    /// An update replaces replicas one at a time; the leader leaves the
+    /// environment to it.
+    Updating,
     /// Its replicas are being removed.
     Removing,
 }
@@ -69,6 +82,9 @@ pub struct ReplicaOf {
     /// Bumped every time the replica is placed: a peer that finds it runs
     /// an older epoch than the control plane holds stops that copy.
     pub epoch: u64,
+    /// The digest of the service definition it runs (a [`ServiceEntry`]'s
+    /// `digest`): during an update, old and new replicas tell apart.
+    pub digest: [u8; 32],
 }
 
 /// Something that happened to an environment: row `envevent/<env>/<seq>`.

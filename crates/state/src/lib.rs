@@ -19,7 +19,8 @@ mod store;
 pub use compute::{ContainerEntry, DesiredState, RestartPolicy, TemplateEntry};
 pub use control::{ControlPlane, StartError, WriteError};
 pub use environments::{
-    EnvEvent, EnvPhase, EnvironmentRecord, MAX_ENV_EVENTS, ReplicaOf, ServiceEntry, valid_env_name,
+    EnvEvent, EnvPhase, EnvVersion, EnvironmentRecord, MAX_ENV_EVENTS, ReplicaOf, ServiceEntry,
+    valid_env_name,
 };
 pub use network::{RAFT_ALPN, RaftAnswer, RaftMessage, RaftProtocol};
 pub use objects::{

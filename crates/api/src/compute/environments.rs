@@ -110,6 +110,9 @@ pub struct EnvServiceView {
     pub desired: u32,
     /// Replicas running now.
     pub running: u32,
+    /// Replicas whose health check passes (its service has one), or
+    /// that run (it has none).
+    pub healthy: u32,
 }
 
 /// One event of an environment.
@@ -127,6 +130,10 @@ pub struct EnvEventView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvView {
     pub name: String,
+    /// creating, ready, updating or removing.
+    pub phase: String,
+    /// Whether a previous version is kept for `rollback`.
+    pub can_roll_back: bool,
     pub generation: u64,
     pub created_at: u64,
     pub updated_at: u64,
@@ -155,9 +162,27 @@ fn env_view(status: coop_orchestra::environments::EnvironmentStatus) -> EnvView 
                 .zip(&replicas)
                 .filter(|(r, view)| r.service == *name && view.state == "running")
                 .count() as u32,
+            healthy: status
+                .replicas
+                .iter()
+                .zip(&replicas)
+                .filter(|(r, view)| {
+                    r.service == *name
+                        && view.state == "running"
+                        && view.health.as_deref().is_none_or(|h| h == "healthy")
+                })
+                .count() as u32,
         })
         .collect();
     EnvView {
+        phase: match status.record.phase {
+            coop_state::EnvPhase::Creating => "creating",
+            coop_state::EnvPhase::Ready => "ready",
+            coop_state::EnvPhase::Updating => "updating",
+            coop_state::EnvPhase::Removing => "removing",
+        }
+        .to_string(),
+        can_roll_back: status.record.previous.is_some(),
         name: status.record.name,
         generation: status.record.generation,
         created_at: status.record.created_at,
@@ -178,9 +203,13 @@ fn env_view(status: coop_orchestra::environments::EnvironmentStatus) -> EnvView 
     }
 }
 
-/// Create an environment from a blueprint: every replica must fit
-/// somewhere, then each runs where the scheduler places it, dependencies
-/// first. A replica that cannot start removes what was created.
+/// Create an environment from a blueprint, or update the environment of
+/// that name to it. Created: every replica must fit somewhere, then each
+/// runs where the scheduler places it, dependencies first (waiting for the
+/// state their dependants ask for); a replica that cannot start removes
+/// what was created. Updated: only services whose definition changed are
+/// replaced, one replica at a time, each ready before the next; the first
+/// that is not stops the update and the error says which and why.
 #[utoipa::path(post, path = "/v1/environments", tag = "environments",
     request_body = EnvRequest,
     responses((status = 200, body = EnvView), (status = 400, body = crate::error::ErrorBody),
@@ -192,10 +221,31 @@ pub(crate) async fn create(
 ) -> Result<Json<EnvView>, ApiError> {
     let Json(request) = body?;
     let blueprint = read_blueprint(&request.blueprint, &request.vars, &request.env_files)?;
-    let status = state
-        .compute()?
-        .create_environment(&request.name, &request.blueprint, &request.vars, &blueprint)
-        .await?;
+    let compute = state.compute()?;
+    let exists = state.control.store().environment(&request.name)?.is_some();
+    let status = if exists {
+        compute
+            .update_environment(&request.name, &request.blueprint, &request.vars, &blueprint)
+            .await?
+    } else {
+        compute
+            .create_environment(&request.name, &request.blueprint, &request.vars, &blueprint)
+            .await?
+    };
+    Ok(Json(env_view(status)))
+}
+
+/// Go back to the version before the environment's last update, replacing
+/// changed services' replicas one at a time as an update does.
+#[utoipa::path(post, path = "/v1/environments/{name}/rollback", tag = "environments",
+    responses((status = 200, body = EnvView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<EnvView>, ApiError> {
+    let status = state.compute()?.rollback_environment(&name).await?;
     Ok(Json(env_view(status)))
 }
 

@@ -179,6 +179,13 @@ pub struct ContainerView {
     pub oom_killed: bool,
     pub finished_at: Option<u64>,
     pub created_at: u64,
+    /// starting, healthy or unhealthy, when its service has a health check
+    /// (environment replicas only).
+    pub health: Option<String>,
+    /// The last health check's output, or why it failed.
+    pub health_output: Option<String>,
+    /// Health checks failed in a row.
+    pub health_failing: Option<u32>,
 }
 
 impl ContainerView {
@@ -217,11 +224,19 @@ impl ContainerView {
             oom_killed: false,
             finished_at: None,
             created_at: entry.created_at,
+            health: None,
+            health_output: None,
+            health_failing: None,
         };
         let Some(container) = &status.actual else {
             return view;
         };
         view.address = Some(container.address.to_string());
+        if let Some(health) = &container.health {
+            view.health = Some(health.status.name().to_string());
+            view.health_output = Some(health.last_output.clone());
+            view.health_failing = Some(health.failing);
+        }
         match container.state {
             RunState::Created => view.state = "created".into(),
             RunState::Running { pid, started_at } => {

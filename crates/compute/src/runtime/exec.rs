@@ -126,6 +126,64 @@ impl ExecHandle {
         })
     }
 
+    /// Like [`ExecHandle::output`], but a process still running after
+    /// `limit` is killed (SIGKILL), and the flag says so. Output is kept up
+    /// to 64 KiB per stream; what a process left running in the background
+    /// writes later is not waited for.
+    pub fn output_within(
+        mut self,
+        limit: std::time::Duration,
+    ) -> Result<(ExecOutput, bool), RuntimeError> {
+        drop(self.stdin.take());
+        let stdout = match (self.stdout.take(), self.pty.take()) {
+            (Some(pipe), _) => Collector::start(pipe),
+            (None, Some(pty)) => Collector::start(pty),
+            (None, None) => Collector::start(std::io::empty()),
+        };
+        let stderr = match self.stderr.take() {
+            Some(pipe) => Collector::start(pipe),
+            None => Collector::start(std::io::empty()),
+        };
+        let deadline = std::time::Instant::now() + limit;
+        let mut killed = false;
+        while let Some(child) = self.child.as_mut() {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    // The shim has not reaped the process (it still waits
+                    // for it), so this pid is still the process's own.
+                    if let Some(pid) = self.process_pid() {
+                        // SAFETY: kill with plain integer arguments.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    killed = true;
+                    break;
+                }
+            }
+        }
+        let status = self.wait()?;
+        Ok((
+            ExecOutput {
+                status,
+                stdout: stdout.finish(),
+                stderr: stderr.finish(),
+            },
+            killed,
+        ))
+    }
+
+    /// The host pid of the exec's process, once the shim has started it.
+    fn process_pid(&self) -> Option<i32> {
+        let path = self
+            .files
+            .iter()
+            .find(|f| f.to_str().is_some_and(|s| s.ends_with(".process.pid")))?;
+        fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
     /// Sets the pty's window size (no-op without a tty).
     pub fn resize(&self, rows: u16, cols: u16) -> Result<(), RuntimeError> {
         let Some(pty) = &self.pty else {
@@ -166,6 +224,44 @@ impl Drop for ExecHandle {
                 }
             });
         }
+    }
+}
+
+/// Reads a stream on a thread of its own into a bounded buffer.
+struct Collector {
+    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Collector {
+    /// The most kept of one stream.
+    const LIMIT: usize = 64 * 1024;
+
+    fn start(mut stream: impl Read + Send + 'static) -> Collector {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = sink.lock().unwrap_or_else(|p| p.into_inner());
+                let room = Collector::LIMIT.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        });
+        Collector { buffer, reader }
+    }
+
+    /// What was read, after giving the reader a moment to see the end of
+    /// the stream (a background process may hold it open much longer).
+    fn finish(self) -> Vec<u8> {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        while !self.reader.is_finished() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

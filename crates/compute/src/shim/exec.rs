@@ -104,6 +104,9 @@ fn run(dir: &ContainerDir, exec_id: &str) -> Result<ExitStatus, ShimError> {
         .as_ref()
         .map(|_| (exec_dir.as_path(), socket_name.as_str()));
     let pid = container.exec(&process_path, console)?;
+    // The caller kills the process by this pid when it overstays a
+    // deadline (health checks); runc wrote it already, libcontainer not.
+    let _ = fs::write(process_path.with_extension("pid"), pid.to_string());
     if let Some(listener) = listener {
         let master = receive_master(&listener)?;
         let _ = fs::remove_file(exec_dir.join(&socket_name));

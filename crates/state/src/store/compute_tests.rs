@@ -188,6 +188,7 @@ fn environment(name: &str, at: u64) -> crate::EnvironmentRecord {
         phase: crate::EnvPhase::Ready,
         created_at: at,
         updated_at: at,
+        previous: None,
     }
 }
 
@@ -238,6 +239,7 @@ async fn environments_update_by_generation_and_keep_their_replicas_and_events() 
         service: "web".into(),
         index: 0,
         epoch: 1,
+        digest: [7; 32],
     });
     h.run(Command::PutContainer(replica)).await.unwrap();
     h.run(container("loose", "busybox")).await.unwrap();

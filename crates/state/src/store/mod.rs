@@ -75,8 +75,9 @@ const META_FORMAT: &str = "format";
 /// Bumped with every such change; a database of another format is refused
 /// at open instead of failing on its first record. 2: templates keep their
 /// blocks in the store, objects their part sizes. 3: containers name the
-/// environment replica they are; environments and their events.
-pub const FORMAT: u32 = 3;
+/// environment replica they are; environments and their events. 4:
+/// environments keep the version before their last update.
+pub const FORMAT: u32 = 4;
 
 const CLOUD_KEY: &str = "cloud";
 const PEER_PREFIX: &str = "peer/";

@@ -1,0 +1,271 @@
+//! Creating and removing environments, and starting one replica.
+
+use std::collections::BTreeMap;
+
+use coop_state::ContainerEntry;
+
+use super::{EnvironmentStatus, ReplicaStatus, start_order};
+use crate::blueprint::Blueprint;
+use crate::error::ComputeError;
+use crate::scheduler::{Placement, ReplicaRequest};
+use crate::service::Orchestra;
+
+impl Orchestra {
+    /// Notes an event of `env`; a failure to note it is logged, not fatal.
+    pub(crate) async fn note(
+        &self,
+        env: &str,
+        service: Option<&str>,
+        replica: Option<&str>,
+        kind: &str,
+        message: String,
+    ) {
+        let event = coop_state::EnvEvent {
+            at: coop_types::unix_now(),
+            service: service.map(String::from),
+            replica: replica.map(String::from),
+            kind: kind.to_string(),
+            message,
+        };
+        let command = coop_state::Command::RecordEnvEvent {
+            env: env.to_string(),
+            event,
+        };
+        if let Err(err) = self.control().write(command).await {
+            tracing::warn!(env, %err, "could not note an environment event");
+        }
+    }
+
+    /// Creates environment `env` from `blueprint` (its text `source`, filled
+    /// in with `vars`): records it, then runs every replica where the
+    /// scheduler places it, dependencies first. Every replica must fit
+    /// before anything is created; a lease a peer refuses is placed again
+    /// elsewhere; if a replica cannot be started at all, what was created
+    /// is removed again and the error says which replica failed and why.
+    pub async fn create_environment(
+        &self,
+        env: &str,
+        source: &str,
+        vars: &BTreeMap<String, String>,
+        blueprint: &Blueprint,
+    ) -> Result<EnvironmentStatus, ComputeError> {
+        let store = self.control().store();
+        if store.environment(env)?.is_some() {
+            return Err(ComputeError::Conflict(format!(
+                "environment `{env}` already exists; take it down with `coop env down {env}` first"
+            )));
+        }
+        let plan = self.plan_environment(env, blueprint)?;
+        if let Some(stuck) = plan.iter().find(|p| p.peer.is_none()) {
+            return Err(ComputeError::Short(format!(
+                "replica {} fits nowhere: {}; nothing was created",
+                stuck.name, stuck.reason
+            )));
+        }
+        let services = encode_services(blueprint)?;
+        let now = coop_types::unix_now();
+        let record = coop_state::EnvironmentRecord {
+            name: env.to_string(),
+            source: source.to_string(),
+            vars: vars.clone(),
+            services,
+            generation: 0,
+            phase: coop_state::EnvPhase::Creating,
+            created_at: now,
+            updated_at: now,
+            previous: None,
+        };
+        self.control()
+            .write(coop_state::Command::PutEnvironment {
+                record: record.clone(),
+                expected_generation: 0,
+            })
+            .await?;
+        let mut started: Vec<String> = Vec::new();
+        for service in start_order(blueprint) {
+            let waited = self
+                .wait_for_dependencies(env, &service, &blueprint.services)
+                .await;
+            for planned in plan.iter().filter(|p| p.service == service) {
+                let (Some(entry), Some(request)) = (planned.entry.clone(), planned.request.clone())
+                else {
+                    continue;
+                };
+                let started_one = match &waited {
+                    Ok(()) => self.start_replica(env, entry, request).await,
+                    Err(err) => Err(err.clone()),
+                };
+                match started_one {
+                    Ok(name) => started.push(name),
+                    Err(err) => {
+                        for name in started.iter().rev() {
+                            let _ = self.act(name, crate::Action::Remove { force: true }).await;
+                        }
+                        let _ = self
+                            .control()
+                            .write(coop_state::Command::DeleteEnvironment {
+                                name: env.to_string(),
+                            })
+                            .await;
+                        return Err(ComputeError::Conflict(format!(
+                            "replica {} of environment `{env}` could not start, so the environment was removed again: {err}",
+                            planned.name
+                        )));
+                    }
+                }
+            }
+        }
+        self.set_phase(env, coop_state::EnvPhase::Ready).await?;
+        self.environment_status(env).await
+    }
+
+    /// Moves `env` to `phase`, keeping everything else of its record.
+    pub(crate) async fn set_phase(
+        &self,
+        env: &str,
+        phase: coop_state::EnvPhase,
+    ) -> Result<(), ComputeError> {
+        let Some(mut record) = self.control().store().environment(env)? else {
+            return Err(ComputeError::NotFound(format!("no environment `{env}`")));
+        };
+        let expected_generation = record.generation;
+        record.phase = phase;
+        record.updated_at = coop_types::unix_now();
+        self.control()
+            .write(coop_state::Command::PutEnvironment {
+                record,
+                expected_generation,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs one replica's lease; when its peer refuses, places it again
+    /// without that peer (at most once per peer of the cloud).
+    pub(crate) async fn start_replica(
+        &self,
+        env: &str,
+        mut entry: ContainerEntry,
+        mut request: ReplicaRequest,
+    ) -> Result<String, ComputeError> {
+        let service = entry
+            .owner
+            .as_ref()
+            .map(|o| o.service.clone())
+            .unwrap_or_default();
+        loop {
+            let peer = entry.peer;
+            match self.run(entry.clone()).await {
+                Ok(_) => {
+                    self.note(
+                        env,
+                        Some(&service),
+                        Some(&entry.name),
+                        "started",
+                        format!("{} runs on {}", entry.name, peer.short()),
+                    )
+                    .await;
+                    return Ok(entry.name);
+                }
+                Err(err) if matches!(err.root(), ComputeError::Conflict(_)) => return Err(err),
+                Err(
+                    err @ (ComputeError::Short(_)
+                    | ComputeError::Refused { .. }
+                    | ComputeError::Unreachable { .. }),
+                ) => {
+                    self.note(
+                        env,
+                        Some(&service),
+                        Some(&entry.name),
+                        "refused",
+                        format!("{} refused by {}: {err}", entry.name, peer.short()),
+                    )
+                    .await;
+                    request.refused_by.insert(peer);
+                    let mut snapshot = self.snapshot(None)?;
+                    match snapshot.place(&request) {
+                        Placement::Placed(next) => entry.peer = next,
+                        Placement::Unplaceable(_) => return Err(err),
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// An environment, its replicas as their peers report them, and its
+    /// events.
+    pub async fn environment_status(&self, env: &str) -> Result<EnvironmentStatus, ComputeError> {
+        let store = self.control().store();
+        let record = store.environment(env)?.ok_or_else(|| {
+            ComputeError::NotFound(format!(
+                "no environment `{env}`; list environments with `coop env ls`"
+            ))
+        })?;
+        let entries = store.env_replicas(env)?;
+        let statuses = self.statuses(entries).await?;
+        let replicas = statuses
+            .into_iter()
+            .filter_map(|status| {
+                let owner = status.entry.owner.clone()?;
+                Some(ReplicaStatus {
+                    service: owner.service,
+                    index: owner.index,
+                    status,
+                })
+            })
+            .collect();
+        Ok(EnvironmentStatus {
+            record,
+            replicas,
+            events: store.env_events(env)?,
+        })
+    }
+
+    /// Removes every replica of `env`, then the environment.
+    pub async fn remove_environment(&self, env: &str) -> Result<usize, ComputeError> {
+        let store = self.control().store();
+        if store.environment(env)?.is_none() {
+            return Err(ComputeError::NotFound(format!(
+                "no environment `{env}`; list environments with `coop env ls`"
+            )));
+        }
+        // The leader stops healing it first, so nothing comes back.
+        self.set_phase(env, coop_state::EnvPhase::Removing).await?;
+        let replicas = store.env_replicas(env)?;
+        let count = replicas.len();
+        for replica in replicas {
+            self.act(&replica.name, crate::Action::Remove { force: true })
+                .await?;
+        }
+        self.control()
+            .write(coop_state::Command::DeleteEnvironment {
+                name: env.to_string(),
+            })
+            .await?;
+        Ok(count)
+    }
+}
+
+/// The services of `blueprint` as the control plane keeps them.
+pub(crate) fn encode_services(
+    blueprint: &Blueprint,
+) -> Result<BTreeMap<String, coop_state::ServiceEntry>, ComputeError> {
+    blueprint
+        .services
+        .iter()
+        .map(|(name, spec)| {
+            let encoded = postcard::to_stdvec(spec).map_err(|e| {
+                ComputeError::Internal(format!("cannot encode service {name}: {e}"))
+            })?;
+            Ok((
+                name.clone(),
+                coop_state::ServiceEntry {
+                    spec: encoded,
+                    digest: super::definition_digest(spec),
+                    replicas: spec.replicas,
+                },
+            ))
+        })
+        .collect()
+}
