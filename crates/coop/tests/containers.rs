@@ -1305,3 +1305,144 @@ services:
     lab.peer().cli_json(&["env", "down", "shop"])?;
     Ok(())
 }
+
+/// Removes the host names of container agents when a test ends.
+struct HostNames(Vec<u8>);
+
+impl Drop for HostNames {
+    fn drop(&mut self) {
+        for tag in &self.0 {
+            remove_container_host_names(*tag);
+        }
+    }
+}
+
+#[test]
+fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> Result<()> {
+    use coop_testkit::netns::{HOME_A_IP, HOME_B_IP, Nat, NatLab, PUBLIC_IP};
+    require_host();
+    if let Some(reason) = coop_testkit::netns::unavailable() {
+        panic!("the partition test cannot run here: {reason}");
+    }
+    let lab = NatLab::with(Nat::PortPreserving, Nat::PortPreserving)?;
+    let _names = HostNames(vec![9, 109, 119]);
+    let mut cloud = Cloud::new(BIN, "containers9")?;
+    let rootfs = cloud.dir.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    let peer = |ns: &str, ip: &str, tag: u8, zone: &str, relay: bool| {
+        let mut extra = container_host_flags(tag);
+        extra.extend(["--zone".to_string(), zone.to_string()]);
+        if relay {
+            extra.push("--relay".into());
+        }
+        PeerOptions {
+            extra_args: extra,
+            ..PeerOptions::in_netns(ns, ip, &[])
+        }
+    };
+    cloud.found("hub", peer(&lab.public, PUBLIC_IP, 9, "hub", true))?;
+    cloud.join("home-a", peer(&lab.home_a, HOME_A_IP, 109, "a", false))?;
+    cloud.join("home-b", peer(&lab.home_b, HOME_B_IP, 119, "b", false))?;
+    let hub = &cloud.peers[0];
+    let home_b = &cloud.peers[2];
+    let b = home_b.id();
+    hub.cli_json(&[
+        "template",
+        "import",
+        "busybox",
+        &rootfs.display().to_string(),
+    ])?;
+    eventually(Duration::from_secs(30), "three peers up", || {
+        let list = hub.cli_json(&["peers"])?;
+        let up = list
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["state"] == "up").count());
+        Ok((up == Some(3)).then_some(()))
+    })?;
+    let blueprint = "services:\n  web:\n    image: busybox\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    restart: always\n    deploy:\n      replicas: 3\n";
+    let file = cloud.dir.path().join("cut.yaml");
+    std::fs::write(&file, blueprint)?;
+    let env = hub
+        .cli_json(&[
+            "env",
+            "up",
+            "-f",
+            &file.display().to_string(),
+            "--name",
+            "cut",
+        ])
+        .with_context(|| hub.log_tail())?;
+    let on_b = env["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["peer"] == b.as_str())
+        .and_then(|r| r["name"].as_str())
+        .map(String::from)
+        .context("no replica on home-b: they spread over the three zones")?;
+
+    // Cut off, home-b stops its replica before the others start it again.
+    lab.cut_off_home_b()?;
+    let cut = Instant::now();
+    let stopped = eventually(Duration::from_secs(30), "home-b fences its replica", || {
+        let seen = home_b.cli_json(&["container", "show", &on_b])?;
+        Ok((seen["state"] != "running").then_some(seen))
+    })?;
+    let fenced_after = cut.elapsed();
+    let moved = eventually(
+        Duration::from_secs(60),
+        "the replica running elsewhere",
+        || {
+            let env = hub.cli_json(&["env", "show", "cut"])?;
+            let replica = replica_of(&env, &on_b).cloned();
+            Ok(replica.filter(|r| r["peer"] != b.as_str() && r["state"] == "running"))
+        },
+    )?;
+    let moved_after = cut.elapsed();
+    eprintln!(
+        "cut off: replica stopped on the cut-off peer after {:.1} s, running elsewhere after {:.1} s",
+        fenced_after.as_secs_f64(),
+        moved_after.as_secs_f64()
+    );
+    assert!(fenced_after < moved_after);
+    let finished = stopped["finished_at"].as_u64().context("no finish time")?;
+    let started = moved["started_at"].as_u64().context("no start time")?;
+    assert!(
+        finished <= started,
+        "stopped at {finished}, started elsewhere at {started}"
+    );
+
+    // Back in touch: its stale copy goes, and every replica runs once.
+    lab.reconnect_home_b()?;
+    let state_dir = home_b.data_dir.join("containers").join(&on_b);
+    eventually(
+        Duration::from_secs(60),
+        "home-b removes its stale copy",
+        || Ok((!state_dir.exists()).then_some(())),
+    )?;
+    let all = hub.cli_json(&["container", "ls", "--all"])?;
+    let mut names: Vec<&str> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["cut-web-0", "cut-web-1", "cut-web-2"],
+        "{all:#}"
+    );
+    let events = eventually(Duration::from_secs(30), "the fencing reported", || {
+        let env = hub.cli_json(&["env", "show", "cut"])?;
+        let events = events_of(&env);
+        let fenced = events.iter().any(|(k, a)| k == "fenced" && *a == on_b);
+        Ok(fenced.then_some(events))
+    })?;
+    assert!(
+        events.iter().any(|(k, a)| k == "moved" && *a == on_b),
+        "{events:?}"
+    );
+    hub.cli_json(&["env", "down", "cut"])?;
+    Ok(())
+}

@@ -131,9 +131,13 @@ impl Node {
             let reschedule_after = std::time::Duration::from_secs(settings.reschedule_after);
             // Cut off for this long, a peer stops the replicas it runs, well
             // before the leader starts them elsewhere.
-            own(Box::pin(compute.clone().reconcile(reschedule_after * 2 / 5)));
+            own(Box::pin(
+                compute.clone().reconcile(reschedule_after * 2 / 5),
+            ));
             own(Box::pin(compute.clone().watch_health()));
-            own(Box::pin(compute.clone().heal_environments(reschedule_after)));
+            own(Box::pin(
+                compute.clone().heal_environments(reschedule_after),
+            ));
         }
         own(Box::pin(crate::storage::upkeep(
             &storage,

@@ -102,7 +102,8 @@ impl Orchestra {
         );
         if in_touch {
             contact.last = Instant::now();
-            self.report_fenced(std::mem::take(&mut contact.fenced)).await;
+            self.report_fenced(std::mem::take(&mut contact.fenced))
+                .await;
         }
         let fenced = contact.last.elapsed() >= fence_after;
         let Ok(entries) = self.control().store().containers() else {

@@ -11,7 +11,8 @@
 //! A router's NAT keeps a home's source port ([`Nat::PortPreserving`], what
 //! most home routers do) or picks a random port per destination
 //! ([`Nat::Symmetric`], `masquerade fully-random`). The lab can also drop
-//! UDP between the two homes, and give a router a new public address.
+//! UDP between the two homes, cut a home off entirely, and give a router a
+//! new public address.
 //!
 //! 198.18.0.0/15 is reserved for network tests and 10.77.0.0/16 exists only
 //! inside these namespaces: nothing here leaves the machine. Namespaces are
@@ -160,6 +161,20 @@ impl NatLab {
              }}\n"
         );
         apply_rules(&self.public, &rules)
+    }
+
+    /// Cuts home b off from everything (its router forwards nothing), as
+    /// a broken uplink does; [`NatLab::reconnect_home_b`] undoes it.
+    pub fn cut_off_home_b(&self) -> Result<()> {
+        let rules = "table inet cut {\n\
+             chain forward { type filter hook forward priority -100; policy drop; }\n\
+             }\n";
+        apply_rules(&self.router_b, rules)
+    }
+
+    /// Lets home b's router forward again.
+    pub fn reconnect_home_b(&self) -> Result<()> {
+        ns(&self.router_b, &["nft", "delete", "table", "inet", "cut"])
     }
 
     /// Gives router a the public address `new_ip` in place of its old one,

@@ -44,6 +44,14 @@ impl PeerOptions {
     }
 }
 
+/// Mounts the host's cgroup hierarchies under `/sys/fs/cgroup` again,
+/// then runs the command given after it (`$0 $@`).
+const REMOUNT_CGROUPS: &str = r#"mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup 2>/dev/null &&
+grep ' /sys/fs/cgroup/' /proc/1/mounts | while read src dst type opts rest; do
+  mkdir -p "$dst" && mount -t "$type" -o "$opts" "$src" "$dst" 2>/dev/null
+done
+exec "$0" "$@""#;
+
 /// A peer process with fixed ports, so a restart comes back at the same
 /// addresses like a real machine would.
 pub struct Peer {
@@ -102,8 +110,12 @@ impl Peer {
     fn coop(&self) -> Command {
         match &self.options.netns {
             Some(ns) => {
+                // `ip netns exec` mounts a sysfs of the namespace, which
+                // hides the host's cgroups: mount the host's hierarchies
+                // again (in its private mount namespace) for containers.
                 let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", ns]).arg(&self.bin);
+                cmd.args(["netns", "exec", ns, "sh", "-c", REMOUNT_CGROUPS])
+                    .arg(&self.bin);
                 cmd
             }
             None => Command::new(&self.bin),
