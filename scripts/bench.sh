@@ -18,6 +18,9 @@
 #   ./scripts/bench.sh nat      the NAT matrix in network namespaces: path
 #                               kind, time to direct, RTT and 64 MiB
 #                               throughput per pair of routers (needs root)
+#   ./scripts/bench.sh heal     kill -9 of a peer to a healthy replacement of
+#                               its environment replica elsewhere, five
+#                               rounds on a 5-peer cloud (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-cloud}" in
@@ -27,5 +30,6 @@ case "${1:-cloud}" in
   containers) cargo bench -p coop --bench containers ;;
   storage-status) cargo bench -p coop --bench storage_status ;;
   nat) cargo bench -p coop --bench nat ;;
-  *) echo "usage: $0 [cloud|s3|erasure|containers|storage-status|nat]" >&2; exit 2 ;;
+  heal) cargo bench -p coop --bench heal ;;
+  *) echo "usage: $0 [cloud|s3|erasure|containers|storage-status|nat|heal]" >&2; exit 2 ;;
 esac

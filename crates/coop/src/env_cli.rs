@@ -382,7 +382,10 @@ async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
 /// (or without a health check), or a one-off task that finished well.
 fn replica_ready(replica: &coop_api::compute::ContainerView) -> bool {
     match replica.state.as_str() {
-        "running" => replica.health.as_deref().is_none_or(|h| h == "healthy"),
+        "running" => {
+            replica.health.as_deref().is_none_or(|h| h == "healthy")
+                && replica.setup.as_deref().is_none_or(|s| s == "done")
+        }
         "exited" => replica.restart == "no" && replica.exit_code == Some(0),
         _ => false,
     }
@@ -390,6 +393,12 @@ fn replica_ready(replica: &coop_api::compute::ContainerView) -> bool {
 
 /// Why a replica is not ready, in a few words.
 fn not_ready_because(replica: &coop_api::compute::ContainerView) -> String {
+    if let Some(why) = &replica.setup_error {
+        return format!("setup failed: {why}");
+    }
+    if replica.state == "running" && replica.setup.as_deref().is_some_and(|s| s != "done") {
+        return "being set up".to_string();
+    }
     match (replica.state.as_str(), replica.health.as_deref()) {
         ("running", Some(health)) => match replica.health_output.as_deref() {
             Some(output) if !output.is_empty() => format!("{health}: {output}"),

@@ -1094,10 +1094,17 @@ services:
     depends_on:
       init: {{condition: service_completed_successfully}}
     healthcheck:
-      test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{web_port}/"]
+      test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{web_port}/ready.txt"]
       interval: 2s
       timeout: 2s
       retries: 1
+    x-coop:
+      setup:
+        - file: /www/ready.txt
+          content: "set up"
+        - run: ["sh", "-c", "grep -q 'set up' /www/ready.txt"]
+          retries: 2
+          interval: 1s
     deploy:
       replicas: 3
   api:
@@ -1137,9 +1144,17 @@ services:
     assert_eq!(init["state"], "exited", "{env:#}");
     assert_eq!(init["exit_code"], 0, "{env:#}");
     for index in 0..3 {
-        let web =
-            replica_of(&env, &format!("shop-web-{index}")).context("a web replica is missing")?;
+        let name = format!("shop-web-{index}");
+        let web = replica_of(&env, &name).context("a web replica is missing")?;
         assert_eq!(web["health"], "healthy", "{env:#}");
+        // Set up first (the check reads the file setup wrote), once.
+        assert_eq!(web["setup"], "done", "{env:#}");
+        let events = events_of(&env);
+        let set_up = events.iter().position(|(k, a)| k == "setup" && *a == name);
+        let healthy = events
+            .iter()
+            .position(|(k, a)| k == "healthy" && *a == name);
+        assert!(set_up.is_some() && set_up < healthy, "{events:?}");
     }
     let mut web_peers: Vec<&str> = (0..3)
         .filter_map(|i| replica_of(&env, &format!("shop-web-{i}"))?["peer"].as_str())
@@ -1262,11 +1277,13 @@ services:
     }
 
     // Its host restarts the unhealthy replica, then asks for it to move.
+    let last = std::cell::RefCell::new(Value::Null);
     let moved = eventually(
         Duration::from_secs(90),
         "the unhealthy replica moved",
         || {
             let env = lab.peer().cli_json(&["env", "show", "shop"])?;
+            *last.borrow_mut() = env.clone();
             let events = events_of(&env);
             let restarted = events
                 .iter()
@@ -1276,7 +1293,8 @@ services:
                 .any(|(k, a)| k == "moved" && a == "shop-web-0");
             Ok((restarted && moved).then_some(env))
         },
-    )?;
+    )
+    .with_context(|| format!("{:#}", last.borrow()))?;
     let message = moved["events"]
         .as_array()
         .into_iter()
@@ -1381,6 +1399,14 @@ fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> 
         .map(String::from)
         .context("no replica on home-b: they spread over the three zones")?;
 
+    // Where home-b's runtime keeps the replica while it exists.
+    let state_dir = home_b
+        .data_dir
+        .join("containers")
+        .join("containers")
+        .join(&on_b);
+    assert!(state_dir.exists(), "{}", state_dir.display());
+
     // Cut off, home-b stops its replica before the others start it again.
     lab.cut_off_home_b()?;
     let cut = Instant::now();
@@ -1414,7 +1440,6 @@ fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> 
 
     // Back in touch: its stale copy goes, and every replica runs once.
     lab.reconnect_home_b()?;
-    let state_dir = home_b.data_dir.join("containers").join(&on_b);
     eventually(
         Duration::from_secs(60),
         "home-b removes its stale copy",

@@ -327,6 +327,7 @@ mod tests {
             relay: false,
             labels: Default::default(),
             lent: None,
+            rtts: Vec::new(),
         }
     }
 

@@ -39,7 +39,30 @@ impl StatusSource for HostStatus {
             relay: self.relay,
             labels: self.labels.clone(),
             lent: self.lent,
+            rtts: self.rtts(),
         }
+    }
+}
+
+impl HostStatus {
+    /// The RTT to each peer this one has a path to, nearest first.
+    fn rtts(&self) -> Vec<(PeerId, u32)> {
+        let mut rtts: Vec<(PeerId, u32)> = self
+            .mesh
+            .liveness()
+            .statuses()
+            .into_iter()
+            .filter_map(|(status, _)| {
+                let rtt = self.mesh.path_to(&status.peer)?.rtt?;
+                Some((
+                    status.peer,
+                    rtt.as_micros().min(u128::from(u32::MAX)) as u32,
+                ))
+            })
+            .collect();
+        rtts.sort_by_key(|(_, us)| *us);
+        rtts.truncate(coop_types::MAX_STATUS_RTTS);
+        rtts
     }
 }
 

@@ -11,11 +11,15 @@
 //! becoming healthy in between, the control-plane leader is asked to move
 //! it to another peer. Every change of state is an environment event.
 //!
+//! The same watcher runs a replica's setup steps first (see
+//! [`crate::setup`]); checks begin once it is set up.
+//!
 //! What a check found lives in memory on the hosting peer and travels
 //! with the container's observed state ([`crate::Observed::health`]); a
 //! restarted agent starts over at `starting`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -143,8 +147,10 @@ impl Orchestra {
             return;
         };
         let me = self.peer();
-        let mut specs: HashMap<(String, String), Option<HealthCheck>> = HashMap::new();
+        let mut specs: HashMap<(String, String, [u8; 32]), Option<Arc<ServiceSpec>>> =
+            HashMap::new();
         let mut checked = BTreeSet::new();
+        let mut watched = BTreeSet::new();
         for entry in entries {
             if entry.peer != me || entry.desired != DesiredState::Running {
                 continue;
@@ -152,15 +158,23 @@ impl Orchestra {
             let Some(owner) = entry.owner.clone() else {
                 continue;
             };
-            let key = (owner.env.clone(), owner.service.clone());
-            let check = specs
+            let key = (owner.env.clone(), owner.service.clone(), owner.digest);
+            let spec = specs
                 .entry(key)
-                .or_insert_with(|| self.health_check_of(&owner.env, &owner.service, &owner.digest))
+                .or_insert_with(|| self.spec_of(&owner.env, &owner.service, &owner.digest))
                 .clone();
-            let Some(check) = check else {
+            let Some(spec) = spec else {
                 continue;
             };
-            checked.insert(entry.name.clone());
+            if spec.healthcheck.is_none() && spec.setup.is_empty() {
+                continue;
+            }
+            // Kept while stopped or restarting: restarts for failing
+            // checks count across runs.
+            watched.insert(entry.name.clone());
+            if spec.healthcheck.is_some() {
+                checked.insert(entry.name.clone());
+            }
             let name = entry.name.clone();
             let Ok(state) = self
                 .blocking(move |host| Ok(host.observe(&name).map(|c| RunState::from(&c.state))))
@@ -169,6 +183,20 @@ impl Orchestra {
                 continue;
             };
             let Some(RunState::Running { started_at, .. }) = state else {
+                continue;
+            };
+            if !spec.setup.is_empty() && !self.set_up(&entry.name) {
+                // Health checks wait until the replica is set up.
+                if self.take_setup(&entry.name, started_at) {
+                    let orchestra = self.clone();
+                    let steps = spec.setup.clone();
+                    checks.spawn(async move {
+                        orchestra.run_setup(entry, started_at, steps).await;
+                    });
+                }
+                continue;
+            }
+            let Some(check) = spec.healthcheck.clone() else {
                 continue;
             };
             if self.take_if_due(&entry.name, started_at) {
@@ -181,12 +209,15 @@ impl Orchestra {
         if let Ok(mut table) = self.health_table().lock() {
             table.retain(|name, _| checked.contains(name));
         }
+        if let Ok(mut table) = self.setup_table().lock() {
+            table.retain(|name, _| watched.contains(name));
+        }
     }
 
-    /// The health check of `service` in environment `env`, in the
-    /// definition with `digest` (the current one, or the one before the
-    /// last update while replicas of it still run), if it has one.
-    fn health_check_of(&self, env: &str, service: &str, digest: &[u8; 32]) -> Option<HealthCheck> {
+    /// The spec of `service` in environment `env` with definition `digest`
+    /// (the current one, or the one before the last update while replicas
+    /// of it still run).
+    fn spec_of(&self, env: &str, service: &str, digest: &[u8; 32]) -> Option<Arc<ServiceSpec>> {
         let record = self.control().store().environment(env).ok()??;
         let stored = record
             .services
@@ -200,8 +231,7 @@ impl Orchestra {
                     .get(service)
                     .filter(|s| s.digest == *digest)
             })?;
-        let spec: ServiceSpec = postcard::from_bytes(&stored.spec).ok()?;
-        spec.healthcheck
+        postcard::from_bytes(&stored.spec).ok().map(Arc::new)
     }
 
     /// Marks a check of `name` (in its start at `started_at`) as running

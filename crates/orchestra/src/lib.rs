@@ -27,6 +27,7 @@ mod protocol;
 mod reconcile;
 pub mod scheduler;
 mod service;
+pub mod setup;
 mod spec;
 mod templates;
 

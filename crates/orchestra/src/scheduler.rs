@@ -209,12 +209,16 @@ impl Snapshot {
         containers: &[ContainerEntry],
         status: impl Fn(&PeerId) -> (Option<PeerStatus>, PeerState),
     ) -> Snapshot {
+        let mut rtts: Vec<(PeerId, PeerId, u32)> = Vec::new();
         let peers = records
             .iter()
             .filter(|r| r.revoked_at.is_none())
             .map(|record| {
                 let id = record.id();
                 let (last, state) = status(&id);
+                if let Some(last) = &last {
+                    rtts.extend(last.rtts.iter().map(|(to, us)| (id, *to, *us)));
+                }
                 let mine: Vec<&ContainerEntry> =
                     containers.iter().filter(|c| c.peer == id).collect();
                 let ports = mine
@@ -252,7 +256,35 @@ impl Snapshot {
                 Some((format!("{}/{}", owner.env, owner.service), c.peer))
             })
             .collect();
-        Snapshot::new(peers, &running)
+        let mut snapshot = Snapshot::new(peers, &running);
+        snapshot.zone_rtts_from(&rtts);
+        snapshot
+    }
+
+    /// Sets the RTT between each two zones to the median of the RTTs
+    /// measured between their peers (`from`, `to`, microseconds).
+    fn zone_rtts_from(&mut self, rtts: &[(PeerId, PeerId, u32)]) {
+        let zone: HashMap<PeerId, &str> =
+            self.peers.iter().map(|p| (p.id, p.zone.as_str())).collect();
+        let mut between: HashMap<(String, String), Vec<u32>> = HashMap::new();
+        for (from, to, us) in rtts {
+            let (Some(a), Some(b)) = (zone.get(from), zone.get(to)) else {
+                continue;
+            };
+            if a == b {
+                continue;
+            }
+            let key = if a < b { (a, b) } else { (b, a) };
+            between
+                .entry((key.0.to_string(), key.1.to_string()))
+                .or_default()
+                .push(*us);
+        }
+        for ((a, b), mut figures) in between {
+            figures.sort_unstable();
+            let median = figures[figures.len() / 2];
+            self.set_zone_rtt(&a, &b, f64::from(median) / 1000.0);
+        }
     }
 
     /// Sets the RTT between two zones (both directions).
@@ -782,6 +814,7 @@ mod tests {
                 relay: false,
                 labels: [("disk".to_string(), "ssd".to_string())].into(),
                 lent: Some(lent),
+                rtts: vec![(PeerId([2; 32]), 30_000), (PeerId([3; 32]), 1_000)],
             };
             if *id == PeerId([2; 32]) {
                 status.lent = None;
@@ -789,6 +822,10 @@ mod tests {
             (Some(status), PeerState::Up)
         });
         assert_eq!(snapshot.peers().len(), 2, "revoked peers are left out");
+        // Zones are as far apart as their peers say (the revoked peer's
+        // RTT does not count).
+        assert_eq!(snapshot.rtt("a", "b"), 30.0);
+        assert_eq!(snapshot.rtt("b", "a"), 30.0);
         let p1 = &snapshot.peers()[0];
         // The stopped container keeps its disk but frees cpu and memory.
         assert_eq!(p1.used.cpus_milli, 500);

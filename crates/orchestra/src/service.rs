@@ -50,6 +50,8 @@ pub struct Observed {
     pub state: RunState,
     /// What its health checks found, when its service has them.
     pub health: Option<crate::health::Health>,
+    /// Where its setup steps stand, when its service has them.
+    pub setup: Option<crate::setup::SetupState>,
 }
 
 /// Where a container is in its life, as the wire carries it (the
@@ -109,6 +111,7 @@ impl From<&Container> for Observed {
             address: container.address,
             state: RunState::from(&container.state),
             health: None,
+            setup: None,
         }
     }
 }
@@ -193,6 +196,9 @@ struct Inner {
     admitting: tokio::sync::Mutex<()>,
     /// What the health checks of this peer's replicas found.
     health: Mutex<HashMap<String, crate::health::Tracked>>,
+    /// Setups of this peer's replicas, by name: the run they are for and
+    /// where they stand.
+    setup: Mutex<HashMap<String, (u64, crate::setup::SetupState)>>,
     /// Held by the leader while it moves or creates replicas of
     /// environments, so two of its tasks never race for one replica.
     healing: tokio::sync::Mutex<()>,
@@ -218,6 +224,7 @@ impl Orchestra {
             containers: KeyedLocks::default(),
             admitting: tokio::sync::Mutex::new(()),
             health: Mutex::default(),
+            setup: Mutex::default(),
             healing: tokio::sync::Mutex::new(()),
         }))
     }
@@ -253,6 +260,10 @@ impl Orchestra {
         &self.0.health
     }
 
+    pub(crate) fn setup_table(&self) -> &Mutex<HashMap<String, (u64, crate::setup::SetupState)>> {
+        &self.0.setup
+    }
+
     /// Held while environment replicas are moved or created by the leader.
     pub(crate) async fn healing(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.0.healing.lock().await
@@ -264,6 +275,7 @@ impl Orchestra {
         let mut observed = Observed::from(&container);
         if let RunState::Running { started_at, .. } = observed.state {
             observed.health = self.health_of(&container.id, started_at);
+            observed.setup = self.setup_of(&container.id, started_at);
         }
         Some(observed)
     }
@@ -360,6 +372,9 @@ impl Orchestra {
         let _container = self.0.containers.lock(&entry.name).await;
         {
             let _admitting = self.0.admitting.lock().await;
+            // Caught up with the leader first: the caller may have just
+            // removed an older container of this name (an update, a move).
+            self.0.control.read_barrier().await?;
             if self.0.control.store().container(&entry.name)?.is_some() {
                 return Err(ComputeError::Conflict(format!(
                     "a container named `{}` already exists; pick another --name or remove it",
@@ -830,6 +845,7 @@ mod tests {
                     finished_at: 7,
                 })),
                 health: None,
+                setup: None,
             };
             let bytes = postcard::to_stdvec(&observed).unwrap();
             assert_eq!(postcard::from_bytes::<Observed>(&bytes).unwrap(), observed);

@@ -12,7 +12,8 @@ mod time;
 
 pub use path::{NatMapping, NatReport, PathLine, PathReport, PathVerdict, Sighting, SpeedReport};
 pub use peer::{
-    Connection, DiskStatus, PeerId, PeerIdParseError, PeerState, PeerStatus, PeerView, Role,
+    Connection, DiskStatus, MAX_STATUS_RTTS, PeerId, PeerIdParseError, PeerState, PeerStatus,
+    PeerView, Role,
 };
 pub use resources::{Limits, Resources};
 pub use storage::{

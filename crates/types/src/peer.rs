@@ -124,7 +124,14 @@ pub struct PeerStatus {
     pub labels: std::collections::BTreeMap<String, String>,
     /// What the peer lends to containers; `None` when it runs none.
     pub lent: Option<crate::Resources>,
+    /// Its round-trip times to the peers it is connected to, in
+    /// microseconds (at most [`MAX_STATUS_RTTS`]): the scheduler's RTTs
+    /// between zones come from these.
+    pub rtts: Vec<(PeerId, u32)>,
 }
+
+/// The most RTTs a status carries.
+pub const MAX_STATUS_RTTS: usize = 64;
 
 /// Liveness of a peer as seen from the observing peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -186,6 +186,11 @@ pub struct ContainerView {
     pub health_output: Option<String>,
     /// Health checks failed in a row.
     pub health_failing: Option<u32>,
+    /// running, done or failed, when its service has setup steps and they
+    /// have begun.
+    pub setup: Option<String>,
+    /// Why its setup failed.
+    pub setup_error: Option<String>,
 }
 
 impl ContainerView {
@@ -227,11 +232,19 @@ impl ContainerView {
             health: None,
             health_output: None,
             health_failing: None,
+            setup: None,
+            setup_error: None,
         };
         let Some(container) = &status.actual else {
             return view;
         };
         view.address = Some(container.address.to_string());
+        if let Some(setup) = &container.setup {
+            view.setup = Some(setup.name().to_string());
+            if let coop_orchestra::setup::SetupState::Failed(why) = setup {
+                view.setup_error = Some(why.clone());
+            }
+        }
         if let Some(health) = &container.health {
             view.health = Some(health.status.name().to_string());
             view.health_output = Some(health.last_output.clone());

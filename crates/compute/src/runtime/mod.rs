@@ -214,7 +214,13 @@ impl Runtime {
     }
 
     fn dir(&self, id: &str) -> ContainerDir {
-        ContainerDir::new(self.root.join("containers").join(id))
+        ContainerDir::new(self.container_path(id))
+    }
+
+    /// The directory that holds container `id`'s state while it exists:
+    /// `<state root>/containers/<id>`, removed with the container.
+    pub fn container_path(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
     }
 
     fn lock(&self) -> Result<LockFile, RuntimeError> {

@@ -204,10 +204,29 @@ impl Orchestra {
         })?;
         let entries = store.env_replicas(env)?;
         let statuses = self.statuses(entries).await?;
+        // Definitions with setup steps, by digest: a running replica of one
+        // whose setup has not begun is waiting for it.
+        let with_setup: std::collections::BTreeSet<[u8; 32]> = record
+            .services
+            .values()
+            .chain(record.previous.iter().flat_map(|p| p.services.values()))
+            .filter(|stored| {
+                postcard::from_bytes::<crate::blueprint::ServiceSpec>(&stored.spec)
+                    .is_ok_and(|spec| !spec.setup.is_empty())
+            })
+            .map(|stored| stored.digest)
+            .collect();
         let replicas = statuses
             .into_iter()
-            .filter_map(|status| {
+            .filter_map(|mut status| {
                 let owner = status.entry.owner.clone()?;
+                if let Some(actual) = status.actual.as_mut()
+                    && actual.state.is_running()
+                    && actual.setup.is_none()
+                    && with_setup.contains(&owner.digest)
+                {
+                    actual.setup = Some(crate::setup::SetupState::Pending);
+                }
                 Some(ReplicaStatus {
                     service: owner.service,
                     index: owner.index,

@@ -40,6 +40,17 @@ const POLL: Duration = Duration::from_millis(500);
 /// with the peer that ran it: the leader heals the environment again.
 pub const UPDATE_STALE: Duration = Duration::from_secs(600);
 
+/// What a wait asks of a replica besides its condition.
+#[derive(Clone, Copy)]
+struct Wants {
+    /// Its service has a health check.
+    checked: bool,
+    /// Its service has setup steps, which must be done.
+    setup: bool,
+    /// An unhealthy replica has failed rather than being waited for.
+    strict: bool,
+}
+
 /// Where one replica stands for those waiting on it.
 enum Readiness {
     Waiting(String),
@@ -74,12 +85,12 @@ fn limit_for(spec: &ServiceSpec, condition: DependencyCondition) -> Duration {
 /// Where `status` stands for `condition`; with `strict`, an unhealthy
 /// replica has failed (an update stops at it) rather than being waited
 /// for while its host restarts it (a dependant waits).
-fn readiness(
-    status: &ContainerStatus,
-    condition: DependencyCondition,
-    checked: bool,
-    strict: bool,
-) -> Readiness {
+fn readiness(status: &ContainerStatus, condition: DependencyCondition, wants: Wants) -> Readiness {
+    let Wants {
+        checked,
+        setup,
+        strict,
+    } = wants;
     let Some(actual) = &status.actual else {
         return Readiness::Waiting(if status.observed {
             "not created yet".into()
@@ -97,6 +108,15 @@ fn readiness(
         (None, None) => "died while nothing watched it".to_string(),
     };
     let one_off = status.entry.restart == coop_state::RestartPolicy::No;
+    if setup && exited.is_none() {
+        match &actual.setup {
+            Some(crate::setup::SetupState::Done) => {}
+            Some(crate::setup::SetupState::Failed(why)) => {
+                return Readiness::Failed(format!("could not be set up: {why}"));
+            }
+            _ => return Readiness::Waiting("being set up".into()),
+        }
+    }
     match (condition, exited) {
         (_, Some((Some(0), _))) if one_off => Readiness::Ready,
         (DependencyCondition::ServiceCompletedSuccessfully, Some((code, signal))) => {
@@ -164,7 +184,12 @@ impl Orchestra {
                 .collect();
             let mut waiting = None;
             for replica in &replicas {
-                match readiness(replica, condition, checked, only.is_some()) {
+                let wants = Wants {
+                    checked,
+                    setup: !spec.setup.is_empty(),
+                    strict: only.is_some(),
+                };
+                match readiness(replica, condition, wants) {
                     Readiness::Ready => {}
                     Readiness::Failed(why) => {
                         return Err(format!("{} {why}", replica.entry.name));
