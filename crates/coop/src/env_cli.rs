@@ -567,6 +567,21 @@ fn print_env(env: &EnvView) {
         ]);
     }
     println!("{replicas}");
+    if !env.pending.is_empty() {
+        println!("pending");
+        for replica in &env.pending {
+            match (&replica.peer_name, &replica.reason) {
+                (Some(peer), _) => println!("  {} -> {peer}: not started yet", replica.name),
+                (None, Some(reason)) => {
+                    println!("  {} fits nowhere: {reason}", replica.name);
+                    for (peer, why) in &replica.refusals {
+                        println!("    {peer}: {why}");
+                    }
+                }
+                (None, None) => println!("  {}", replica.name),
+            }
+        }
+    }
     if !env.events.is_empty() {
         println!("events");
         for event in env.events.iter().rev().take(10).rev() {

@@ -869,13 +869,21 @@ services:
     restart: always
     deploy:
       replicas: 2
+  edge:
+    image: busybox
+    command: sleep 3600
+    restart: always
+    ports: ["${EDGE_PORT}:80"]
+    deploy:
+      replicas: 0
 "#;
     let file = dir.join("shop.yaml");
+    let edge = format!("EDGE_PORT={}", free_port()?);
     std::fs::write(&file, running)?;
     let file = file.display().to_string();
     let env = lab
         .peer()
-        .cli_json(&["env", "up", "-f", &file, "--name", "shop"])?;
+        .cli_json(&["env", "up", "-f", &file, "--name", "shop", "--var", &edge])?;
     let services = env["services"].as_array().cloned().unwrap_or_default();
     for service in &services {
         assert_eq!(service["running"], service["desired"], "{env:#}");
@@ -917,7 +925,7 @@ services:
     // The same blueprint again changes nothing.
     let again = lab
         .peer()
-        .cli_json(&["env", "up", "-f", &file, "--name", "shop"])?;
+        .cli_json(&["env", "up", "-f", &file, "--name", "shop", "--var", &edge])?;
     assert_eq!(again["generation"], env["generation"], "{again:#}");
     assert_eq!(
         again["events"]
@@ -949,6 +957,33 @@ services:
         vec!["shop-web-0".to_string()],
         "{down1:#}"
     );
+    // Four edge replicas publish one port on three peers: the fourth is
+    // pending, and says why, peer by peer.
+    let edge4 = lab.peer().cli_json(&["env", "scale", "shop", "edge=4"])?;
+    let pending = edge4["pending"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pending.len(), 1, "{edge4:#}");
+    assert_eq!(pending[0]["name"], "shop-edge-3", "{edge4:#}");
+    assert_eq!(pending[0]["reason"], "3 peers: port taken", "{edge4:#}");
+    let refusals = pending[0]["refusals"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(refusals.len(), 3, "{edge4:#}");
+    let shown = lab
+        .cli(&["env", "show", "shop"])
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        shown.contains("shop-edge-3 fits nowhere: 3 peers: port taken"),
+        "{shown}"
+    );
+    eventually(Duration::from_secs(20), "the refusal noted", || {
+        let env = lab.peer().cli_json(&["env", "show", "shop"])?;
+        let noted = events_of(&env)
+            .iter()
+            .any(|(k, a)| k == "refused" && a == "shop-edge-3");
+        Ok(noted.then_some(()))
+    })?;
+    lab.peer().cli_json(&["env", "scale", "shop", "edge=0"])?;
     let bad = lab.peer().cli(&["env", "scale", "shop", "nope=2"])?;
     assert!(String::from_utf8_lossy(&bad.stderr).contains("has no service `nope`"));
 
@@ -969,6 +1004,28 @@ services:
         stderr.contains("fits nowhere") && stderr.contains("nothing was created"),
         "{stderr}"
     );
+    let listed = lab.peer().cli_json(&["env", "ls"])?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed:#}");
+    // Nor does one no peer qualifies for, or one missing a required value.
+    let picky = "services:\n  db:\n    image: busybox\n    deploy:\n      placement:\n        constraints: [\"node.labels.disk==nvme\"]\n";
+    std::fs::write(dir.join("picky.yaml"), picky)?;
+    let picky = dir.join("picky.yaml").display().to_string();
+    let out = lab.peer().cli(&["env", "up", "-f", &picky])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fits nowhere") && stderr.contains("disk"),
+        "{stderr}"
+    );
+    let strict = "services:\n  db:\n    image: busybox\n    environment:\n      KEY: ${DB_KEY:?set DB_KEY to the database key}\n";
+    std::fs::write(dir.join("strict.yaml"), strict)?;
+    let strict = dir.join("strict.yaml").display().to_string();
+    let out = lab.peer().cli(&["env", "up", "-f", &strict])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("set DB_KEY to the database key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 5"), "{stderr}");
     let listed = lab.peer().cli_json(&["env", "ls"])?;
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed:#}");
     Ok(())

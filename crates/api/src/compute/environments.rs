@@ -72,6 +72,19 @@ pub(crate) async fn plan(
     let planned = state
         .compute()?
         .plan_environment(&request.name, &blueprint)?;
+    let replicas = plan_views(&state, planned)?;
+    Ok(Json(EnvPlanView {
+        name: request.name,
+        replicas,
+        warnings: blueprint.warnings,
+    }))
+}
+
+/// The views of planned replicas, with their peers' names.
+fn plan_views(
+    state: &AppState,
+    planned: Vec<coop_orchestra::environments::PlannedReplica>,
+) -> Result<Vec<ReplicaPlanView>, ApiError> {
     let names: BTreeMap<String, String> = state
         .control
         .store()
@@ -79,7 +92,7 @@ pub(crate) async fn plan(
         .into_iter()
         .map(|r| (r.id().to_string(), r.cert.body.name.clone()))
         .collect();
-    let replicas = planned
+    Ok(planned
         .into_iter()
         .map(|p| {
             let peer = p.peer.map(|id| id.to_string());
@@ -94,12 +107,7 @@ pub(crate) async fn plan(
                 name: p.name,
             }
         })
-        .collect();
-    Ok(Json(EnvPlanView {
-        name: request.name,
-        replicas,
-        warnings: blueprint.warnings,
-    }))
+        .collect())
 }
 
 /// One service of an environment.
@@ -140,10 +148,17 @@ pub struct EnvView {
     pub services: Vec<EnvServiceView>,
     /// Each replica as its peer reports it.
     pub replicas: Vec<super::ContainerView>,
+    /// Replicas without a container yet: where each would go now, or why
+    /// it fits nowhere (each ruled-out peer and its reason).
+    pub pending: Vec<ReplicaPlanView>,
     pub events: Vec<EnvEventView>,
 }
 
-fn env_view(status: coop_orchestra::environments::EnvironmentStatus) -> EnvView {
+fn env_view(
+    state: &AppState,
+    status: coop_orchestra::environments::EnvironmentStatus,
+) -> Result<EnvView, ApiError> {
+    let pending = plan_views(state, status.pending)?;
     let replicas: Vec<super::ContainerView> = status
         .replicas
         .iter()
@@ -174,7 +189,8 @@ fn env_view(status: coop_orchestra::environments::EnvironmentStatus) -> EnvView 
                 .count() as u32,
         })
         .collect();
-    EnvView {
+    Ok(EnvView {
+        pending,
         phase: match status.record.phase {
             coop_state::EnvPhase::Creating => "creating",
             coop_state::EnvPhase::Ready => "ready",
@@ -200,7 +216,7 @@ fn env_view(status: coop_orchestra::environments::EnvironmentStatus) -> EnvView 
                 message: e.message,
             })
             .collect(),
-    }
+    })
 }
 
 /// Create an environment from a blueprint, or update the environment of
@@ -232,7 +248,7 @@ pub(crate) async fn create(
             .create_environment(&request.name, &request.blueprint, &request.vars, &blueprint)
             .await?
     };
-    Ok(Json(env_view(status)))
+    Ok(Json(env_view(&state, status)?))
 }
 
 /// Go back to the version before the environment's last update, replacing
@@ -246,7 +262,7 @@ pub(crate) async fn rollback(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Json<EnvView>, ApiError> {
     let status = state.compute()?.rollback_environment(&name).await?;
-    Ok(Json(env_view(status)))
+    Ok(Json(env_view(&state, status)?))
 }
 
 /// List environments with their services' desired and running replicas.
@@ -256,7 +272,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<EnvVi
     let compute = state.compute()?;
     let mut views = Vec::new();
     for record in state.control.store().environments()? {
-        views.push(env_view(compute.environment_status(&record.name).await?));
+        views.push(env_view(
+            &state,
+            compute.environment_status(&record.name).await?,
+        )?);
     }
     Ok(Json(views))
 }
@@ -270,7 +289,7 @@ pub(crate) async fn show(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Json<EnvView>, ApiError> {
     let status = state.compute()?.environment_status(&name).await?;
-    Ok(Json(env_view(status)))
+    Ok(Json(env_view(&state, status)?))
 }
 
 /// Take an environment down: every replica is removed, then the environment.
@@ -317,5 +336,5 @@ pub(crate) async fn scale(
         .compute()?
         .scale_environment(&name, &request.services)
         .await?;
-    Ok(Json(env_view(status)))
+    Ok(Json(env_view(&state, status)?))
 }

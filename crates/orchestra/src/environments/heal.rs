@@ -18,6 +18,9 @@ use crate::service::Orchestra;
 pub const RESCHEDULE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long `scale` waits for new replicas to run before it answers.
 pub const SCALE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Replicas the leader could not place, and why it last said.
+type Unplaced = BTreeMap<String, String>;
+
 /// How often the leader looks for replicas to move.
 const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -30,18 +33,24 @@ impl Orchestra {
     pub async fn heal_environments(self, reschedule_after: std::time::Duration) {
         let mut tick = tokio::time::interval(HEAL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Why each replica that fits nowhere does not, as last told.
+        let mut unplaced: Unplaced = BTreeMap::new();
         loop {
             tick.tick().await;
             if !self.control().is_leader() {
                 continue;
             }
-            if let Err(err) = self.heal_pass(reschedule_after).await {
+            if let Err(err) = self.heal_pass(reschedule_after, &mut unplaced).await {
                 tracing::warn!(%err, "environment healing pass failed");
             }
         }
     }
 
-    async fn heal_pass(&self, reschedule_after: std::time::Duration) -> Result<(), ComputeError> {
+    async fn heal_pass(
+        &self,
+        reschedule_after: std::time::Duration,
+        unplaced: &mut Unplaced,
+    ) -> Result<(), ComputeError> {
         let _healing = self.healing().await;
         let store = self.control().store();
         let me = self.peer();
@@ -69,16 +78,32 @@ impl Orchestra {
                     .map_or(std::time::Duration::MAX, |(_, age)| age);
                 let gone = state == PeerState::Revoked
                     || (state != PeerState::Up && silent >= reschedule_after);
-                let why = format!(
-                    "{} was silent for {} s",
-                    entry.peer.short(),
-                    silent.as_secs()
-                );
-                if gone && let Err(err) = self.move_replica(&env, entry.clone(), &why).await {
-                    tracing::warn!(replica = %entry.name, %err, "cannot move a replica off a silent peer");
+                if !gone {
+                    continue;
+                }
+                let why = match silent {
+                    std::time::Duration::MAX => {
+                        format!("{} was never heard from", entry.peer.short())
+                    }
+                    _ => format!(
+                        "{} was silent for {} s",
+                        entry.peer.short(),
+                        silent.as_secs()
+                    ),
+                };
+                match self.move_replica(&env, entry.clone(), &why).await {
+                    Ok(()) => {
+                        unplaced.remove(&entry.name);
+                    }
+                    Err(err) => {
+                        tracing::warn!(replica = %entry.name, %err, "cannot move a replica off a silent peer");
+                        let reason = err.to_string();
+                        self.tell_unplaced(&env.name, &entry, reason, unplaced)
+                            .await;
+                    }
                 }
             }
-            if let Err(err) = self.replace_missing(&env).await {
+            if let Err(err) = self.replace_missing(&env, unplaced).await {
                 tracing::warn!(env = %env.name, %err, "cannot bring back a missing replica");
             }
         }
@@ -90,6 +115,7 @@ impl Orchestra {
     async fn replace_missing(
         &self,
         env: &coop_state::EnvironmentRecord,
+        unplaced: &mut Unplaced,
     ) -> Result<(), ComputeError> {
         let store = self.control().store();
         let existing: std::collections::BTreeSet<String> = store
@@ -114,9 +140,17 @@ impl Orchestra {
                 let mut entry = self.entry_for(self.peer(), run_spec(&name, &spec))?;
                 let request =
                     request_for(&env.name, service, &spec, &entry, constraints.clone(), None);
-                let Placement::Placed(peer) = self.snapshot(None)?.place(&request) else {
-                    continue;
+                let peer = match self.snapshot(None)?.place(&request) {
+                    Placement::Placed(peer) => peer,
+                    Placement::Unplaceable(refusals) => {
+                        let reason =
+                            format!("{name} fits nowhere: {}", Placement::summary(&refusals));
+                        self.tell_unplaced(&env.name, &entry, reason, unplaced)
+                            .await;
+                        continue;
+                    }
                 };
+                unplaced.remove(&name);
                 entry.peer = peer;
                 entry.owner = Some(ReplicaOf {
                     env: env.name.clone(),
@@ -239,11 +273,48 @@ impl Orchestra {
                     )
                 })
                 .count() as u32;
-            if running >= wanted || std::time::Instant::now() >= deadline {
+            // Waiting does not help what fits nowhere: `env show` says why.
+            let hopeless = !status.pending.is_empty()
+                && status
+                    .pending
+                    .iter()
+                    .filter(|p| counts.contains_key(&p.service))
+                    .all(|p| p.peer.is_none());
+            if running >= wanted || hopeless || std::time::Instant::now() >= deadline {
                 return Ok(status);
             }
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
+    }
+
+    /// Notes an event when replica `entry` of `env` cannot be placed, once
+    /// per reason.
+    async fn tell_unplaced(
+        &self,
+        env: &str,
+        entry: &ContainerEntry,
+        reason: String,
+        unplaced: &mut Unplaced,
+    ) {
+        if unplaced.get(&entry.name) == Some(&reason) {
+            return;
+        }
+        let service = entry.owner.as_ref().map(|o| o.service.clone()).or_else(|| {
+            entry
+                .name
+                .strip_prefix(&format!("{env}-"))
+                .and_then(|r| r.rsplit_once('-'))
+                .map(|(s, _)| s.to_string())
+        });
+        self.note(
+            env,
+            service.as_deref(),
+            Some(&entry.name),
+            "refused",
+            reason.clone(),
+        )
+        .await;
+        unplaced.insert(entry.name.clone(), reason);
     }
 
     /// Moves replica `name` off peer `from`, which asked for it (`why`:

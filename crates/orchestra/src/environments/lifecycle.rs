@@ -216,7 +216,7 @@ impl Orchestra {
             })
             .map(|stored| stored.digest)
             .collect();
-        let replicas = statuses
+        let replicas: Vec<ReplicaStatus> = statuses
             .into_iter()
             .filter_map(|mut status| {
                 let owner = status.entry.owner.clone()?;
@@ -234,11 +234,80 @@ impl Orchestra {
                 })
             })
             .collect();
+        let pending = self.pending_replicas(&record, &replicas)?;
         Ok(EnvironmentStatus {
             record,
             replicas,
+            pending,
             events: store.env_events(env)?,
         })
+    }
+
+    /// The replicas `record` asks for that have no container, each with
+    /// where it would be placed now, or why it fits nowhere.
+    fn pending_replicas(
+        &self,
+        record: &coop_state::EnvironmentRecord,
+        replicas: &[ReplicaStatus],
+    ) -> Result<Vec<super::PlannedReplica>, ComputeError> {
+        let mut pending = Vec::new();
+        let mut snapshot = None;
+        let records = self.control().store().peers()?;
+        for (service, stored) in &record.services {
+            let missing: Vec<u32> = (0..stored.replicas)
+                .filter(|i| {
+                    !replicas
+                        .iter()
+                        .any(|r| r.service == *service && r.index == *i)
+                })
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let Ok(spec) = postcard::from_bytes::<crate::blueprint::ServiceSpec>(&stored.spec)
+            else {
+                continue;
+            };
+            let constraints = super::constraints_of(service, &spec, &records)?;
+            for index in missing {
+                let name = super::replica_name(&record.name, service, index);
+                let entry = self.entry_for(self.peer(), super::run_spec(&name, &spec))?;
+                let request = super::request_for(
+                    &record.name,
+                    service,
+                    &spec,
+                    &entry,
+                    constraints.clone(),
+                    None,
+                );
+                let snapshot = match &mut snapshot {
+                    Some(snapshot) => snapshot,
+                    None => snapshot.insert(self.snapshot(None)?),
+                };
+                let (peer, reason, refusals) = match snapshot.place(&request) {
+                    Placement::Placed(peer) => (
+                        Some(peer),
+                        "not started yet; the leader places it".to_string(),
+                        Vec::new(),
+                    ),
+                    Placement::Unplaceable(refusals) => {
+                        (None, Placement::summary(&refusals), refusals)
+                    }
+                };
+                pending.push(super::PlannedReplica {
+                    service: service.clone(),
+                    index,
+                    name,
+                    peer,
+                    current: None,
+                    reason,
+                    refusals,
+                    entry: None,
+                    request: None,
+                });
+            }
+        }
+        Ok(pending)
     }
 
     /// Removes every replica of `env`, then the environment.

@@ -375,6 +375,9 @@ pub struct ReplicaStatus {
 pub struct EnvironmentStatus {
     pub record: coop_state::EnvironmentRecord,
     pub replicas: Vec<ReplicaStatus>,
+    /// Replicas the environment should have and has no container for, with
+    /// where they would go now or why they fit nowhere.
+    pub pending: Vec<PlannedReplica>,
     pub events: Vec<coop_state::EnvEvent>,
 }
 
