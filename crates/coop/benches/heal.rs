@@ -160,6 +160,6 @@ fn main() -> Result<()> {
         figures[figures.len() / 2],
         figures[figures.len() - 1]
     );
-    cloud.peers[0].cli_json(&["env", "down", "heal"])?;
+    cloud.peers[0].cli_json(&["env", "down", "heal", "-t", "1"])?;
     Ok(())
 }

@@ -71,8 +71,13 @@ pub enum ContainerAction {
     Show { name: String },
     /// Start a stopped or exited container
     Start { name: String },
-    /// Stop a container (SIGTERM, then SIGKILL after 10 s)
-    Stop { name: String },
+    /// Stop a container (SIGTERM, then SIGKILL after --timeout seconds)
+    Stop {
+        name: String,
+        /// Seconds the container gets to exit after SIGTERM
+        #[arg(short = 't', long, value_name = "SECS", default_value_t = 10)]
+        timeout: u32,
+    },
     /// Stop and start a container
     Restart { name: String },
     /// Remove a container
@@ -195,8 +200,9 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
         ContainerAction::Start { name } => {
             act(global, &client, &path(&name, "/start"), "started").await
         }
-        ContainerAction::Stop { name } => {
-            act(global, &client, &path(&name, "/stop"), "stopped").await
+        ContainerAction::Stop { name, timeout } => {
+            let path = format!("{}?timeout={timeout}", path(&name, "/stop"));
+            act(global, &client, &path, "stopped").await
         }
         ContainerAction::Restart { name } => {
             act(global, &client, &path(&name, "/restart"), "restarted").await

@@ -68,10 +68,19 @@ pub enum EnvAction {
         /// The environment's name
         name: String,
     },
-    /// Take an environment down: remove every replica, then the environment
+    /// Take an environment down: stop and remove every replica, then the environment
+    ///
+    /// Every replica gets SIGTERM and --timeout seconds to exit, all at
+    /// once, then SIGKILL; then the replicas and the environment are
+    /// removed. The leader stops healing the environment first, so nothing
+    /// comes back meanwhile.
+    #[command(verbatim_doc_comment)]
     Down {
         /// The environment's name
         name: String,
+        /// Seconds each replica gets to exit after SIGTERM
+        #[arg(short = 't', long, value_name = "SECS", default_value_t = 10)]
+        timeout: u32,
     },
     /// Set how many replicas services run: `coop env scale shop web=5 api=2`
     ///
@@ -134,7 +143,7 @@ pub async fn run(global: &GlobalArgs, action: EnvAction) -> Result<()> {
         EnvAction::Up(args) => up(global, args).await,
         EnvAction::Ls => list(global).await,
         EnvAction::Show { name } => show(global, &name).await,
-        EnvAction::Down { name } => down(global, &name).await,
+        EnvAction::Down { name, timeout } => down(global, &name, timeout).await,
         EnvAction::Scale { name, counts } => scale(global, &name, &counts).await,
     }
 }
@@ -617,15 +626,19 @@ async fn scale(global: &GlobalArgs, name: &str, counts: &[String]) -> Result<()>
     output_env(global, &env)
 }
 
-async fn down(global: &GlobalArgs, name: &str) -> Result<()> {
+async fn down(global: &GlobalArgs, name: &str, timeout: u32) -> Result<()> {
     let client = Client::new(global)?;
-    let removed: serde_json::Value = client
-        .call(
+    let request = client
+        .streaming(
             reqwest::Method::DELETE,
-            &format!("/v1/environments/{}", urlencode(name)),
-            None,
-        )
-        .await?;
+            &format!("/v1/environments/{}?timeout={timeout}", urlencode(name)),
+        )?;
+    let removed: serde_json::Value = client
+        .send_streaming(request)
+        .await?
+        .json()
+        .await
+        .context("unexpected answer from the API")?;
     if global.json {
         return print_json(&removed);
     }

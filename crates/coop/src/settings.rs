@@ -48,7 +48,9 @@ pub struct UpArgs {
     #[arg(long, env = "COOP_DOWN_AFTER", value_name = "SECS")]
     pub down_after: Option<u64>,
     /// Seconds an environment replica's peer may be silent before the
-    /// replica is started on another peer [default: 10]
+    /// replica is started on another peer; a peer cut off from the
+    /// control-plane leader for 2/5 of this stops its replicas first
+    /// [default: 10]
     #[arg(long, env = "COOP_RESCHEDULE_AFTER", value_name = "SECS")]
     pub reschedule_after: Option<u64>,
     /// Log format: text or json [default: text]

@@ -988,7 +988,7 @@ services:
     assert!(String::from_utf8_lossy(&bad.stderr).contains("has no service `nope`"));
 
     // Down removes every replica and the environment.
-    lab.peer().cli_json(&["env", "down", "shop"])?;
+    lab.peer().cli_json(&["env", "down", "shop", "-t", "1"])?;
     let left = lab.peer().cli_json(&["container", "ls", "--all"])?;
     assert_eq!(left.as_array().map(Vec::len), Some(0), "{left:#}");
     let gone = lab.peer().cli(&["env", "show", "shop"])?;
@@ -1098,7 +1098,7 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         .filter(|r| r["name"] == on_west[0].as_str())
         .count();
     assert_eq!(copies, 1, "{env:#}");
-    lab.peer().cli_json(&["env", "down", "heal"])?;
+    lab.peer().cli_json(&["env", "down", "heal", "-t", "1"])?;
     Ok(())
 }
 
@@ -1377,7 +1377,7 @@ services:
         .peer()
         .cli(&["env", "up", "--rollback", "--name", "nope"])?;
     assert!(String::from_utf8_lossy(&no_more.stderr).contains("no environment `nope`"));
-    lab.peer().cli_json(&["env", "down", "shop"])?;
+    lab.peer().cli_json(&["env", "down", "shop", "-t", "1"])?;
     Ok(())
 }
 
@@ -1525,6 +1525,6 @@ fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> 
         events.iter().any(|(k, a)| k == "moved" && *a == on_b),
         "{events:?}"
     );
-    hub.cli_json(&["env", "down", "cut"])?;
+    hub.cli_json(&["env", "down", "cut", "-t", "1"])?;
     Ok(())
 }

@@ -56,8 +56,9 @@ impl Protocol for ComputeProtocol {
 pub enum Action {
     /// Start a stopped or exited container.
     Start,
-    /// Stop it (SIGTERM, then SIGKILL after the grace); it stays stopped.
-    Stop,
+    /// Stop it (SIGTERM, then SIGKILL after `grace_secs`, or
+    /// [`crate::STOP_GRACE`] when `None`); it stays stopped.
+    Stop { grace_secs: Option<u32> },
     /// Stop it and start it again.
     Restart,
     /// Remove it; with `force`, a running one too.

@@ -536,13 +536,14 @@ impl Orchestra {
                 })
                 .await?;
             }
-            Action::Stop => {
+            Action::Stop { grace_secs } => {
                 self.set_desired(name, DesiredState::Stopped).await?;
                 entry.desired = DesiredState::Stopped;
                 let id = name.to_string();
+                let grace = grace_secs.map_or(STOP_GRACE, |s| Duration::from_secs(s.into()));
                 self.blocking(move |host| {
                     host.runtime()?
-                        .stop(&id, STOP_GRACE)
+                        .stop(&id, grace)
                         .map(|_| ())
                         .map_err(runtime_error)
                 })

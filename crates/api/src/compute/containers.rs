@@ -157,15 +157,27 @@ pub(crate) async fn start(
     act(&state, &name, Action::Start).await
 }
 
-/// Stop a container (SIGTERM, SIGKILL after 10 s); it stays stopped.
-#[utoipa::path(post, path = "/v1/containers/{name}/stop", tag = "compute",
+/// Query of `POST /v1/containers/{name}/stop` and `DELETE /v1/environments/{name}`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StopQuery {
+    /// Seconds between SIGTERM and SIGKILL (default 10).
+    pub timeout: Option<u32>,
+}
+
+/// Stop a container (SIGTERM, SIGKILL after `timeout` s, 10 by default);
+/// it stays stopped.
+#[utoipa::path(post, path = "/v1/containers/{name}/stop", tag = "compute", params(StopQuery),
     responses((status = 200, body = ContainerView), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn stop(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<StopQuery>,
 ) -> Result<Json<ContainerView>, ApiError> {
-    act(&state, &name, Action::Stop).await
+    let action = Action::Stop {
+        grace_secs: query.timeout,
+    };
+    act(&state, &name, action).await
 }
 
 /// Stop a container and start it again.

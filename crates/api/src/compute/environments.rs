@@ -292,15 +292,22 @@ pub(crate) async fn show(
     Ok(Json(env_view(&state, status)?))
 }
 
-/// Take an environment down: every replica is removed, then the environment.
+/// Take an environment down: every replica gets SIGTERM and `timeout`
+/// seconds (10 by default) to exit, all at once, then is removed; then
+/// the environment.
 #[utoipa::path(delete, path = "/v1/environments/{name}", tag = "environments",
+    params(super::containers::StopQuery),
     responses((status = 200), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<super::containers::StopQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let removed = state.compute()?.remove_environment(&name).await?;
+    let grace = query
+        .timeout
+        .map_or(coop_orchestra::STOP_GRACE, |s| std::time::Duration::from_secs(s.into()));
+    let removed = state.compute()?.remove_environment(&name, grace).await?;
     Ok(Json(
         serde_json::json!({ "environment": name, "replicas_removed": removed }),
     ))

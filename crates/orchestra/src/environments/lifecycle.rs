@@ -310,8 +310,13 @@ impl Orchestra {
         Ok(pending)
     }
 
-    /// Removes every replica of `env`, then the environment.
-    pub async fn remove_environment(&self, env: &str) -> Result<usize, ComputeError> {
+    /// Removes every replica of `env`, then the environment. The replicas
+    /// are stopped all at once first: SIGTERM, then SIGKILL after `grace`.
+    pub async fn remove_environment(
+        &self,
+        env: &str,
+        grace: std::time::Duration,
+    ) -> Result<usize, ComputeError> {
         let store = self.control().store();
         if store.environment(env)?.is_none() {
             return Err(ComputeError::NotFound(format!(
@@ -322,6 +327,17 @@ impl Orchestra {
         self.set_phase(env, coop_state::EnvPhase::Removing).await?;
         let replicas = store.env_replicas(env)?;
         let count = replicas.len();
+        let grace_secs = Some(grace.as_secs().min(u64::from(u32::MAX)) as u32);
+        let stops = replicas
+            .iter()
+            .map(|r| self.act(&r.name, crate::Action::Stop { grace_secs }));
+        for (replica, stopped) in replicas.iter().zip(futures::future::join_all(stops).await) {
+            if let Err(err) = stopped {
+                // Removal kills what did not stop; a silent peer removes
+                // its copy when it hears the entry is gone.
+                tracing::debug!(replica = %replica.name, %err, "a replica did not stop before removal");
+            }
+        }
         for replica in replicas {
             self.act(&replica.name, crate::Action::Remove { force: true })
                 .await?;
