@@ -628,11 +628,10 @@ async fn scale(global: &GlobalArgs, name: &str, counts: &[String]) -> Result<()>
 
 async fn down(global: &GlobalArgs, name: &str, timeout: u32) -> Result<()> {
     let client = Client::new(global)?;
-    let request = client
-        .streaming(
-            reqwest::Method::DELETE,
-            &format!("/v1/environments/{}?timeout={timeout}", urlencode(name)),
-        )?;
+    let request = client.streaming(
+        reqwest::Method::DELETE,
+        &format!("/v1/environments/{}?timeout={timeout}", urlencode(name)),
+    )?;
     let removed: serde_json::Value = client
         .send_streaming(request)
         .await?

@@ -1038,7 +1038,7 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
     lab.join("west", 116, &["--zone", "west"])?;
     lab.import_busybox()?;
     lab.wait_peers_up(3)?;
-    let blueprint = "services:\n  web:\n    image: busybox\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    restart: always\n    deploy:\n      replicas: 3\n";
+    let blueprint = "services:\n  web:\n    image: busybox\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    restart: always\n    healthcheck:\n      test: [\"CMD-SHELL\", \"wget -q -O /dev/null http://127.0.0.1/\"]\n      interval: 2s\n    deploy:\n      replicas: 3\n";
     let file = lab.cloud.dir.path().join("heal.yaml");
     std::fs::write(&file, blueprint)?;
     let file = file.display().to_string();
@@ -1055,24 +1055,24 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         .collect();
     assert_eq!(on_west.len(), 1, "one replica per zone: {env:#}");
 
-    // A power cut on west: its replica comes back on another peer, running.
+    // A power cut on west: its replica comes back on another peer, healthy.
     lab.cloud.peers[2].kill();
     let killed = Instant::now();
     let moved = eventually(
         Duration::from_secs(60),
-        "the replica running elsewhere",
+        "the replica healthy elsewhere",
         || {
             let env = lab.peer().cli_json(&["env", "show", "heal"])?;
             let back = env["replicas"].as_array().into_iter().flatten().any(|r| {
                 r["name"] == on_west[0].as_str()
                     && r["peer"] != west.as_str()
-                    && r["state"] == "running"
+                    && r["health"] == "healthy"
             });
             Ok(back.then_some(env))
         },
     )?;
     eprintln!(
-        "kill -9 of a peer -> its replica running on another peer: {:.1} s",
+        "kill -9 of a peer -> its replica healthy on another peer: {:.1} s",
         killed.elapsed().as_secs_f64()
     );
     let events = moved["events"].as_array().cloned().unwrap_or_default();

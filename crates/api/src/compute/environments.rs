@@ -304,9 +304,9 @@ pub(crate) async fn remove(
     axum::extract::Path(name): axum::extract::Path<String>,
     axum::extract::Query(query): axum::extract::Query<super::containers::StopQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let grace = query
-        .timeout
-        .map_or(coop_orchestra::STOP_GRACE, |s| std::time::Duration::from_secs(s.into()));
+    let grace = query.timeout.map_or(coop_orchestra::STOP_GRACE, |s| {
+        std::time::Duration::from_secs(s.into())
+    });
     let removed = state.compute()?.remove_environment(&name, grace).await?;
     Ok(Json(
         serde_json::json!({ "environment": name, "replicas_removed": removed }),
