@@ -108,42 +108,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<PeerV
 /// Finds a peer by full id, unique id prefix (at least 4 characters) or name.
 pub(crate) fn resolve_peer(state: &AppState, needle: &str) -> Result<PeerRecord, ApiError> {
     let records = state.control.store().peers()?;
-    if let Ok(id) = needle.parse::<PeerId>() {
-        return records
-            .into_iter()
-            .find(|r| r.id() == id)
-            .ok_or_else(|| ApiError::NotFound(format!("no peer {id} in this cloud")));
-    }
-    let by_name: Vec<&PeerRecord> = records
-        .iter()
-        .filter(|r| r.cert.body.name == needle)
-        .collect();
-    if by_name.len() == 1 {
-        return Ok(by_name[0].clone());
-    }
-    if by_name.len() > 1 {
-        return Err(ApiError::Conflict(format!(
-            "{} peers are named `{needle}`; give the peer id instead",
-            by_name.len()
-        )));
-    }
-    let lower = needle.to_ascii_lowercase();
-    let by_prefix: Vec<&PeerRecord> = if lower.len() >= 4 {
-        records
-            .iter()
-            .filter(|r| r.id().to_string().starts_with(&lower))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    match by_prefix.len() {
-        1 => Ok(by_prefix[0].clone()),
-        0 => Err(ApiError::NotFound(format!(
-            "no peer named `{needle}` or with an id starting with it; see `coop peers`"
-        ))),
-        n => Err(ApiError::Conflict(format!(
-            "{n} peers have ids starting with `{needle}`; give more characters"
-        ))),
+    match coop_state::find_peer(&records, needle) {
+        Ok(record) => Ok(record.clone()),
+        Err(err @ coop_state::PeerLookup::NotFound(_)) => Err(ApiError::NotFound(err.to_string())),
+        Err(err) => Err(ApiError::Conflict(err.to_string())),
     }
 }
 

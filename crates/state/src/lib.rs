@@ -29,7 +29,8 @@ pub use objects::{
     valid_bucket_name,
 };
 pub use records::{
-    CloudInfo, Command, CommandError, InviteRecord, PeerNode, PeerRecord, TokenRecord,
+    CloudInfo, Command, CommandError, InviteRecord, PeerLookup, PeerNode, PeerRecord, TokenRecord,
+    find_peer,
 };
 pub use stewards::{StewardCandidate, StewardPolicy, ZoneSpread, steward_target};
 pub use store::{ChangedRow, Changes, StateStore, StoreError, object_row};

@@ -46,6 +46,62 @@ impl PeerRecord {
     }
 }
 
+/// Why [`find_peer`] found no single peer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerLookup {
+    #[error("no peer named `{0}` or with an id starting with it; see `coop peers`")]
+    NotFound(String),
+    #[error("{count} peers are named `{needle}`; give the peer id instead")]
+    SameName { needle: String, count: usize },
+    #[error("{count} peers have ids starting with `{needle}`; give more characters")]
+    SamePrefix { needle: String, count: usize },
+}
+
+/// The peer of `records` that `needle` names: its full id, its name, or a
+/// unique prefix of its id (at least 4 characters), in that order.
+pub fn find_peer<'a>(
+    records: &'a [PeerRecord],
+    needle: &str,
+) -> Result<&'a PeerRecord, PeerLookup> {
+    if let Ok(id) = needle.parse::<PeerId>() {
+        return records
+            .iter()
+            .find(|r| r.id() == id)
+            .ok_or_else(|| PeerLookup::NotFound(needle.to_string()));
+    }
+    let by_name: Vec<&PeerRecord> = records
+        .iter()
+        .filter(|r| r.cert.body.name == needle)
+        .collect();
+    match by_name.len() {
+        1 => return Ok(by_name[0]),
+        0 => {}
+        count => {
+            return Err(PeerLookup::SameName {
+                needle: needle.to_string(),
+                count,
+            });
+        }
+    }
+    let lower = needle.to_ascii_lowercase();
+    let by_prefix: Vec<&PeerRecord> = if lower.len() >= 4 {
+        records
+            .iter()
+            .filter(|r| r.id().to_string().starts_with(&lower))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match by_prefix.len() {
+        1 => Ok(by_prefix[0]),
+        0 => Err(PeerLookup::NotFound(needle.to_string())),
+        count => Err(PeerLookup::SamePrefix {
+            needle: needle.to_string(),
+            count,
+        }),
+    }
+}
+
 /// An invite: only the hash of its secret is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteRecord {

@@ -120,27 +120,6 @@ fn run_spec(name: &str, spec: &ServiceSpec) -> RunSpec {
     }
 }
 
-/// The peer `needle` names: its full id, a unique id prefix or its name.
-fn peer_named(records: &[PeerRecord], needle: &str) -> Option<PeerId> {
-    if let Ok(id) = needle.parse::<PeerId>() {
-        return records.iter().map(PeerRecord::id).find(|p| *p == id);
-    }
-    let by_name: Vec<PeerId> = records
-        .iter()
-        .filter(|r| r.cert.body.name == needle)
-        .map(PeerRecord::id)
-        .collect();
-    if by_name.len() == 1 {
-        return by_name.first().copied();
-    }
-    let by_prefix: Vec<PeerId> = records
-        .iter()
-        .map(PeerRecord::id)
-        .filter(|id| needle.len() >= 4 && id.to_string().starts_with(needle))
-        .collect();
-    (by_prefix.len() == 1).then(|| by_prefix[0])
-}
-
 /// The scheduler's rules for a service's placement.
 fn constraints_of(
     service: &str,
@@ -180,13 +159,13 @@ fn constraints_of(
                     key: "zone".into(),
                     value: zone.clone(),
                 },
-                blueprint::Constraint::Peer(needle) => {
-                    Constraint::Peer(peer_named(records, needle).ok_or_else(|| {
-                        ComputeError::Invalid(format!(
-                            "services.{service}.x-coop.peer: `{needle}` names no peer of this cloud (or several); see `coop peers`"
-                        ))
-                    })?)
-                }
+                blueprint::Constraint::Peer(needle) => Constraint::Peer(
+                    coop_state::find_peer(records, needle)
+                        .map(PeerRecord::id)
+                        .map_err(|err| {
+                            ComputeError::Invalid(format!("services.{service}.x-coop.peer: {err}"))
+                        })?,
+                ),
             })
         })
         .collect()
