@@ -9,6 +9,8 @@
 //! replicas one by one on a snapshot of the cloud, so each placement sees
 //! the ones before it.
 
+mod restart;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

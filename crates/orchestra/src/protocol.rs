@@ -1,6 +1,6 @@
 //! `coop/compute/1`: one peer acting on containers of another. A run on
 //! another peer becomes a lease the target decides on; start, stop,
-//! restart, remove, stats, state and log chunks of a container go to the
+//! restart, remove, stats, state, log chunks and log offsets of a container go to the
 //! peer that runs it. A refusal travels as a [`ComputeError`], so it reads
 //! the same whichever peer the client asked.
 
@@ -43,9 +43,10 @@ impl Protocol for ComputeProtocol {
         match call {
             ComputeCall::Lease(_) => LEASE_TIMEOUT,
             ComputeCall::Act { .. } => ACT_TIMEOUT,
-            ComputeCall::Stats { .. } | ComputeCall::Observe { .. } | ComputeCall::Logs { .. } => {
-                OBSERVE_TIMEOUT
-            }
+            ComputeCall::Stats { .. }
+            | ComputeCall::Observe { .. }
+            | ComputeCall::Logs { .. }
+            | ComputeCall::LogOffset { .. } => OBSERVE_TIMEOUT,
         }
     }
 }
@@ -77,6 +78,9 @@ pub enum ComputeCall {
     Observe { names: Vec<String> },
     /// A peer reading a log asks for up to [`LOG_CHUNK`] bytes from `offset`.
     Logs { name: String, offset: u64 },
+    /// A peer reading a log `--since` a time (unix seconds) asks where
+    /// that output begins (last, so the variants before keep their tags).
+    LogOffset { name: String, since: u64 },
 }
 
 /// The answer to a [`ComputeCall`].
@@ -92,6 +96,8 @@ pub enum ComputeReply {
     Logs { bytes: Vec<u8>, running: bool },
     /// The callee refused or failed, and why.
     Refused(ComputeError),
+    /// The answer to `LogOffset`: a byte of the log.
+    LogOffset(u64),
 }
 
 /// Sends `call` to `peer` and turns its answer (or its silence) into a
@@ -167,5 +173,9 @@ async fn answer(
             let (bytes, running) = orchestra.log_chunk(&name, offset).await?;
             Ok(ComputeReply::Logs { bytes, running })
         }
+        ComputeCall::LogOffset { name, since } => orchestra
+            .log_offset_since(&name, since)
+            .await
+            .map(ComputeReply::LogOffset),
     }
 }

@@ -179,6 +179,19 @@ pub struct ContainerView {
     pub oom_killed: bool,
     pub finished_at: Option<u64>,
     pub created_at: u64,
+    /// The environment replica it is, if it is one.
+    pub owner: Option<OwnerView>,
+}
+
+/// Which replica of which environment a container is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OwnerView {
+    pub environment: String,
+    pub service: String,
+    /// 0-based, part of the container's name, kept when it moves.
+    pub index: u32,
+    /// Bumped each time the replica is placed on a peer.
+    pub epoch: u64,
 }
 
 impl ContainerView {
@@ -217,6 +230,12 @@ impl ContainerView {
             oom_killed: false,
             finished_at: None,
             created_at: entry.created_at,
+            owner: entry.owner.as_ref().map(|o| OwnerView {
+                environment: o.env.clone(),
+                service: o.service.clone(),
+                index: o.index,
+                epoch: o.epoch,
+            }),
         };
         let Some(container) = &status.actual else {
             return view;
