@@ -152,6 +152,10 @@ pub fn router(state: AppState) -> Router {
             post(compute::environments::rollback),
         )
         .route(
+            "/environments/{name}/restart",
+            post(compute::environments::restart),
+        )
+        .route(
             "/containers",
             get(compute::containers::list).post(compute::containers::run),
         )

@@ -18,7 +18,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "coop", description = "The REST API of a coop peer: peers, invites, cloud settings, S3 keys, buckets, storage, templates and containers."),
+    info(title = "coop", description = "The REST API of a coop peer: peers, invites, cloud settings, S3 keys, buckets, storage, templates, containers and environments."),
     paths(
         crate::cloud::status,
         crate::peers::list,
@@ -62,6 +62,7 @@ impl Modify for BearerAuth {
         crate::compute::environments::remove,
         crate::compute::environments::scale,
         crate::compute::environments::rollback,
+        crate::compute::environments::restart,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -19,6 +19,7 @@ use coop_node::{DataDir, default_data_dir};
 /// the control plane, so allow a little more.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+#[derive(Clone)]
 pub(crate) struct Client {
     base: String,
     token: String,

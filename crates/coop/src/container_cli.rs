@@ -9,10 +9,11 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::json;
 
 use coop_api::compute::{ComputeView, ContainerView, RunRequest, StatsView, exit_code_of};
+use coop_orchestra::LogStart;
 
 use crate::GlobalArgs;
 use crate::client::{Client, human_bytes, print_json, short, urlencode};
-use crate::stream_cli;
+use crate::stream_cli::{self, exit_with};
 
 /// `coop container run`.
 #[derive(Args, Debug)]
@@ -101,23 +102,25 @@ pub enum ContainerAction {
         command: Vec<String>,
     },
     /// Print a container's output
+    ///
+    /// The log is the container's stdout and stderr as it wrote them, kept
+    /// across restarts, with no times on its lines.
+    #[command(verbatim_doc_comment)]
     Logs {
+        /// The container's name
         name: String,
         /// Keep printing new output until the container exits
         #[arg(short, long)]
         follow: bool,
+        /// Skip output of runs that were over before this time: a duration
+        /// back from now (90s, 30m, 1h, 2d) or an RFC 3339 time
+        /// (2025-05-01T10:00:00Z). The log has no times on its lines, so
+        /// this goes by runs: the run going at that time is shown whole
+        #[arg(long, value_name = "DURATION|TIME", value_parser = crate::since::parse_since)]
+        since: Option<u64>,
     },
     /// CPU, memory, processes, network and disk use
     Stats { name: String },
-}
-
-/// Ends the process with `code` once output is flushed (exec and run
-/// report the container's own exit status).
-fn exit_with(code: i32) -> ! {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    std::process::exit(code.clamp(0, 255));
 }
 
 pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
@@ -168,7 +171,7 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
                 println!("{}", view.name);
                 return Ok(());
             }
-            stream_cli::logs(&client, &view.name, true).await?;
+            stream_cli::logs(&client, &view.name, true, LogStart::Offset(0)).await?;
             let done = wait_exited(&client, &view.name).await?;
             if done.oom_killed {
                 eprintln!("coop: container `{}` was OOM-killed", done.name);
@@ -230,7 +233,14 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
             let code = stream_cli::exec(&client, &name, &command, interactive || tty).await?;
             exit_with(code);
         }
-        ContainerAction::Logs { name, follow } => stream_cli::logs(&client, &name, follow).await,
+        ContainerAction::Logs {
+            name,
+            follow,
+            since,
+        } => {
+            let start = since.map_or(LogStart::Offset(0), LogStart::Since);
+            stream_cli::logs(&client, &name, follow, start).await
+        }
         ContainerAction::Stats { name } => {
             let stats: StatsView = client.get(&path(&name, "/stats")).await?;
             if global.json {
@@ -282,7 +292,8 @@ async fn wait_exited(client: &Client, name: &str) -> Result<ContainerView> {
     )
 }
 
-fn uptime(secs: Option<u64>) -> String {
+/// An uptime in its largest sensible unit: `42s`, `5m`, `3h`, `2d`.
+pub(crate) fn uptime(secs: Option<u64>) -> String {
     match secs {
         None => "-".into(),
         Some(s) if s < 120 => format!("{s}s"),
@@ -292,7 +303,8 @@ fn uptime(secs: Option<u64>) -> String {
     }
 }
 
-fn state_text(v: &ContainerView) -> String {
+/// The state with how a run ended: `exited (3)`, `killed (signal 9)`.
+pub(crate) fn state_text(v: &ContainerView) -> String {
     match v.state.as_str() {
         "exited" => {
             let how = match (v.exit_code, v.exit_signal) {

@@ -7,6 +7,9 @@
 //! variable values resolved here (`--var`, then the `.env` beside the
 //! file, then the variables of this shell the file refers to) and the
 //! texts of its `env_file`s; the peer reads it again the same way.
+//!
+//! The commands on an environment's replicas one by one (`ps`, `exec`,
+//! `restart`) are in `env_replica_cli`, its merged logs in `env_logs_cli`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -23,6 +26,7 @@ use coop_orchestra::blueprint::{self, ParseFailure, Variables};
 
 use crate::GlobalArgs;
 use crate::client::{Client, print_json, short, urlencode};
+use crate::{env_logs_cli, env_replica_cli};
 
 #[derive(Subcommand, Debug)]
 pub enum EnvAction {
@@ -95,6 +99,57 @@ pub enum EnvAction {
         #[arg(required = true, value_name = "SERVICE=COUNT")]
         counts: Vec<String>,
     },
+    /// List an environment's replicas: service, peer, state, ports, uptime
+    ///
+    /// One row per replica, by service and index, as its peer reports it
+    /// now; a replica whose peer does not answer shows as `unknown`. With
+    /// --json, one object per replica with the peer's full id and the
+    /// start time in unix seconds.
+    #[command(verbatim_doc_comment)]
+    Ps {
+        /// The environment's name
+        name: String,
+    },
+    /// Print the output of an environment's replicas, merged: `coop env logs shop web -f`
+    ///
+    /// Reads the log of every replica (or of one service's) and prints it
+    /// line by line, each line prefixed with its replica's name
+    /// (`shop-web-0 | ...`), in a colour per replica on a terminal. The
+    /// logs have no times on their lines, so lines of different replicas
+    /// are merged in the order they arrive, not strictly the order they
+    /// were written. With --json, one object per line: replica, service,
+    /// line.
+    ///
+    /// With -f, follows until Ctrl-C: a replica that stops does not end
+    /// the others, and one that runs again (restarted, moved to another
+    /// peer, added by `scale`) is followed again from where it left off.
+    #[command(verbatim_doc_comment)]
+    Logs(env_logs_cli::EnvLogsArgs),
+    /// Run a command in a replica: `coop env exec shop web -- sh -c 'ls /'`
+    ///
+    /// Runs in replica N of the service with SERVICE.N, else in its
+    /// lowest-numbered running replica, wherever it runs in the cloud.
+    /// The command's output is passed through and `coop` exits with its
+    /// exit code (128 + the signal when a signal ended it), as `coop
+    /// container exec` does; -it gives it this terminal.
+    #[command(verbatim_doc_comment)]
+    Exec(env_replica_cli::EnvExecArgs),
+    /// Restart an environment's replicas (all, or one service's) one at a time
+    ///
+    /// Each replica is stopped (SIGTERM, then SIGKILL after 10 s) and
+    /// started again on the peer it runs on before the next one is
+    /// touched, by service and index, so a service with several replicas
+    /// keeps serving meanwhile. Each restart is noted in the environment's
+    /// events (`coop env show`). A replica that cannot restart stops the
+    /// command and the ones after it are left alone; the error names it.
+    /// Prints the environment afterwards, as `show` does.
+    #[command(verbatim_doc_comment)]
+    Restart {
+        /// The environment's name
+        name: String,
+        /// Only this service's replicas [default: every service's]
+        service: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +200,12 @@ pub async fn run(global: &GlobalArgs, action: EnvAction) -> Result<()> {
         EnvAction::Show { name } => show(global, &name).await,
         EnvAction::Down { name, timeout } => down(global, &name, timeout).await,
         EnvAction::Scale { name, counts } => scale(global, &name, &counts).await,
+        EnvAction::Ps { name } => env_replica_cli::ps(global, &name).await,
+        EnvAction::Logs(args) => env_logs_cli::logs(global, args).await,
+        EnvAction::Exec(args) => env_replica_cli::exec(global, args).await,
+        EnvAction::Restart { name, service } => {
+            env_replica_cli::restart(global, &name, service.as_deref()).await
+        }
     }
 }
 
@@ -440,7 +501,7 @@ async fn wait_until_ready(
             let replicas: Vec<&coop_api::compute::ContainerView> = env
                 .replicas
                 .iter()
-                .filter(|r| replica_service(&env.name, &r.name) == service.name)
+                .filter(|r| r.owner.as_ref().is_some_and(|o| o.service == service.name))
                 .collect();
             let ready = replicas.iter().filter(|r| replica_ready(r)).count();
             all_ready &= ready as u32 >= service.desired;
@@ -481,18 +542,14 @@ async fn wait_until_ready(
     }
 }
 
-/// The service of replica `replica` (`ENV-SERVICE-INDEX`) of `env`.
-fn replica_service<'a>(env: &str, replica: &'a str) -> &'a str {
-    let rest = replica
-        .strip_prefix(env)
-        .and_then(|r| r.strip_prefix('-'))
-        .unwrap_or(replica);
-    rest.rsplit_once('-').map_or(rest, |(service, _)| service)
-}
-
-/// POSTs `body` without the client's overall timeout: creating and scaling
-/// wait for replicas to start, which may fetch templates first.
-async fn post_waiting(client: &Client, path: &str, body: &serde_json::Value) -> Result<EnvView> {
+/// POSTs `body` without the client's overall timeout: creating, scaling
+/// and restarting wait for replicas to start, which may fetch templates
+/// first (and a restart waits up to 10 s for each replica to stop).
+pub(crate) async fn post_waiting(
+    client: &Client,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<EnvView> {
     let request = client.streaming(reqwest::Method::POST, path)?.json(body);
     client
         .send_streaming(request)
@@ -503,7 +560,7 @@ async fn post_waiting(client: &Client, path: &str, body: &serde_json::Value) -> 
 }
 
 /// Prints `env` as JSON with `--json`, else as tables.
-fn output_env(global: &GlobalArgs, env: &EnvView) -> Result<()> {
+pub(crate) fn output_env(global: &GlobalArgs, env: &EnvView) -> Result<()> {
     if global.json {
         return print_json(env);
     }
@@ -659,13 +716,6 @@ mod tests {
         assert!(names.contains(&"HOST".to_string()));
         assert!(names.contains(&"X".to_string()));
         assert!(!names.iter().any(|n| n.is_empty()));
-    }
-
-    #[test]
-    fn replicas_name_their_service() {
-        assert_eq!(replica_service("shop", "shop-web-0"), "web");
-        assert_eq!(replica_service("shop", "shop-api-v2-11"), "api-v2");
-        assert_eq!(replica_service("my-shop", "my-shop-db-3"), "db");
     }
 
     #[test]

@@ -5,9 +5,12 @@ mod agent;
 mod client;
 mod container_cli;
 mod env_cli;
+mod env_logs_cli;
+mod env_replica_cli;
 mod path_cli;
 mod probe;
 mod settings;
+mod since;
 mod storage_cli;
 mod stream_cli;
 mod template_cli;
@@ -289,7 +292,7 @@ enum ConfigAction {
 }
 
 /// Parses `90`, `90s`, `30m`, `1h`, `2d` into seconds.
-fn parse_duration_secs(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration_secs(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => text.split_at(i),

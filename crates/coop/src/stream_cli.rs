@@ -1,6 +1,7 @@
-//! The streaming client side of containers: `logs [-f]` and `exec [-it]`
-//! (an HTTP upgrade carrying `coop-exec` frames, with the local terminal
-//! in raw mode for `-it`).
+//! The streaming client side of containers, for `coop container` and
+//! `coop env` alike: `logs [-f] [--since]` and `exec [-it]` (an HTTP
+//! upgrade carrying `coop-exec` frames, with the local terminal in raw
+//! mode for `-it`).
 
 use std::io::{IsTerminal, Write};
 
@@ -9,22 +10,56 @@ use tokio::io::AsyncReadExt;
 
 use coop_api::compute::{
     ExecExit, ExecFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF,
-    FRAME_STDOUT, exit_code_of,
+    FRAME_STDOUT, LOG_OFFSET_HEADER, exit_code_of,
 };
+use coop_orchestra::LogStart;
 
 use crate::client::{Client, urlencode};
 
-/// Copies the container's log to stdout; with `follow`, until it exits.
-pub async fn logs(client: &Client, name: &str, follow: bool) -> Result<()> {
-    let path = format!("/v1/containers/{}/logs?follow={follow}", urlencode(name));
+/// Opens the log of container `name` from `start`; with `follow`, the
+/// answer streams until the container stops. Answers the byte of the log
+/// the body starts at (to resume from later) and the answer to read.
+pub async fn open_logs(
+    client: &Client,
+    name: &str,
+    follow: bool,
+    start: LogStart,
+) -> Result<(u64, reqwest::Response)> {
+    let mut path = format!("/v1/containers/{}/logs?follow={follow}", urlencode(name));
+    match start {
+        LogStart::Offset(0) => {}
+        LogStart::Offset(offset) => path.push_str(&format!("&offset={offset}")),
+        LogStart::Since(since) => path.push_str(&format!("&since={since}")),
+    }
     let request = client.streaming(reqwest::Method::GET, &path)?;
-    let mut resp = client.send_streaming(request).await?;
+    let resp = client.send_streaming(request).await?;
+    let first = resp
+        .headers()
+        .get(LOG_OFFSET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((first, resp))
+}
+
+/// Copies the container's log from `start` to stdout; with `follow`,
+/// until it exits.
+pub async fn logs(client: &Client, name: &str, follow: bool, start: LogStart) -> Result<()> {
+    let (_, mut resp) = open_logs(client, name, follow, start).await?;
     let mut out = std::io::stdout();
     while let Some(chunk) = resp.chunk().await.context("the log stream broke off")? {
         out.write_all(&chunk)?;
         out.flush()?;
     }
     Ok(())
+}
+
+/// Ends the process with `code` once output is flushed (exec and run
+/// report the container's own exit status).
+pub fn exit_with(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code.clamp(0, 255));
 }
 
 /// Puts the terminal on fd 0 into raw mode until dropped.

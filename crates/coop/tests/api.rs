@@ -94,6 +94,7 @@ fn api_auth_errors_openapi_and_metrics() -> Result<()> {
         "/v1/status",
         "/v1/invites",
         "/v1/peers/{peer}/revoke",
+        "/v1/environments/{name}/restart",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

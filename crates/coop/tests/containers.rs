@@ -1528,3 +1528,196 @@ fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> 
     hub.cli_json(&["env", "down", "cut", "-t", "1"])?;
     Ok(())
 }
+
+/// A `coop` child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The replicas of `coop env ps --json`, by name.
+fn ps_rows(lab: &Lab, env: &str) -> Result<std::collections::BTreeMap<String, Value>> {
+    let rows = lab.peer().cli_json(&["env", "ps", env])?;
+    Ok(rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["name"].as_str()?.to_string(), r.clone())))
+        .collect())
+}
+
+#[test]
+fn environment_replicas_are_listed_logged_exec_d_and_restarted() -> Result<()> {
+    let mut lab = Lab::new(7)?;
+    lab.join("east", 107, &["--zone", "east"])?;
+    lab.import_busybox()?;
+    lab.wait_peers_up(2)?;
+    let blueprint = r#"
+services:
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    restart: always
+    deploy:
+      replicas: 2
+  talk:
+    image: busybox
+    command: ["sh", "-c", "echo hello from talk; exec sleep 3600"]
+    restart: always
+"#;
+    let file = lab.cloud.dir.path().join("ops.yaml");
+    std::fs::write(&file, blueprint)?;
+    let file = file.display().to_string();
+    lab.peer()
+        .cli_json(&["env", "up", "-f", &file, "--name", "ops"])?;
+
+    // ps: one row per replica, with its service, peer name and uptime.
+    let rows = ps_rows(&lab, "ops")?;
+    let names: Vec<&String> = rows.keys().collect();
+    assert_eq!(names, ["ops-talk-0", "ops-web-0", "ops-web-1"], "{rows:#?}");
+    for (name, row) in &rows {
+        assert_eq!(row["state"], "running", "{name}: {row:#}");
+        assert!(
+            row["peer_name"] == "box" || row["peer_name"] == "east",
+            "{name}: {row:#}"
+        );
+        assert!(row["uptime_secs"].is_u64(), "{name}: {row:#}");
+    }
+    assert_eq!(rows["ops-web-1"]["service"], "web");
+    assert_eq!(rows["ops-web-1"]["index"], 1);
+    let table = lab.cli(&["env", "ps", "ops"]).map_err(anyhow::Error::msg)?;
+    assert!(
+        table.contains("REPLICA") && table.contains("ops-talk-0") && table.contains("UPTIME"),
+        "{table}"
+    );
+
+    // logs: every line prefixed with its replica.
+    let talk_line = "ops-talk-0 | hello from talk";
+    eventually(Duration::from_secs(20), "talk's line in the logs", || {
+        let all = lab
+            .cli(&["env", "logs", "ops"])
+            .map_err(anyhow::Error::msg)?;
+        Ok(all.lines().any(|l| l == talk_line).then_some(()))
+    })?;
+    let only_web = lab
+        .cli(&["env", "logs", "ops", "web"])
+        .map_err(anyhow::Error::msg)?;
+    assert!(!only_web.contains("hello from talk"), "{only_web}");
+    let err = lab.cli(&["env", "logs", "ops", "nope"]).unwrap_err();
+    assert!(err.contains("has no service `nope`"), "{err}");
+
+    // exec: output and exit code pass through, wherever the replica runs.
+    let out = lab
+        .cli(&["env", "exec", "ops", "web", "--", "echo", "from", "exec"])
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(out.trim(), "from exec");
+    for target in ["web.0", "web.1"] {
+        let failed = lab
+            .peer()
+            .cli(&["env", "exec", "ops", target, "--", "sh", "-c", "exit 7"])?;
+        assert_eq!(failed.status.code(), Some(7), "{target}: {failed:?}");
+    }
+    let err = lab
+        .cli(&["env", "exec", "ops", "web.9", "--", "true"])
+        .unwrap_err();
+    assert!(err.contains("no replica web.9"), "{err}");
+    let err = lab
+        .cli(&["env", "exec", "ops", "db", "--", "true"])
+        .unwrap_err();
+    assert!(err.contains("has no service `db`"), "{err}");
+    let err = lab
+        .cli(&["env", "exec", "nowhere", "web", "--", "true"])
+        .unwrap_err();
+    assert!(err.contains("no environment `nowhere`"), "{err}");
+
+    // Follow talk's log while it restarts: the follower sees the new run.
+    let mut follower = Child(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&lab.peer().data_dir)
+            .args(["env", "logs", "ops", "talk", "-f"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let stdout = follower.0.stdout.take().context("the follower's stdout")?;
+    let (lines, followed) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = followed.recv_timeout(Duration::from_secs(20))?;
+    assert_eq!(first, talk_line);
+
+    // restart: talk only, so it starts again (later) and web does not.
+    let before = ps_rows(&lab, "ops")?;
+    let started = before["ops-talk-0"]["started_at"].as_u64().unwrap_or(0);
+    // Start times are in seconds: let one pass, so the new one differs.
+    eventually(Duration::from_secs(5), "a second to pass", || {
+        Ok((unix_now() > started).then_some(()))
+    })?;
+    let env = lab.peer().cli_json(&["env", "restart", "ops", "talk"])?;
+    let events = env["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "restarted" && e["replica"] == "ops-talk-0"),
+        "{env:#}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "restarted" && e["service"] == "web"),
+        "{env:#}"
+    );
+    let after = ps_rows(&lab, "ops")?;
+    let restarted = after["ops-talk-0"]["started_at"].as_u64().unwrap_or(0);
+    assert!(restarted > started, "{before:#?} then {after:#?}");
+    assert_eq!(after["ops-talk-0"]["state"], "running");
+    assert_eq!(
+        after["ops-web-0"]["started_at"], before["ops-web-0"]["started_at"],
+        "web was not restarted"
+    );
+    let again = followed.recv_timeout(Duration::from_secs(30))?;
+    assert_eq!(again, talk_line, "the follower goes on after a restart");
+    drop(follower);
+
+    // The log keeps both runs; --since skips the run that was over by then.
+    eventually(Duration::from_secs(20), "both runs in the log", || {
+        let all = lab
+            .cli(&["env", "logs", "ops", "talk"])
+            .map_err(anyhow::Error::msg)?;
+        Ok((all.matches("hello from talk").count() == 2).then_some(()))
+    })?;
+    eventually(
+        Duration::from_secs(5),
+        "two seconds past the restart",
+        || Ok((unix_now() >= restarted + 2).then_some(())),
+    )?;
+    let recent = lab
+        .cli(&["env", "logs", "ops", "talk", "--since", "1s"])
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(recent.trim(), talk_line, "only the run going now");
+    let recent = lab
+        .cli(&["container", "logs", "ops-talk-0", "--since", "1s"])
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(recent.trim(), "hello from talk");
+
+    lab.peer().cli_json(&["env", "down", "ops", "-t", "1"])?;
+    Ok(())
+}
+
+/// Now, in unix seconds (the unit of start times).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -44,6 +44,7 @@ pub use protocol::{
     Action, COMPUTE_ALPN, ComputeCall, ComputeProtocol, ComputeReply, LOG_CHUNK, OBSERVE_TIMEOUT,
 };
 pub use service::{
-    CapacityReport, ContainerStatus, ExecSession, Observed, Orchestra, RunState, STOP_GRACE,
+    CapacityReport, ContainerStatus, ExecSession, LogStart, Observed, Orchestra, RunState,
+    STOP_GRACE,
 };
 pub use spec::RunSpec;

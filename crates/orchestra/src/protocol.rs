@@ -1,6 +1,6 @@
 //! `coop/compute/1`: one peer acting on containers of another. A run on
 //! another peer becomes a lease the target decides on; start, stop,
-//! restart, remove, stats, state and log chunks of a container go to the
+//! restart, remove, stats, state, log chunks and log offsets of a container go to the
 //! peer that runs it. A refusal travels as a [`ComputeError`], so it reads
 //! the same whichever peer the client asked.
 
@@ -44,9 +44,10 @@ impl Protocol for ComputeProtocol {
             // A move starts the replica elsewhere: a lease and then some.
             ComputeCall::Lease(_) | ComputeCall::Relocate { .. } => LEASE_TIMEOUT,
             ComputeCall::Act { .. } => ACT_TIMEOUT,
-            ComputeCall::Stats { .. } | ComputeCall::Observe { .. } | ComputeCall::Logs { .. } => {
-                OBSERVE_TIMEOUT
-            }
+            ComputeCall::Stats { .. }
+            | ComputeCall::Observe { .. }
+            | ComputeCall::Logs { .. }
+            | ComputeCall::LogOffset { .. } => OBSERVE_TIMEOUT,
         }
     }
 }
@@ -82,6 +83,9 @@ pub enum ComputeCall {
     /// The peer hosting an environment replica asks the control-plane
     /// leader to move it elsewhere, and says why.
     Relocate { name: String, why: String },
+    /// A peer reading a log `--since` a time (unix seconds) asks where
+    /// that output begins (last, so the variants before keep their tags).
+    LogOffset { name: String, since: u64 },
 }
 
 /// The answer to a [`ComputeCall`].
@@ -99,6 +103,8 @@ pub enum ComputeReply {
     Relocated,
     /// The callee refused or failed, and why.
     Refused(ComputeError),
+    /// The answer to `LogOffset`: a byte of the log.
+    LogOffset(u64),
 }
 
 /// Sends `call` to `peer` and turns its answer (or its silence) into a
@@ -178,5 +184,9 @@ async fn answer(
             .relocate_replica(&name, from, &why)
             .await
             .map(|()| ComputeReply::Relocated),
+        ComputeCall::LogOffset { name, since } => orchestra
+            .log_offset_since(&name, since)
+            .await
+            .map(ComputeReply::LogOffset),
     }
 }

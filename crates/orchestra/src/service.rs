@@ -116,6 +116,18 @@ impl From<&Container> for Observed {
     }
 }
 
+/// Where a read of a container's log starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStart {
+    /// At this byte of the log: 0 for its start, or just after the last
+    /// byte a reader got, to resume a stream that ended.
+    Offset(u64),
+    /// At the output written at or after this time (unix seconds), in
+    /// whole runs: the log has no times on its lines, so the run that was
+    /// going then is read from its start.
+    Since(u64),
+}
+
 /// A container: its recorded entry and what its peer's runtime says.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ContainerStatus {
@@ -747,20 +759,67 @@ impl Orchestra {
         }
     }
 
-    /// The log of `name` (stdout and stderr), read by offset in chunks
-    /// wherever it runs; with `follow`, until the container stops and its
-    /// log is drained. Dropping the stream stops the reading: nothing is
-    /// left polling for a client that went away.
-    pub fn logs(
+    /// Where the output of `name` written at or after `since` (unix
+    /// seconds) begins in its log on this peer, in whole runs.
+    pub(crate) async fn log_offset_since(
+        &self,
+        name: &str,
+        since: u64,
+    ) -> Result<u64, ComputeError> {
+        self.local_entry(name)?;
+        let name = name.to_string();
+        self.blocking(move |host| {
+            host.runtime()?
+                .log_offset_since(&name, since)
+                .map_err(runtime_error)
+        })
+        .await
+    }
+
+    /// [`Self::log_offset_since`] of `name`, wherever it runs.
+    async fn log_offset_anywhere(
+        &self,
+        peer: PeerId,
+        name: &str,
+        since: u64,
+    ) -> Result<u64, ComputeError> {
+        if peer == self.peer() {
+            return self.log_offset_since(name, since).await;
+        }
+        let call = ComputeCall::LogOffset {
+            name: name.to_string(),
+            since,
+        };
+        match protocol::call(self, peer, call).await? {
+            ComputeReply::LogOffset(offset) => Ok(offset),
+            other => Err(protocol::unexpected(peer, &other)),
+        }
+    }
+
+    /// The log of `name` (stdout and stderr) from `start`, read by offset
+    /// in chunks wherever it runs; with `follow`, until the container
+    /// stops and its log is drained. Answers the byte of the log the
+    /// stream starts at (a client that resumes later asks for the byte
+    /// after its last one) and the stream. Dropping the stream stops the
+    /// reading: nothing is left polling for a client that went away.
+    pub async fn logs(
         &self,
         name: &str,
         follow: bool,
+        start: LogStart,
     ) -> Result<
-        impl futures::Stream<Item = Result<Vec<u8>, ComputeError>> + Send + 'static,
+        (
+            u64,
+            impl futures::Stream<Item = Result<Vec<u8>, ComputeError>> + Send + 'static,
+        ),
         ComputeError,
     > {
         let entry = self.entry(name)?;
         let peer = entry.peer;
+        let first = match start {
+            LogStart::Offset(offset) => offset,
+            LogStart::Since(since) => self.log_offset_anywhere(peer, name, since).await?,
+        };
         let poll = if peer == self.peer() {
             LOCAL_LOG_POLL
         } else {
@@ -768,7 +827,7 @@ impl Orchestra {
         };
         let this = self.clone();
         let name = name.to_string();
-        Ok(futures::stream::unfold(Some(0u64), move |offset| {
+        let chunks = futures::stream::unfold(Some(first), move |offset| {
             let this = this.clone();
             let name = name.clone();
             async move {
@@ -789,7 +848,8 @@ impl Orchestra {
                     }
                 }
             }
-        }))
+        });
+        Ok((first, chunks))
     }
 
     /// Starts `call` in its container, wherever it runs.

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use coop_orchestra::{Action, ExecCall, RunSpec};
+use coop_orchestra::{Action, ExecCall, LogStart, RunSpec};
 
 use super::views::{ComputeView, ContainerView, ExecQuery, RunRequest, StatsView};
 use crate::AppState;
@@ -38,7 +38,20 @@ pub(crate) struct LogsQuery {
     /// Keep streaming until the container exits.
     #[serde(default)]
     follow: bool,
+    /// Only output written at or after this time (unix seconds), in whole
+    /// runs: the log has no times on its lines, so the run that was going
+    /// then is sent from its start, and earlier runs are skipped.
+    #[serde(default)]
+    since: Option<u64>,
+    /// Start at this byte of the log (from the `coop-log-offset` header of
+    /// an earlier answer plus the bytes read since), to resume a stream.
+    #[serde(default)]
+    offset: Option<u64>,
 }
+
+/// The header of a log answer that says at which byte of the log its
+/// body starts.
+pub const LOG_OFFSET_HEADER: &str = "coop-log-offset";
 
 /// Whether containers run on this peer, what it lends them and what they hold.
 #[utoipa::path(get, path = "/v1/compute", tag = "compute",
@@ -205,22 +218,40 @@ pub(crate) async fn remove(
 }
 
 /// The container's output (stdout and stderr), streamed; with `follow`,
-/// until it exits. A container on another peer is read from there.
+/// until it exits. A container on another peer is read from there. The
+/// `coop-log-offset` header says at which byte of the log the body starts.
 #[utoipa::path(get, path = "/v1/containers/{name}/logs", tag = "compute", params(LogsQuery),
-    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"),
-        (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream",
+            headers(("coop-log-offset" = u64, description = "the byte of the log the body starts at"))),
+        (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    let chunks = state
-        .compute()?
-        .logs(&name, query.follow)?
-        .map(|chunk| chunk.map_err(std::io::Error::other));
-    let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
-    Ok((octets, Body::from_stream(chunks)).into_response())
+    let start = match (query.since, query.offset) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give `since` or `offset`, not both".into(),
+            ));
+        }
+        (Some(since), None) => LogStart::Since(since),
+        (None, offset) => LogStart::Offset(offset.unwrap_or(0)),
+    };
+    let (first, chunks) = state.compute()?.logs(&name, query.follow, start).await?;
+    let chunks = chunks.map(|chunk| chunk.map_err(std::io::Error::other));
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/octet-stream"),
+        ),
+        (
+            header::HeaderName::from_static(LOG_OFFSET_HEADER),
+            header::HeaderValue::from(first),
+        ),
+    ];
+    Ok((headers, Body::from_stream(chunks)).into_response())
 }
 
 /// CPU, memory, processes, network and disk use now.

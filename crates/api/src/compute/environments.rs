@@ -345,3 +345,31 @@ pub(crate) async fn scale(
         .await?;
     Ok(Json(env_view(&state, status)?))
 }
+
+/// Query of `POST /v1/environments/{name}/restart`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct RestartQuery {
+    /// Restart only this service's replicas.
+    #[serde(default)]
+    service: Option<String>,
+}
+
+/// Restart the replicas (all, or one service's) one at a time, each where
+/// it runs; an event says `restarted` for each. Stops at the first replica
+/// that cannot restart.
+#[utoipa::path(post, path = "/v1/environments/{name}/restart", tag = "environments",
+    params(RestartQuery),
+    responses((status = 200, body = EnvView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn restart(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<RestartQuery>,
+) -> Result<Json<EnvView>, ApiError> {
+    let status = state
+        .compute()?
+        .restart_environment(&name, query.service.as_deref())
+        .await?;
+    Ok(Json(env_view(&state, status)?))
+}

@@ -7,6 +7,7 @@ pub(crate) mod environments;
 pub(crate) mod templates;
 mod views;
 
+pub use containers::LOG_OFFSET_HEADER;
 pub use coop_orchestra::{
     ExecExit, ExecFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF,
     FRAME_STDOUT,
@@ -15,5 +16,6 @@ pub use environments::{
     EnvEventView, EnvPlanView, EnvRequest, EnvServiceView, EnvView, ReplicaPlanView,
 };
 pub use views::{
-    ComputeView, ContainerView, ExecQuery, RunRequest, StatsView, TemplateView, exit_code_of,
+    ComputeView, ContainerView, ExecQuery, OwnerView, RunRequest, StatsView, TemplateView,
+    exit_code_of,
 };

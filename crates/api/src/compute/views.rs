@@ -191,6 +191,19 @@ pub struct ContainerView {
     pub setup: Option<String>,
     /// Why its setup failed.
     pub setup_error: Option<String>,
+    /// The environment replica it is, if it is one.
+    pub owner: Option<OwnerView>,
+}
+
+/// Which replica of which environment a container is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OwnerView {
+    pub environment: String,
+    pub service: String,
+    /// 0-based, part of the container's name, kept when it moves.
+    pub index: u32,
+    /// Bumped each time the replica is placed on a peer.
+    pub epoch: u64,
 }
 
 impl ContainerView {
@@ -234,6 +247,12 @@ impl ContainerView {
             health_failing: None,
             setup: None,
             setup_error: None,
+            owner: entry.owner.as_ref().map(|o| OwnerView {
+                environment: o.env.clone(),
+                service: o.service.clone(),
+                index: o.index,
+                epoch: o.epoch,
+            }),
         };
         let Some(container) = &status.actual else {
             return view;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::network::{HostNetwork, check_host_port_free};
 use crate::runtime::disk::Storage;
-use crate::runtime::error::RuntimeError;
+use crate::runtime::error::{RuntimeError, io_err};
 use crate::runtime::exec::{ExecHandle, ExecOptions, receive_pty};
-use crate::runtime::logs::LogStream;
+use crate::runtime::logs::{LogStream, since_offset};
 use crate::runtime::state::{ContainerDir, ContainerRecord};
 use crate::runtime::sys::{is_mounted, now_secs, write_json};
 use crate::runtime::{Container, ContainerState, Runtime, Stats};
@@ -377,6 +377,28 @@ impl Runtime {
             follow,
             start: offset,
         })
+    }
+
+    /// Where the output written at or after `since` (unix seconds) begins
+    /// in the container's log, in whole runs (a run is read whole): the
+    /// log has no times on its lines.
+    pub fn log_offset_since(&self, id: &str, since: u64) -> Result<u64, RuntimeError> {
+        let (dir, record) = self.record(id)?;
+        let runs = match fs::read_to_string(dir.runs()) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_err("read", dir.runs())(e)),
+        };
+        let finished = match self.state(&dir, &record)? {
+            ContainerState::Exited(exit) => Some(exit.finished_at),
+            ContainerState::Created | ContainerState::Running { .. } => None,
+        };
+        let log_len = match fs::metadata(dir.log()) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_err("stat", dir.log())(e)),
+        };
+        Ok(since_offset(&runs, finished, since, log_len))
     }
 
     /// CPU, memory, processes, network and disk use of the container now.

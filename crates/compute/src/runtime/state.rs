@@ -7,6 +7,7 @@
 //!   disk.img        sparse ext4 image: the writable disk
 //!   disk/ rootfs/   its mount point, and the overlay mount the container runs in
 //!   container.log   the container's stdout and stderr (appended, followable)
+//!   runs.log        one line per run: its start time and where its output begins in container.log
 //!   shim.log        the shim's own messages
 //!   run.json        RunRecord: pids of the container's init and its shim, written at start
 //!   exit.json       ExitRecord: how it ended, written by the shim (or by recovery)
@@ -15,8 +16,8 @@
 //! ```
 //!
 //! The runtime writes `config.json` and the bundle; the shim writes
-//! `run.json`, `exit.json` and the logs. Every write is atomic, so a crash
-//! leaves either the old or the new record.
+//! `run.json`, `exit.json` and the logs. Every record write is atomic, so a
+//! crash leaves either the old or the new record; `runs.log` is appended.
 
 use std::path::{Path, PathBuf};
 
@@ -119,6 +120,13 @@ impl ContainerDir {
     /// The container's stdout and stderr.
     pub fn log(&self) -> PathBuf {
         self.file("container.log")
+    }
+    /// Where each run's output begins in the log: lines of
+    /// `STARTED_AT OFFSET` (unix seconds, bytes), oldest first. The log
+    /// itself has no times on its lines (the container writes it
+    /// directly), so this is what `--since` can go by.
+    pub fn runs(&self) -> PathBuf {
+        self.file("runs.log")
     }
     /// The shim's diagnostics.
     pub fn shim_log(&self) -> PathBuf {

@@ -138,6 +138,9 @@ fn launch(dir: &ContainerDir, record: &ContainerRecord) -> Result<i32, ShimError
     for stale in [dir.run(), dir.exit()] {
         remove_file_if_exists(&stale)?;
     }
+    // The log is only appended to, so its length now is where this run's
+    // output begins.
+    let output_starts = log.metadata().map(|m| m.len()).unwrap_or(0);
     let container = oci_container(dir, record);
     // A container started before keeps the backend's old record; start afresh.
     container.delete()?;
@@ -152,15 +155,24 @@ fn launch(dir: &ContainerDir, record: &ContainerRecord) -> Result<i32, ShimError
     })?;
     let shim = ProcessIdentity::of(std::process::id() as i32)
         .ok_or_else(|| ShimError::Backend("cannot read the shim's own /proc entry".into()))?;
+    let started_at = now_secs();
     write_json(
         &dir.run(),
         &RunRecord {
             init,
             shim,
             boot_id: boot_id(),
-            started_at: now_secs(),
+            started_at,
         },
     )?;
+    // Without this line `--since` reads this run as part of the one before:
+    // less precise, nothing lost, so a failure does not stop the container.
+    let _ = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(dir.runs())
+        .and_then(|mut runs| writeln!(runs, "{started_at} {output_starts}"));
     Ok(pid)
 }
 

@@ -362,6 +362,7 @@ pub struct EnvironmentStatus {
 
 mod heal;
 mod lifecycle;
+mod restart;
 mod update;
 
 pub use heal::{RESCHEDULE_AFTER, SCALE_WAIT};
