@@ -20,6 +20,10 @@ use coop_types::{PeerId, Resources};
 use crate::blobs::{Fetched, fetch_blob};
 use crate::error::{ComputeError, runtime_error};
 
+/// The file in a replica's container state directory that holds the lease
+/// epoch it was made for.
+const LEASE_STAMP: &str = "lease.epoch";
+
 /// The compute side of one peer: where templates are kept and the runtime
 /// that runs containers. Blocking methods must run in `spawn_blocking`.
 #[derive(Debug)]
@@ -253,17 +257,48 @@ impl ComputeHost {
     /// starts it. Blocking.
     pub fn launch(&self, entry: &ContainerEntry) -> Result<Container, ComputeError> {
         let runtime = self.runtime()?;
-        match runtime.get(&entry.name) {
-            Ok(_) => {}
-            Err(RuntimeError::NotFound(_)) => {
-                let rootfs = self.rootfs(entry)?;
-                runtime
-                    .create(self.spec(entry, rootfs)?)
-                    .map_err(runtime_error)?;
-            }
+        let mut exists = match runtime.get(&entry.name) {
+            Ok(_) => true,
+            Err(RuntimeError::NotFound(_)) => false,
             Err(e) => return Err(runtime_error(e)),
+        };
+        if exists && self.stale_lease(entry) {
+            // A copy from an older lease: the replica moved away and back
+            // while this peer was gone. It goes before anything starts.
+            runtime.delete(&entry.name, true).map_err(runtime_error)?;
+            tracing::info!(container = %entry.name, "removed a copy from an older lease");
+            exists = false;
+        }
+        if !exists {
+            let rootfs = self.rootfs(entry)?;
+            runtime
+                .create(self.spec(entry, rootfs)?)
+                .map_err(runtime_error)?;
+            if let Some(owner) = &entry.owner {
+                let stamp = runtime.container_path(&entry.name).join(LEASE_STAMP);
+                std::fs::write(&stamp, owner.epoch.to_string()).map_err(|e| {
+                    ComputeError::Internal(format!("cannot write {}: {e}", stamp.display()))
+                })?;
+            }
         }
         runtime.start(&entry.name).map_err(runtime_error)
+    }
+
+    /// Whether this peer's container for replica `entry` was made for an
+    /// older lease epoch than the entry's (no stamp counts as epoch 0).
+    pub fn stale_lease(&self, entry: &ContainerEntry) -> bool {
+        let (Some(owner), Ok(runtime)) = (&entry.owner, self.runtime()) else {
+            return false;
+        };
+        let stamp = runtime.container_path(&entry.name).join(LEASE_STAMP);
+        if !stamp.parent().is_some_and(Path::exists) {
+            return false;
+        }
+        let epoch: u64 = std::fs::read_to_string(&stamp)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        epoch < owner.epoch
     }
 
     /// The container as the runtime sees it; `None` if the runtime has no

@@ -147,7 +147,11 @@ impl Orchestra {
             let outcome = self
                 .blocking(move |host| {
                     let actual = host.observe(&entry.name).map(|c| c.state);
+                    // A copy from an older lease is replaced (launch
+                    // removes it) before anything else happens to it.
+                    let stale = actual.is_some() && host.stale_lease(&entry);
                     let step = match (entry.desired, &actual) {
+                        _ if stale && entry.desired == DesiredState::Running => Step::Start,
                         (DesiredState::Running, None | Some(ContainerState::Created)) => Step::Start,
                         (DesiredState::Running, Some(ContainerState::Exited(exit))) => {
                             if should_restart(entry.restart, exit.status, first_pass) {
