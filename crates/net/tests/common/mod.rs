@@ -147,8 +147,19 @@ impl Peer {
     }
 }
 
-/// A mesh of the cloud on 127.0.0.1 serving `coop/net/1`.
+/// A mesh of the cloud at `listen` serving `coop/net/1`.
 pub async fn mesh(cloud: &CloudKey, name: &str, listen: SocketAddr, relay: bool) -> Mesh {
+    mesh_serving(cloud, name, listen, relay, vec![NET_ALPN]).await
+}
+
+/// A mesh of the cloud at `listen` serving `protocols`.
+pub async fn mesh_serving(
+    cloud: &CloudKey,
+    name: &str,
+    listen: SocketAddr,
+    relay: bool,
+    protocols: Vec<&'static [u8]>,
+) -> Mesh {
     let key = PeerKey::generate();
     let cert = Certificate::issue(
         cloud,
@@ -171,7 +182,7 @@ pub async fn mesh(cloud: &CloudKey, name: &str, listen: SocketAddr, relay: bool)
         liveness: LivenessConfig::default(),
         relay,
         mdns: false,
-        protocols: vec![NET_ALPN],
+        protocols,
     })
     .await
     .expect("mesh binds")
@@ -179,10 +190,15 @@ pub async fn mesh(cloud: &CloudKey, name: &str, listen: SocketAddr, relay: bool)
 
 /// Two peers on loopback that know each other's addresses.
 pub async fn two_peers() -> (Peer, Peer) {
+    two_peers_serving(vec![NET_ALPN]).await
+}
+
+/// Two peers on loopback serving `protocols`.
+pub async fn two_peers_serving(protocols: Vec<&'static [u8]>) -> (Peer, Peer) {
     let cloud = CloudKey::generate();
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let a = mesh(&cloud, "a", listen, false).await;
-    let b = mesh(&cloud, "b", listen, false).await;
+    let a = mesh_serving(&cloud, "a", listen, false, protocols.clone()).await;
+    let b = mesh_serving(&cloud, "b", listen, false, protocols).await;
     a.add_peer_addrs(b.id(), &b.local_addrs());
     b.add_peer_addrs(a.id(), &a.local_addrs());
     let peer = |mesh: Mesh| Peer {
@@ -242,4 +258,49 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A tokio runtime whose threads live in a network namespace: the sockets
+/// its tasks open (a mesh's, a relay's) and the TUN devices they create
+/// belong to that namespace.
+pub struct NsRuntime {
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl NsRuntime {
+    pub fn start(ns: &Netns) -> Result<NsRuntime> {
+        let rt = ns.enter(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+        })??;
+        Ok(NsRuntime { rt: Some(rt) })
+    }
+
+    /// Runs `work` on the namespace's runtime and waits for it.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let rt = self.rt.as_ref().expect("runtime");
+        rt.spawn(work).await.expect("task in the namespace")
+    }
+}
+
+impl Drop for NsRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Gives a TUN device already in `ns` the network's MTU, `addr`, and up.
+pub fn configure_in(ns: &Netns, device: &str, addr: Ipv4Addr, subnet: Ipv4Subnet) -> Result<()> {
+    let mtu = network_mtu().to_string();
+    ns.exec(&["ip", "link", "set", "dev", device, "mtu", &mtu, "up"])?;
+    let cidr = format!("{addr}/{}", subnet.prefix());
+    ns.exec(&["ip", "addr", "add", &cidr, "dev", device])?;
+    Ok(())
 }
