@@ -191,6 +191,33 @@ impl Mesh {
         }
     }
 
+    /// Sends a burst of datagrams to `peer` on the open connection of
+    /// protocol `P` at once (one lock of the connection, one wake of its
+    /// driver, which can then pack them into one batch of UDP sends);
+    /// returns how many were queued. All or none: a datagram over the
+    /// limit refuses the whole burst with [`MeshError::DatagramTooLarge`].
+    pub fn try_send_datagrams<P: DatagramProtocol>(
+        &self,
+        peer: PeerId,
+        datagrams: &[Bytes],
+    ) -> Result<usize, MeshError> {
+        let links = self.datagram_links();
+        let conn = links
+            .get(peer, P::ALPN)
+            .ok_or(MeshError::NotConnected { peer })?;
+        match conn.send_many_datagrams(datagrams) {
+            Ok(queued) => Ok(queued),
+            Err(SendDatagramError::ConnectionLost(_)) => {
+                links.drop_link(peer, P::ALPN, &conn);
+                Err(MeshError::NotConnected { peer })
+            }
+            Err(err) => {
+                let size = datagrams.iter().map(Bytes::len).max().unwrap_or(0);
+                Err(datagram_error::<P>(peer, &conn, size, err))
+            }
+        }
+    }
+
     /// Sends `datagram` to `peer`, dialing the connection of protocol `P`
     /// first when none is open (once, however many senders wait).
     pub async fn send_datagram<P: DatagramProtocol>(

@@ -93,6 +93,20 @@ async fn datagrams_go_both_ways_with_the_senders_id() {
         .expect("b answers on a's connection");
     assert_eq!(next(&mut at_a).await, (b.id(), Bytes::from_static(b"pong")));
 
+    // A burst goes in one call.
+    let burst: Vec<Bytes> = (0u8..3).map(|i| Bytes::from(vec![i; 10])).collect();
+    assert_eq!(
+        a.try_send_datagrams::<Blips>(b.id(), &burst)
+            .expect("burst"),
+        3
+    );
+    let mut got: Vec<Bytes> = Vec::new();
+    for _ in 0..3 {
+        got.push(next(&mut at_b).await.1);
+    }
+    got.sort();
+    assert_eq!(got, burst);
+
     let max = a.max_datagram_size::<Blips>(&b.id()).expect("a limit");
     assert!(max >= 1_150, "{max}");
     a.try_send_datagram::<Blips>(b.id(), Bytes::from(vec![7u8; max]))
@@ -105,6 +119,13 @@ async fn datagrams_go_both_ways_with_the_senders_id() {
         matches!(err, MeshError::DatagramTooLarge { size, .. } if size == max + 100),
         "{err}"
     );
+    let err = a
+        .try_send_datagrams::<Blips>(
+            b.id(),
+            &[Bytes::from_static(b"ok"), vec![7u8; max + 1].into()],
+        )
+        .unwrap_err();
+    assert!(matches!(err, MeshError::DatagramTooLarge { .. }), "{err}");
     a.shutdown().await;
     b.shutdown().await;
 }

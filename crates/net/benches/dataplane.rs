@@ -96,9 +96,11 @@ async fn bench() {
             .measure_speed(b.id(), bytes)
             .await
             .expect("speed test");
+        let retransmits_before = retransmits(&on_a.ns);
         let tun = tcp_through_tuns(&on_a.ns, &on_b.ns, bytes);
+        let retransmitted = retransmits(&on_a.ns).saturating_sub(retransmits_before);
         println!(
-            "round {round}: raw QUIC stream {:.1} MiB/s, TCP through the TUNs {tun:.1} MiB/s",
+            "round {round}: raw QUIC stream {:.1} MiB/s, TCP through the TUNs {tun:.1} MiB/s ({retransmitted} segments retransmitted)",
             quic.mib_per_sec
         );
         quic_best = quic_best.max(quic.mib_per_sec);
@@ -128,6 +130,19 @@ async fn bench() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// TCP segments the namespace has retransmitted so far (`nstat`).
+fn retransmits(ns: &common::Netns) -> u64 {
+    ns.exec(&["nstat", "-az", "TcpRetransSegs"])
+        .ok()
+        .and_then(|out| {
+            out.lines()
+                .find(|l| l.starts_with("TcpRetransSegs"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn micros(d: Duration) -> f64 {

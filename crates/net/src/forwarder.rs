@@ -39,6 +39,11 @@ use crate::wire::{HEADER_LEN, NetProtocol, NotIpv4, ipv4_ends, put_header, split
 /// be reached should not pile up tasks.
 const MAX_WAITING_FOR_DIAL: usize = 64;
 
+/// Packets taken from a device per wake at most, and handed to the mesh
+/// together: enough to fill a burst of UDP sends, few enough that other
+/// networks' readers get their turn.
+const READ_BURST: usize = 64;
+
 /// Packets are read into chunks of this size and handed on as slices of
 /// them, so a packet costs no allocation of its own.
 const READ_CHUNK: usize = 256 << 10;
@@ -317,61 +322,128 @@ impl Shared {
 
     /// Reads the packets the kernel routes into `plane`'s device and sends
     /// each to the peer hosting its destination, until the device fails.
+    /// After each wait it drains what else is queued (up to [`READ_BURST`])
+    /// and hands each peer's share to the mesh at once.
     async fn pump_out(self: Arc<Self>, plane: Arc<Plane>) {
         let network = plane.network;
         // Room for the largest packet a device can hand over; the MTU is
         // smaller, but a read must never cut a packet short unnoticed.
         let most = HEADER_LEN + usize::from(u16::MAX);
         let mut chunk = BytesMut::zeroed(READ_CHUNK);
+        let mut burst: Vec<(PeerId, Bytes)> = Vec::with_capacity(READ_BURST);
+        let mut group: Vec<Bytes> = Vec::with_capacity(READ_BURST);
         loop {
-            if chunk.len() < most {
-                chunk = BytesMut::zeroed(READ_CHUNK);
-            }
-            let read = plane.tun.recv(&mut chunk[HEADER_LEN..most]).await;
-            let len = match read {
-                Ok(len) => len,
-                Err(err) => {
-                    warn!(network = %network.id, device = plane.tun.name(), %err,
-                        "the network's device failed; its packets stop here");
-                    return;
+            let mut failed = None;
+            for read in 0..READ_BURST {
+                if chunk.len() < most {
+                    chunk = BytesMut::zeroed(READ_CHUNK);
                 }
-            };
-            put_header(&mut chunk[..HEADER_LEN], network.id);
-            let datagram = chunk.split_to(HEADER_LEN + len).freeze();
-            self.send_out(&plane, datagram);
+                let room = &mut chunk[HEADER_LEN..most];
+                let len = if read == 0 {
+                    plane.tun.recv(room).await
+                } else {
+                    plane.tun.try_recv(room)
+                };
+                match len {
+                    Ok(len) => {
+                        put_header(&mut chunk[..HEADER_LEN], network.id);
+                        let datagram = chunk.split_to(HEADER_LEN + len).freeze();
+                        if let Some(peer) = self.route_out(&plane, &datagram[HEADER_LEN..]) {
+                            burst.push((peer, datagram));
+                        }
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(err) => {
+                        failed = Some(err);
+                        break;
+                    }
+                }
+            }
+            self.send_burst(&plane, &mut burst, &mut group);
+            if let Some(err) = failed {
+                warn!(network = %network.id, device = plane.tun.name(), %err,
+                    "the network's device failed; its packets stop here");
+                return;
+            }
         }
     }
 
-    /// Sends one datagram (header and packet) read from `plane`'s device.
-    fn send_out(self: &Arc<Self>, plane: &Arc<Plane>, datagram: Bytes) {
-        let packet = &datagram[HEADER_LEN..];
+    /// The peer hosting the destination of `packet`, read from `plane`'s
+    /// device; `None` (and a drop counted) when it goes nowhere.
+    fn route_out(&self, plane: &Plane, packet: &[u8]) -> Option<PeerId> {
         let drops = &plane.counters.drops;
         let ends = match ipv4_ends(packet) {
             Ok(ends) => ends,
             Err(NotIpv4::Version | NotIpv4::Truncated) => {
-                return drops.count(DropReason::Malformed);
+                drops.count(DropReason::Malformed);
+                return None;
             }
         };
         if !plane.network.subnet.contains(ends.destination) {
-            return drops.count(DropReason::OutsideNetwork);
+            drops.count(DropReason::OutsideNetwork);
+            return None;
         }
         let Some(peer) = plane.host_of(ends.destination) else {
-            return drops.count(DropReason::NoRoute);
+            drops.count(DropReason::NoRoute);
+            return None;
         };
         if peer == self.me {
-            return drops.count(DropReason::Loop);
+            drops.count(DropReason::Loop);
+            return None;
         }
-        let bytes = packet.len();
+        Some(peer)
+    }
+
+    /// Sends a burst of (peer, datagram), each run of one peer's at once.
+    fn send_burst(
+        self: &Arc<Self>,
+        plane: &Arc<Plane>,
+        burst: &mut Vec<(PeerId, Bytes)>,
+        group: &mut Vec<Bytes>,
+    ) {
+        let mut rest = &burst[..];
+        while let Some((peer, _)) = rest.first() {
+            let peer = *peer;
+            let run = rest.iter().take_while(|(p, _)| *p == peer).count();
+            group.clear();
+            group.extend(rest[..run].iter().map(|(_, d)| d.clone()));
+            self.send_to(plane, peer, group);
+            rest = &rest[run..];
+        }
+        burst.clear();
+        group.clear();
+    }
+
+    /// Sends datagrams (header and packet) to `peer`.
+    fn send_to(self: &Arc<Self>, plane: &Arc<Plane>, peer: PeerId, datagrams: &[Bytes]) {
         let traffic = plane.counters.peer(peer);
-        match self
-            .mesh
-            .try_send_datagram::<NetProtocol>(peer, datagram.clone())
-        {
-            Ok(()) => traffic.count_out(bytes),
+        let packet_len = |d: &Bytes| d.len() - HEADER_LEN;
+        match self.mesh.try_send_datagrams::<NetProtocol>(peer, datagrams) {
+            Ok(_) => datagrams
+                .iter()
+                .for_each(|d| traffic.count_out(packet_len(d))),
             Err(MeshError::NotConnected { .. }) => {
-                self.send_after_dial(plane, peer, datagram, traffic)
+                for datagram in datagrams {
+                    self.send_after_dial(plane, peer, datagram.clone(), traffic.clone());
+                }
             }
-            Err(err) => self.count_send_failure(plane, peer, &err),
+            // One of them is too large: the others may go on their own.
+            Err(MeshError::DatagramTooLarge { .. }) => {
+                for datagram in datagrams {
+                    let sent = self
+                        .mesh
+                        .try_send_datagram::<NetProtocol>(peer, datagram.clone());
+                    match sent {
+                        Ok(()) => traffic.count_out(packet_len(datagram)),
+                        Err(err) => self.count_send_failure(plane, peer, &err),
+                    }
+                }
+            }
+            Err(err) => {
+                for _ in datagrams {
+                    self.count_send_failure(plane, peer, &err);
+                }
+            }
         }
     }
 

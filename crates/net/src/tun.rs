@@ -178,6 +178,25 @@ impl Tun {
         }
     }
 
+    /// Reads the next packet into `buf` if one is queued now, without
+    /// waiting: [`io::ErrorKind::WouldBlock`] when none is. For draining a
+    /// burst after [`Tun::recv`].
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: reads at most `buf.len()` bytes into `buf`.
+        let n = unsafe {
+            libc::read(
+                self.fd.get_ref().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// Hands one IP packet to the kernel, as if it had arrived on the
     /// interface. Never waits: a packet the kernel cannot take is an error.
     pub fn send(&self, packet: &[u8]) -> io::Result<()> {
