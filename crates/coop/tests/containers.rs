@@ -1143,7 +1143,7 @@ name: shop
 services:
   init:
     image: busybox
-    command: ["sh", "-c", "echo prepared"]
+    command: ["sh", "-c", "echo prepared; sleep 1"]
   web:
     image: busybox
     command: ["httpd", "-f", "-p", "80", "-h", "/www"]

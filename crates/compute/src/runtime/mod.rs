@@ -389,7 +389,8 @@ impl Runtime {
                 started_at: run.started_at,
             });
         }
-        if this_boot && run.shim.is_alive() {
+        let shim_alive = this_boot && run.shim.is_alive();
+        if shim_alive {
             let deadline = Instant::now() + EXIT_RECORD_WAIT;
             while Instant::now() < deadline {
                 if let Some(exit) = read_json::<ExitRecord>(&dir.exit())? {
@@ -403,7 +404,11 @@ impl Runtime {
             oom_killed: self.cgroups.oom_kills(&record.cgroup_path) > 0,
             finished_at: now_secs(),
         };
-        write_json(&dir.exit(), &exit)?;
+        // A shim that still lives (slow on a loaded host) will record how
+        // the init ended: only a gone shim makes "unknown" final.
+        if !shim_alive {
+            write_json(&dir.exit(), &exit)?;
+        }
         Ok(ContainerState::Exited(exit))
     }
 
