@@ -4,12 +4,14 @@
 //! every type here is serializable and cheap to clone.
 
 pub mod fs;
+mod net;
 mod path;
 mod peer;
 mod resources;
 mod storage;
 mod time;
 
+pub use net::{Ipv4Subnet, SubnetError};
 pub use path::{NatMapping, NatReport, PathLine, PathReport, PathVerdict, Sighting, SpeedReport};
 pub use peer::{
     Connection, DiskStatus, MAX_STATUS_RTTS, PeerId, PeerIdParseError, PeerState, PeerStatus,
