@@ -37,6 +37,39 @@ impl HostNetwork {
         Ok(())
     }
 
+    /// Creates the bridge of a private network where missing, with the
+    /// network's gateway address, and the rules that keep it apart: nothing
+    /// is forwarded into it from another interface, nor out of it to
+    /// another (its members talk over the bridge itself; a container
+    /// reaches the rest of the world through its `eth0` on the containers'
+    /// bridge). Idempotent.
+    pub fn ensure_network_bridge(
+        config: &NetworkConfig,
+        bridge: &str,
+        subnet: coop_types::Ipv4Subnet,
+    ) -> Result<(), NetworkError> {
+        if !Path::new("/sys/class/net").join(bridge).exists() {
+            run("ip", &["link", "add", bridge, "type", "bridge"])?;
+        }
+        let gateway = format!("{}/{}", subnet.gateway(), subnet.prefix);
+        let addresses = run("ip", &["-4", "-o", "addr", "show", "dev", bridge])?;
+        if !addresses.split_whitespace().any(|w| w == gateway) {
+            run("ip", &["addr", "add", &gateway, "dev", bridge])?;
+        }
+        run("ip", &["link", "set", bridge, "up"])?;
+        let table = config.nft_table.as_str();
+        let chain = run("nft", &["list", "chain", "ip", table, "isolate"]).unwrap_or_default();
+        if !chain.contains(&format!("\"{bridge}\"")) {
+            let script = format!(
+                "add chain ip {table} isolate {{ type filter hook forward priority filter; policy accept; }}\n\
+                 add rule ip {table} isolate iifname \"{bridge}\" oifname != \"{bridge}\" drop\n\
+                 add rule ip {table} isolate oifname \"{bridge}\" iifname != \"{bridge}\" drop\n"
+            );
+            run_with_input("nft", &["-f", "-"], Some(&script))?;
+        }
+        Ok(())
+    }
+
     /// Removes coop's nftables table and the bridge. Only for uninstalling
     /// and tests: running containers lose their network.
     pub fn teardown(config: &NetworkConfig) -> Result<(), NetworkError> {

@@ -36,7 +36,7 @@ pub use config::{Backend, RuntimeConfig, ShimCommand};
 pub use error::RuntimeError;
 pub use exec::{ExecHandle, ExecOptions, ExecOutput};
 pub use logs::LogStream;
-pub use spec::{ContainerSpec, PortMapping, Protocol, SpecError};
+pub use spec::{ContainerSpec, NetworkAttach, PortMapping, Protocol, SpecError};
 pub use state::{ExitRecord, ExitStatus};
 pub use sys::{CommandError, ProcessIdentity};
 
@@ -280,7 +280,7 @@ impl Runtime {
             check_host_port_free(port)?;
         }
         let taken: Vec<Ipv4Addr> = others.iter().map(|(_, r)| r.network.address).collect();
-        let network = ContainerNetwork::allocate(&self.config.network, &spec.id, &taken)?;
+        let network = ContainerNetwork::allocate(&self.config.network, &spec, &taken)?;
         let (uid, gid) = user::resolve_user(&spec.rootfs_lower, spec.user.as_deref())?;
         let record = ContainerRecord {
             cgroup_path: format!("/{}/{}", self.config.cgroup_parent, spec.id),
