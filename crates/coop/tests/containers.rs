@@ -1054,6 +1054,22 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         .filter_map(|r| r["name"].as_str().map(String::from))
         .collect();
     assert_eq!(on_west.len(), 1, "one replica per zone: {env:#}");
+    // Each replica is on the environment's own network, at an address of its own.
+    let address_of = |env: &Value, name: &str| -> Option<String> {
+        let replica = env["replicas"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == name)?;
+        let joined = replica["networks"].as_array()?.first()?;
+        (joined["network"] == "heal").then(|| joined["address"].as_str().map(String::from))?
+    };
+    let mut addresses: Vec<String> = (0..3)
+        .filter_map(|i| address_of(&env, &format!("heal-web-{i}")))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 3, "{env:#}");
+    let before = address_of(&env, &on_west[0]);
 
     // A power cut on west: its replica comes back on another peer, healthy.
     lab.cloud.peers[2].kill();
@@ -1081,6 +1097,11 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         "the events say it moved: {moved:#}"
     );
     assert_eq!(moved["services"][0]["running"], 3, "{moved:#}");
+    assert_eq!(
+        address_of(&moved, &on_west[0]),
+        before,
+        "the address moves with it"
+    );
 
     // West comes back: its old copy is removed, the replica runs once.
     lab.cloud.peers[2].start(None)?;
@@ -1099,6 +1120,8 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         .count();
     assert_eq!(copies, 1, "{env:#}");
     lab.peer().cli_json(&["env", "down", "heal", "-t", "1"])?;
+    let networks = lab.peer().cli_json(&["network", "ls"])?;
+    assert_eq!(networks.as_array().map(Vec::len), Some(0), "{networks:#}");
     Ok(())
 }
 

@@ -544,6 +544,7 @@ impl Orchestra {
         let records = self.control().store().peers()?;
         let constraints = constraints_of(service, spec, &records)?;
         let mut entry = self.entry_for(self.peer(), run_spec(&name, spec))?;
+        self.join_env_network(&mut entry, env, old);
         let request = request_for(env, service, spec, &entry, constraints, old.map(|c| c.peer));
         match self.snapshot(None)?.place(&request) {
             Placement::Placed(peer) => entry.peer = peer,
