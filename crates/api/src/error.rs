@@ -79,10 +79,12 @@ impl From<WriteError> for ApiError {
                 | CommandError::S3KeyUnknown(_)
                 | CommandError::BucketUnknown(_)
                 | CommandError::TemplateUnknown(_)
-                | CommandError::ContainerUnknown(_) => ApiError::NotFound(cmd.to_string()),
-                CommandError::InvalidConfig(_) | CommandError::InvalidRecord(_) => {
-                    ApiError::BadRequest(cmd.to_string())
-                }
+                | CommandError::ContainerUnknown(_)
+                | CommandError::EnvironmentUnknown(_)
+                | CommandError::NetworkUnknown(_) => ApiError::NotFound(cmd.to_string()),
+                CommandError::InvalidConfig(_)
+                | CommandError::InvalidRecord(_)
+                | CommandError::AddressOutside { .. } => ApiError::BadRequest(cmd.to_string()),
                 _ => ApiError::Conflict(cmd.to_string()),
             },
             WriteError::Unavailable { .. } => ApiError::Unavailable(err.to_string()),

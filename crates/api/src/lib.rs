@@ -9,6 +9,7 @@ pub mod compute;
 mod console;
 mod error;
 mod metrics;
+pub mod networks;
 mod openapi;
 mod peers;
 mod storage;
@@ -154,6 +155,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/environments/{name}/restart",
             post(compute::environments::restart),
+        )
+        .route("/networks", get(networks::list).post(networks::create))
+        .route(
+            "/networks/{name}",
+            get(networks::show).delete(networks::remove),
         )
         .route(
             "/containers",

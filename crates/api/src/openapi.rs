@@ -63,6 +63,10 @@ impl Modify for BearerAuth {
         crate::compute::environments::scale,
         crate::compute::environments::rollback,
         crate::compute::environments::restart,
+        crate::networks::create,
+        crate::networks::list,
+        crate::networks::show,
+        crate::networks::remove,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -483,3 +483,33 @@ fn recover_finds_running_containers_after_a_restart() {
     lab.rt().delete("survivor", false).unwrap();
     assert_eq!(lab.leftovers("survivor"), Vec::<String>::new());
 }
+
+#[test]
+fn a_container_that_exits_at_once_records_its_status() {
+    let lab = Lab::new(13);
+    let rt = lab.rt();
+    for round in 0..20 {
+        let id = format!("quick{round}");
+        rt.run(lab.spec(&id, &["sh", "-c", "echo done"])).unwrap();
+        let state = eventually_state(rt, &id);
+        match state {
+            ContainerState::Exited(exit) => {
+                assert_eq!(exit.status, ExitStatus::Code(0), "round {round}")
+            }
+            other => panic!("{id} did not exit: {other:?}"),
+        }
+        rt.delete(&id, true).unwrap();
+    }
+}
+
+/// The state of `id` once it is no longer running (at most 10 s).
+fn eventually_state(rt: &coop_compute::runtime::Runtime, id: &str) -> ContainerState {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = rt.get(id).unwrap().state;
+        if !state.is_running() || std::time::Instant::now() > until {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

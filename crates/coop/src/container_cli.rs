@@ -47,6 +47,14 @@ pub struct RunArgs {
     /// Restart policy: no, on-failure, always
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Join a private network: NAME, or NAME:ADDRESS for a fixed address
+    /// (repeatable; see `coop network`). The container keeps its address
+    /// there across restarts.
+    #[arg(long = "network", value_name = "NAME[:ADDRESS]")]
+    networks: Vec<String>,
+    /// The container's address on the one --network given
+    #[arg(long, value_name = "ADDRESS")]
+    ip: Option<String>,
     /// Run on this peer (name, id or unique id prefix) instead of the one
     /// the CLI talks to; the peer accepts only what fits its free capacity
     #[arg(long, value_name = "PEER")]
@@ -139,10 +147,20 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
                 ports,
                 env,
                 restart,
+                mut networks,
+                ip,
                 peer,
                 detach,
                 command,
             } = *args;
+            if let Some(ip) = ip {
+                match networks.as_mut_slice() {
+                    [only] if !only.contains(':') => *only = format!("{only}:{ip}"),
+                    _ => anyhow::bail!(
+                        "--ip goes with exactly one --network NAME; for several, write --network NAME:ADDRESS each"
+                    ),
+                }
+            }
             let request = RunRequest {
                 template,
                 name,
@@ -156,6 +174,7 @@ pub async fn run(global: &GlobalArgs, action: ContainerAction) -> Result<()> {
                 restart: Some(restart),
                 argv: command,
                 peer,
+                networks,
             };
             let view: ContainerView = client
                 .call(

@@ -7,6 +7,7 @@ mod container_cli;
 mod env_cli;
 mod env_logs_cli;
 mod env_replica_cli;
+mod network_cli;
 mod path_cli;
 mod probe;
 mod settings;
@@ -122,6 +123,11 @@ enum Command {
     Env {
         #[command(subcommand)]
         action: env_cli::EnvAction,
+    },
+    /// Private networks: subnets of the cloud that containers join
+    Network {
+        #[command(subcommand)]
+        action: network_cli::NetworkAction,
     },
     /// Runs one container or holds its namespaces (the runtime starts it; not for people)
     #[command(hide = true)]
@@ -413,6 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template { action } => template_cli::run(&global, action).await,
         Command::Container { action } => container_cli::run(&global, action).await,
         Command::Env { action } => env_cli::run(&global, action).await,
+        Command::Network { action } => network_cli::run(&global, action).await,
         Command::Shim { .. } => anyhow::bail!(
             "`coop shim` must be the first argument (it is started by the container runtime, not by people)"
         ),

@@ -95,6 +95,8 @@ fn api_auth_errors_openapi_and_metrics() -> Result<()> {
         "/v1/invites",
         "/v1/peers/{peer}/revoke",
         "/v1/environments/{name}/restart",
+        "/v1/networks",
+        "/v1/networks/{name}",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),
@@ -169,5 +171,56 @@ fn api_auth_errors_openapi_and_metrics() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot reach the coop API"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn private_networks_get_their_own_subnets_and_refuse_bad_input() -> Result<()> {
+    let cloud = Cloud::start(BIN, "networks", 1)?;
+    let peer = &cloud.peers[0];
+    let refused = |args: &[&str]| -> Result<String> {
+        let out = peer.cli(args)?;
+        anyhow::ensure!(!out.status.success(), "coop {args:?} succeeded");
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    // From the pool, a /24 each; or the subnet asked for.
+    let n1 = peer.cli_json(&["network", "create", "n1"])?;
+    assert_eq!(n1["subnet"], "10.210.0.0/24", "{n1:#}");
+    assert_eq!(n1["gateway"], "10.210.0.1", "{n1:#}");
+    let n2 = peer.cli_json(&["network", "create", "n2", "--subnet", "10.30.0.0/24"])?;
+    assert_eq!(n2["subnet"], "10.30.0.0/24", "{n2:#}");
+    let n3 = peer.cli_json(&["network", "create", "n3"])?;
+    assert_eq!(n3["subnet"], "10.210.1.0/24", "{n3:#}");
+
+    // Overlaps, malformed subnets, taken and bad names: clear errors.
+    let overlap = refused(&["network", "create", "n4", "--subnet", "10.210.0.128/25"])?;
+    assert!(overlap.contains("overlaps network `n1`"), "{overlap}");
+    let host_bits = refused(&["network", "create", "n4", "--subnet", "10.40.0.1/24"])?;
+    assert!(host_bits.contains("10.40.0.0/24"), "{host_bits}");
+    let malformed = refused(&["network", "create", "n4", "--subnet", "ten"])?;
+    assert!(malformed.contains("is not a subnet"), "{malformed}");
+    let taken = refused(&["network", "create", "n1"])?;
+    assert!(taken.contains("already exists"), "{taken}");
+    let bad_name = refused(&["network", "create", "Bad_Name"])?;
+    assert!(bad_name.contains("network name"), "{bad_name}");
+
+    // Listed and shown; removed; an unknown one is not found.
+    let listed = peer.cli_json(&["network", "ls"])?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed:#}");
+    let shown = peer.cli_json(&["network", "show", "n2"])?;
+    assert_eq!(
+        shown["members"].as_array().map(Vec::len),
+        Some(0),
+        "{shown:#}"
+    );
+    peer.cli_json(&["network", "rm", "n2"])?;
+    let gone = refused(&["network", "rm", "n2"])?;
+    assert!(gone.contains("no network named `n2`"), "{gone}");
+    let unknown = refused(&["network", "show", "nope"])?;
+    assert!(unknown.contains("no network named `nope`"), "{unknown}");
+    // Its subnet is free again.
+    let again = peer.cli_json(&["network", "create", "n5", "--subnet", "10.30.0.0/24"])?;
+    assert_eq!(again["subnet"], "10.30.0.0/24", "{again:#}");
     Ok(())
 }

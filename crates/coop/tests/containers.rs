@@ -1054,6 +1054,22 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         .filter_map(|r| r["name"].as_str().map(String::from))
         .collect();
     assert_eq!(on_west.len(), 1, "one replica per zone: {env:#}");
+    // Each replica is on the environment's own network, at an address of its own.
+    let address_of = |env: &Value, name: &str| -> Option<String> {
+        let replica = env["replicas"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == name)?;
+        let joined = replica["networks"].as_array()?.first()?;
+        (joined["network"] == "heal").then(|| joined["address"].as_str().map(String::from))?
+    };
+    let mut addresses: Vec<String> = (0..3)
+        .filter_map(|i| address_of(&env, &format!("heal-web-{i}")))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 3, "{env:#}");
+    let before = address_of(&env, &on_west[0]);
 
     // A power cut on west: its replica comes back on another peer, healthy.
     lab.cloud.peers[2].kill();
@@ -1081,6 +1097,11 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         "the events say it moved: {moved:#}"
     );
     assert_eq!(moved["services"][0]["running"], 3, "{moved:#}");
+    assert_eq!(
+        address_of(&moved, &on_west[0]),
+        before,
+        "the address moves with it"
+    );
 
     // West comes back: its old copy is removed, the replica runs once.
     lab.cloud.peers[2].start(None)?;
@@ -1099,6 +1120,8 @@ fn replicas_of_a_killed_peer_come_back_elsewhere_and_never_run_twice() -> Result
         .count();
     assert_eq!(copies, 1, "{env:#}");
     lab.peer().cli_json(&["env", "down", "heal", "-t", "1"])?;
+    let networks = lab.peer().cli_json(&["network", "ls"])?;
+    assert_eq!(networks.as_array().map(Vec::len), Some(0), "{networks:#}");
     Ok(())
 }
 
@@ -1143,7 +1166,7 @@ name: shop
 services:
   init:
     image: busybox
-    command: ["sh", "-c", "echo prepared"]
+    command: ["sh", "-c", "echo prepared; sleep 1"]
   web:
     image: busybox
     command: ["httpd", "-f", "-p", "80", "-h", "/www"]
@@ -1720,4 +1743,138 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[test]
+fn containers_on_a_private_network_reach_each_other_and_no_one_else() -> Result<()> {
+    let lab = Lab::new(10)?;
+    lab.import_busybox()?;
+    let peer = lab.peer();
+    peer.cli_json(&["network", "create", "n1", "--subnet", "10.211.10.0/24"])?;
+    peer.cli_json(&["network", "create", "n2", "--subnet", "10.211.11.0/24"])?;
+    let address = |view: &Value, network: &str| -> Option<String> {
+        view["networks"]
+            .as_array()?
+            .iter()
+            .find(|n| n["network"] == network)?["address"]
+            .as_str()
+            .map(String::from)
+    };
+    let a = run_json(
+        peer,
+        &[
+            "busybox",
+            "--cpus",
+            "0.2",
+            "--name",
+            "a",
+            "--network",
+            "n1",
+            "--restart",
+            "always",
+            "-d",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    )?;
+    let a_ip = address(&a, "n1").context("a has no address on n1")?;
+    assert_eq!(a_ip, "10.211.10.2", "{a:#}");
+    let sleeper = |name: &str, network: &[&str]| -> Result<Value> {
+        let mut args = vec!["busybox", "--cpus", "0.2", "--name", name];
+        args.extend_from_slice(network);
+        args.extend(["-d", "--", "sleep", "3600"]);
+        run_json(peer, &args)
+    };
+    let b = sleeper("b", &["--network", "n1", "--ip", "10.211.10.50"])?;
+    assert_eq!(address(&b, "n1").as_deref(), Some("10.211.10.50"), "{b:#}");
+    sleeper("c", &["--network", "n2"])?;
+    sleeper("d", &[])?;
+    // busybox's `timeout` and `wget -T` crash here; nc has a working -w.
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {a_ip} 80");
+    let fetch = |from: &str| -> Result<String> {
+        let out = peer.cli(&["container", "exec", from, "--", "sh", "-c", &request])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // A member reaches another by its address on the network.
+    let page = eventually(Duration::from_secs(20), "b reaching a", || {
+        let page = fetch("b")?;
+        Ok(page.contains("hello from coop").then_some(page))
+    })?;
+    assert!(page.contains("hello from coop"), "{page}");
+    // Another network and no network reach nothing on n1.
+    for outsider in ["c", "d"] {
+        let page = fetch(outsider)?;
+        assert!(
+            !page.contains("hello from coop"),
+            "{outsider} reached a: {page}"
+        );
+    }
+    let shown = peer.cli_json(&["network", "show", "n1"])?;
+    let mut members: Vec<(String, String)> = shown["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["container"].to_string(), m["address"].to_string()))
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        vec![
+            ("\"a\"".to_string(), format!("\"{a_ip}\"")),
+            ("\"b\"".to_string(), "\"10.211.10.50\"".to_string()),
+        ]
+    );
+
+    // A restart keeps the address, and a is reached again.
+    peer.cli_json(&["container", "restart", "a"])?;
+    assert_eq!(address(&lab.show("a")?, "n1"), Some(a_ip.clone()));
+    eventually(Duration::from_secs(20), "b reaching a again", || {
+        Ok(fetch("b")?.contains("hello from coop").then_some(()))
+    })?;
+
+    // Bad input: clear errors, nothing created.
+    for (args, expected) in [
+        (vec!["--network", "nope"], "no network named `nope`"),
+        (
+            vec!["--network", "n1:10.211.10.50"],
+            "held by container `b`",
+        ),
+        (vec!["--network", "n1:10.99.0.5"], "not a container address"),
+        (
+            vec!["--network", "n1", "--network", "n2", "--ip", "10.211.10.9"],
+            "--ip goes with exactly one",
+        ),
+    ] {
+        let mut full = vec![
+            "container",
+            "run",
+            "busybox",
+            "--name",
+            "e",
+            "--cpus",
+            "0.1",
+            "-d",
+        ];
+        full.extend(args);
+        let out = peer.cli(&full)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    assert!(lab.show("e").is_err(), "e was created");
+    let in_use = peer.cli(&["network", "rm", "n1"])?;
+    assert!(String::from_utf8_lossy(&in_use.stderr).contains("used by container"));
+    for name in ["a", "b", "c", "d"] {
+        peer.cli_json(&["container", "rm", "-f", name])?;
+    }
+    peer.cli_json(&["network", "rm", "n1"])?;
+    peer.cli_json(&["network", "rm", "n2"])?;
+    Ok(())
 }

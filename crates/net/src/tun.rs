@@ -136,7 +136,7 @@ impl Tun {
     /// Gives the interface `addr` in `subnet`; the kernel then routes the
     /// whole subnet into the device.
     pub fn add_address(&self, addr: Ipv4Addr, subnet: Ipv4Subnet) -> Result<(), TunError> {
-        let addr = format!("{addr}/{}", subnet.prefix());
+        let addr = format!("{addr}/{}", subnet.prefix);
         run("ip", &["addr", "add", &addr, "dev", &self.name])?;
         Ok(())
     }

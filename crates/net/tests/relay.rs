@@ -30,9 +30,10 @@ async fn datagram_limits_on_loopback() {
         .connect_datagrams::<NetProtocol>(b.id())
         .await
         .expect("connected");
-    // Path MTU discovery runs on its own after the handshake.
-    let grown = eventually(Duration::from_secs(3), || {
-        a.mesh.max_datagram_size::<NetProtocol>(&b.id()) > Some(fresh)
+    // Path MTU discovery runs on its own after the handshake (it may be
+    // done already), up to iroh's bound of 1,452 bytes of UDP payload.
+    let discovered = eventually(Duration::from_secs(3), || {
+        a.mesh.max_datagram_size::<NetProtocol>(&b.id()) >= Some(1_400)
     })
     .await;
     let later = a.mesh.max_datagram_size::<NetProtocol>(&b.id());
@@ -41,7 +42,7 @@ async fn datagram_limits_on_loopback() {
         fresh >= DATAGRAM_FLOOR,
         "a fresh connection takes {fresh} bytes"
     );
-    assert!(grown, "path MTU discovery never raised {fresh}");
+    assert!(discovered, "path MTU discovery stopped at {later:?}");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use coop_compute::runtime::{
-    Container, ContainerSpec, ExitStatus, PortMapping, Runtime, RuntimeConfig, RuntimeError,
+    Container, ContainerSpec, ExitStatus, NetworkAttach, PortMapping, Runtime, RuntimeConfig,
+    RuntimeError,
 };
 use coop_compute::{
     ArchiveError, ContentId, SignedTemplate, TemplateRecord, blob_path, import_oci, import_rootfs,
@@ -231,6 +232,7 @@ impl ComputeHost {
         &self,
         entry: &ContainerEntry,
         rootfs: PathBuf,
+        networks: &[NetworkAttach],
     ) -> Result<ContainerSpec, ComputeError> {
         let ports = entry
             .ports
@@ -248,6 +250,7 @@ impl ComputeHost {
             user: entry.user.clone(),
             ports,
             hostname: None,
+            networks: networks.to_vec(),
         };
         spec.validate().map_err(bad)?;
         Ok(spec)
@@ -255,7 +258,11 @@ impl ComputeHost {
 
     /// Creates the container in the runtime if it is not there yet and
     /// starts it. Blocking.
-    pub fn launch(&self, entry: &ContainerEntry) -> Result<Container, ComputeError> {
+    pub fn launch(
+        &self,
+        entry: &ContainerEntry,
+        networks: &[NetworkAttach],
+    ) -> Result<Container, ComputeError> {
         let runtime = self.runtime()?;
         let mut exists = match runtime.get(&entry.name) {
             Ok(_) => true,
@@ -272,7 +279,7 @@ impl ComputeHost {
         if !exists {
             let rootfs = self.rootfs(entry)?;
             runtime
-                .create(self.spec(entry, rootfs)?)
+                .create(self.spec(entry, rootfs, networks)?)
                 .map_err(runtime_error)?;
             if let Some(owner) = &entry.owner {
                 let stamp = runtime.container_path(&entry.name).join(LEASE_STAMP);

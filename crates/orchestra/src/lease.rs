@@ -169,6 +169,7 @@ mod tests {
             desired,
             created_at: 0,
             owner: None,
+            networks: Vec::new(),
         }
     }
 

@@ -144,6 +144,13 @@ impl Orchestra {
             let Ok(Some(entry)) = self.control().store().container(&name) else {
                 continue;
             };
+            let networks = match self.network_attaches(&entry) {
+                Ok(networks) => networks,
+                Err(err) => {
+                    warn!(container = %name, %err, "cannot name the container's networks");
+                    continue;
+                }
+            };
             let outcome = self
                 .blocking(move |host| {
                     let actual = host.observe(&entry.name).map(|c| c.state);
@@ -172,7 +179,7 @@ impl Orchestra {
                             }
                             Ok(None)
                         }
-                        Step::Start => match host.launch(&entry) {
+                        Step::Start => match host.launch(&entry, &networks) {
                             Ok(_) => {
                                 info!(container = %entry.name, policy = entry.restart.name(), "started container");
                                 Ok(Some(true))

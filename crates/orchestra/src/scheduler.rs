@@ -784,6 +784,7 @@ mod tests {
             desired,
             created_at: 0,
             owner,
+            networks: Vec::new(),
         };
         let web = Some(ReplicaOf {
             env: "shop".into(),

@@ -379,8 +379,11 @@ impl Orchestra {
     ) -> Result<ContainerStatus, ComputeError> {
         self.0.host.runtime()?;
         let check = entry.clone();
-        self.blocking(move |host| host.spec(&check, std::path::PathBuf::from("/")).map(|_| ()))
-            .await?;
+        self.blocking(move |host| {
+            host.spec(&check, std::path::PathBuf::from("/"), &[])
+                .map(|_| ())
+        })
+        .await?;
         let _container = self.0.containers.lock(&entry.name).await;
         {
             let _admitting = self.0.admitting.lock().await;
@@ -399,6 +402,22 @@ impl Orchestra {
                 .write(Command::PutContainer(entry.clone()))
                 .await?;
         }
+        // The state machine gave it its network addresses: read it back.
+        let entry = if entry.networks.is_empty() {
+            entry
+        } else {
+            self.0.control.read_barrier().await?;
+            self.0
+                .control
+                .store()
+                .container(&entry.name)?
+                .ok_or_else(|| {
+                    ComputeError::Conflict(format!(
+                        "container `{}` was removed meanwhile",
+                        entry.name
+                    ))
+                })?
+        };
         if let Err(err) = self.launch(&entry).await {
             // Nothing half-created: the runtime's container and the record go.
             let name = entry.name.clone();
@@ -478,8 +497,37 @@ impl Orchestra {
             .ensure_template(self.0.control.store(), entry)
             .await?;
         let launched = entry.clone();
-        self.blocking(move |host| host.launch(&launched).map(|_| ()))
+        let networks = self.network_attaches(entry)?;
+        self.blocking(move |host| host.launch(&launched, &networks).map(|_| ()))
             .await
+    }
+
+    /// The private networks `entry` joins, as its runtime spec names them.
+    pub(crate) fn network_attaches(
+        &self,
+        entry: &ContainerEntry,
+    ) -> Result<Vec<coop_compute::runtime::NetworkAttach>, ComputeError> {
+        let store = self.0.control.store();
+        entry
+            .networks
+            .iter()
+            .map(|joined| {
+                let network = store.network(&joined.network)?.ok_or_else(|| {
+                    ComputeError::NotFound(format!("no network named `{}`", joined.network))
+                })?;
+                if joined.address == coop_state::Attachment::ANY {
+                    return Err(ComputeError::Internal(format!(
+                        "container `{}` has no address on network `{}` yet",
+                        entry.name, joined.network
+                    )));
+                }
+                Ok(coop_compute::runtime::NetworkAttach {
+                    id: network.id,
+                    subnet: network.subnet,
+                    address: joined.address,
+                })
+            })
+            .collect()
     }
 
     async fn set_desired(&self, name: &str, desired: DesiredState) -> Result<(), ComputeError> {
@@ -537,6 +585,7 @@ impl Orchestra {
                 entry.desired = DesiredState::Running;
                 let launched = entry.clone();
                 let restart = matches!(action, Action::Restart);
+                let networks = self.network_attaches(&entry)?;
                 self.blocking(move |host| {
                     if restart {
                         match host.runtime()?.stop(&launched.name, STOP_GRACE) {
@@ -544,7 +593,7 @@ impl Orchestra {
                             Err(e) => return Err(runtime_error(e)),
                         }
                     }
-                    host.launch(&launched).map(|_| ())
+                    host.launch(&launched, &networks).map(|_| ())
                 })
                 .await?;
             }

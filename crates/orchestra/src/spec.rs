@@ -5,7 +5,11 @@ use std::str::FromStr;
 
 use coop_compute::runtime::PortMapping;
 use coop_compute::{Overrides, Size};
-use coop_state::{ContainerEntry, DesiredState, RestartPolicy, StateStore, TemplateEntry};
+use std::net::Ipv4Addr;
+
+use coop_state::{
+    Attachment, ContainerEntry, DesiredState, RestartPolicy, StateStore, TemplateEntry,
+};
 use coop_types::{PeerId, unix_now};
 
 use crate::error::ComputeError;
@@ -39,6 +43,9 @@ pub struct RunSpec {
     pub restart: Option<String>,
     /// Command and arguments; the template's entrypoint when empty.
     pub argv: Vec<String>,
+    /// Private networks to join: `NAME` (any free address) or
+    /// `NAME:ADDRESS`.
+    pub networks: Vec<String>,
 }
 
 fn bad(err: impl std::fmt::Display) -> ComputeError {
@@ -134,6 +141,11 @@ impl Orchestra {
                 data_encoding::HEXLOWER.encode(&rand::random::<[u8; 3]>())
             ),
         };
+        let networks = request
+            .networks
+            .iter()
+            .map(|text| attachment(self.control().store(), text))
+            .collect::<Result<Vec<_>, _>>()?;
         let argv = if request.argv.is_empty() {
             record.manifest.entrypoint.clone()
         } else {
@@ -156,6 +168,43 @@ impl Orchestra {
             desired: DesiredState::Running,
             created_at: unix_now(),
             owner: None,
+            networks,
         })
     }
+}
+
+/// A network to join, `NAME` or `NAME:ADDRESS`, checked against the
+/// network's record (the state machine checks again when the entry is
+/// written, and hands out the address when none is given).
+fn attachment(store: &StateStore, text: &str) -> Result<Attachment, ComputeError> {
+    let (name, address) = match text.split_once(':') {
+        Some((name, address)) => {
+            let address: Ipv4Addr = address.parse().map_err(|_| {
+                ComputeError::Invalid(format!(
+                    "network `{text}`: write NAME or NAME:ADDRESS with an IPv4 address"
+                ))
+            })?;
+            (name, address)
+        }
+        None => (text, Attachment::ANY),
+    };
+    let Some(network) = store.network(name)? else {
+        return Err(ComputeError::NotFound(format!(
+            "no network named `{name}`; create it with `coop network create {name}` or list them with `coop network ls`"
+        )));
+    };
+    let usable = network
+        .subnet
+        .host_number(address)
+        .is_some_and(|n| network.subnet.container_hosts().contains(&n));
+    if address != Attachment::ANY && !usable {
+        return Err(ComputeError::Invalid(format!(
+            "{address} is not a container address of network `{name}` ({}; .1 is its gateway)",
+            network.subnet
+        )));
+    }
+    Ok(Attachment {
+        network: name.to_string(),
+        address,
+    })
 }

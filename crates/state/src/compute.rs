@@ -113,4 +113,6 @@ pub struct ContainerEntry {
     pub created_at: u64,
     /// The environment replica this container is, if it is one.
     pub owner: Option<ReplicaOf>,
+    /// The private networks it is on, with its address on each.
+    pub networks: Vec<crate::networks::Attachment>,
 }

@@ -11,6 +11,7 @@ mod compute;
 mod control;
 mod environments;
 mod network;
+mod networks;
 mod objects;
 mod records;
 mod stewards;
@@ -23,6 +24,7 @@ pub use environments::{
     valid_env_name,
 };
 pub use network::{RAFT_ALPN, RaftAnswer, RaftMessage, RaftProtocol};
+pub use networks::{Attachment, NETWORK_POOL, NetworkRecord, POOL_PREFIX, valid_network_name};
 pub use objects::{
     BlockId, BlockRef, BucketRecord, Completion, Grant, MIN_PART_SIZE, NewStripe, ObjectRecord,
     PartRecord, S3KeyRecord, ShardLocation, StripeLayout, StripeRecord, UploadRecord,

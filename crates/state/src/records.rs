@@ -252,6 +252,19 @@ pub enum Command {
     DeleteEnvironment { name: String },
     /// The compute service notes something that happened to an environment.
     RecordEnvEvent { env: String, event: EnvEvent },
+    /// An operator (or an environment) creates a private network: with
+    /// `subnet`, that one; without, the first free /24 of the pool. Neither
+    /// may overlap another network or one of `avoid` (what the creating
+    /// peer's own bridge and routes use).
+    CreateNetwork {
+        name: String,
+        subnet: Option<coop_types::Ipv4Subnet>,
+        avoid: Vec<coop_types::Ipv4Subnet>,
+        env: Option<String>,
+        now: u64,
+    },
+    /// An operator removes a network no container is on.
+    DeleteNetwork { name: String },
     /// Any command, applied at most once per `id`: a writer that retries
     /// after a lost answer (leader died after committing) gets the first
     /// outcome back instead of applying the command twice.
@@ -325,6 +338,32 @@ pub enum CommandError {
     },
     #[error("environment `{env}` still has replica `{container}`; take it down first")]
     EnvironmentInUse { env: String, container: String },
+    #[error("a network named `{0}` already exists; list networks with `coop network ls`")]
+    NetworkExists(String),
+    #[error("no network named `{0}`; list networks with `coop network ls`")]
+    NetworkUnknown(String),
+    #[error("subnet {subnet} overlaps {with}; give another --subnet or leave it out")]
+    NetworkOverlap { subnet: String, with: String },
+    #[error("every /24 of the network pool {0} is taken; give a --subnet outside it")]
+    NetworkPoolExhausted(String),
+    #[error("network `{network}` is used by container `{container}`; remove the container first")]
+    NetworkInUse { network: String, container: String },
+    #[error("network `{0}` has no free address left")]
+    NetworkFull(String),
+    #[error(
+        "{address} is not a container address of network `{network}` ({subnet}; .1 is its gateway)"
+    )]
+    AddressOutside {
+        address: String,
+        network: String,
+        subnet: String,
+    },
+    #[error("{address} on network `{network}` is held by container `{container}`")]
+    AddressTaken {
+        address: String,
+        network: String,
+        container: String,
+    },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
 }

@@ -64,6 +64,21 @@ pub fn remove_container_host_names(tag: u8) {
     let _ = Command::new("ip")
         .args(["link", "del", &format!("coopk{tag}")])
         .output();
+    // The bridges of private networks: `coopk<tag>n<id>`.
+    let prefix = format!("coopk{tag}n");
+    for link in std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = link.file_name().to_string_lossy().into_owned();
+        if name
+            .strip_prefix(&prefix)
+            .is_some_and(|id| id.parse::<u32>().is_ok())
+        {
+            let _ = Command::new("ip").args(["link", "del", &name]).output();
+        }
+    }
     let _ = Command::new("nft")
         .args(["delete", "table", "ip", &format!("coop_k{tag}")])
         .output();

@@ -4,7 +4,7 @@
 //! every type here is serializable and cheap to clone.
 
 pub mod fs;
-pub mod net;
+mod net;
 mod path;
 mod peer;
 mod resources;

@@ -1,7 +1,5 @@
-//! The shapes of private networks that several rooms share: a network's id
-//! as the data plane carries it, and an IPv4 subnet. The control plane's
-//! address management, the data plane's checks and the host's bridges all
-//! speak of the same subnet, so it is defined once, here.
+//! IPv4 subnets: the containers' bridge on a peer, and the cloud's private
+//! networks.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -10,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A private network's number, as the data plane's packet header carries
-/// it. The control plane hands them out; 0 is never a network.
+/// it (the control plane's `NetworkRecord::id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NetworkId(pub u32);
 
@@ -20,88 +18,73 @@ impl fmt::Display for NetworkId {
     }
 }
 
-/// An IPv4 subnet, `10.210.3.0/24`: the network address (host bits zero)
-/// and the prefix length. Built only through [`Ipv4Subnet::new`] or
-/// parsing, so the host bits are always zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "SubnetParts")]
+/// An IPv4 subnet, `10.88.0.0/16`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ipv4Subnet {
-    network: Ipv4Addr,
-    prefix: u8,
+    /// The network address (host bits zero).
+    pub network: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
 }
 
-/// The serialized form, checked on the way in.
-#[derive(Deserialize)]
-struct SubnetParts {
-    network: Ipv4Addr,
-    prefix: u8,
-}
-
-impl TryFrom<SubnetParts> for Ipv4Subnet {
-    type Error = SubnetError;
-    fn try_from(parts: SubnetParts) -> Result<Self, SubnetError> {
-        Ipv4Subnet::new(parts.network, parts.prefix)
-    }
-}
-
-/// Why a subnet was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A subnet that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubnetError {
-    #[error("`{0}` is not a subnet like 10.210.0.0/24")]
-    Syntax(String),
-    #[error("a prefix of /{0} does not exist; IPv4 prefixes go from /0 to /32")]
-    Prefix(u8),
-    #[error(
-        "{network}/{prefix} has host bits set; write the network address, e.g. {masked}/{prefix}"
-    )]
+    #[error("`{0}` is not a subnet like 10.88.0.0/16")]
+    Malformed(String),
+    #[error("`{given}` has host bits set; write the network address, e.g. {network}/{prefix}")]
     HostBits {
+        given: String,
         network: Ipv4Addr,
         prefix: u8,
-        masked: Ipv4Addr,
     },
 }
 
 impl Ipv4Subnet {
-    /// The subnet `network/prefix`; refused when the prefix is over 32 or
-    /// `network` has host bits set.
-    pub fn new(network: Ipv4Addr, prefix: u8) -> Result<Self, SubnetError> {
-        if prefix > 32 {
-            return Err(SubnetError::Prefix(prefix));
-        }
-        let masked = Ipv4Addr::from(u32::from(network) & mask(prefix));
-        if masked != network {
-            return Err(SubnetError::HostBits {
-                network,
-                prefix,
-                masked,
-            });
-        }
-        Ok(Ipv4Subnet { network, prefix })
+    fn host_count(self) -> u32 {
+        1u32.checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+            .max(1)
     }
 
-    /// The network address.
-    pub fn network(self) -> Ipv4Addr {
-        self.network
+    fn mask(self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
     }
 
-    /// The prefix length.
-    pub fn prefix(self) -> u8 {
-        self.prefix
+    /// The address with host number `n` (1 is the bridge), or `None` outside
+    /// the usable range (network and broadcast addresses excluded).
+    pub fn host(self, n: u32) -> Option<Ipv4Addr> {
+        (n >= 1 && n < self.host_count().saturating_sub(1))
+            .then(|| Ipv4Addr::from(u32::from(self.network) + n))
     }
 
-    /// Whether `addr` lies in this subnet.
+    /// The host number of `addr` in this subnet.
+    pub fn host_number(self, addr: Ipv4Addr) -> Option<u32> {
+        let n = u32::from(addr).checked_sub(u32::from(self.network))?;
+        (n < self.host_count()).then_some(n)
+    }
+
+    /// Whether `addr` is in this subnet.
     pub fn contains(self, addr: Ipv4Addr) -> bool {
-        u32::from(addr) & mask(self.prefix) == u32::from(self.network)
+        u32::from(addr) & self.mask() == u32::from(self.network)
     }
 
-    /// Whether the two subnets share any address.
+    /// Whether the two subnets share an address.
     pub fn overlaps(self, other: Ipv4Subnet) -> bool {
         self.contains(other.network) || other.contains(self.network)
     }
-}
 
-fn mask(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+    /// The bridge's address (host number 1), the containers' gateway.
+    pub fn gateway(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    /// Host numbers containers may get: from 2 to the last before broadcast.
+    pub fn container_hosts(self) -> std::ops::Range<u32> {
+        2..self.host_count().saturating_sub(1)
+    }
 }
 
 impl fmt::Display for Ipv4Subnet {
@@ -113,12 +96,27 @@ impl fmt::Display for Ipv4Subnet {
 impl FromStr for Ipv4Subnet {
     type Err = SubnetError;
 
-    fn from_str(s: &str) -> Result<Self, SubnetError> {
-        let syntax = || SubnetError::Syntax(s.to_string());
-        let (addr, prefix) = s.split_once('/').ok_or_else(syntax)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| syntax())?;
-        let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
-        Ipv4Subnet::new(addr, prefix)
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SubnetError::Malformed(s.to_string());
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        let subnet = Ipv4Subnet {
+            network: addr,
+            prefix,
+        };
+        let network = Ipv4Addr::from(u32::from(addr) & subnet.mask());
+        if network != addr {
+            return Err(SubnetError::HostBits {
+                given: s.to_string(),
+                network,
+                prefix,
+            });
+        }
+        Ok(subnet)
     }
 }
 
@@ -127,31 +125,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subnets_parse_check_and_contain() {
-        let s: Ipv4Subnet = "10.210.3.0/24".parse().unwrap();
-        assert!(s.contains(Ipv4Addr::new(10, 210, 3, 255)));
-        assert!(!s.contains(Ipv4Addr::new(10, 210, 4, 0)));
-        assert_eq!(s.to_string(), "10.210.3.0/24");
+    fn subnets_parse_number_hosts_and_overlap() {
+        let s: Ipv4Subnet = "10.88.0.0/16".parse().unwrap();
+        assert_eq!(s.gateway(), Ipv4Addr::new(10, 88, 0, 1));
+        assert_eq!(s.host(2), Some(Ipv4Addr::new(10, 88, 0, 2)));
+        assert_eq!(s.host(65535), None);
+        assert_eq!(s.host_number(Ipv4Addr::new(10, 88, 1, 0)), Some(256));
+        assert_eq!(s.host_number(Ipv4Addr::new(10, 89, 0, 0)), None);
+        assert_eq!(s.container_hosts(), 2..65535);
         assert!(matches!(
-            "10.210.3.1/24".parse::<Ipv4Subnet>(),
+            "10.88.0.1/16".parse::<Ipv4Subnet>(),
             Err(SubnetError::HostBits { .. })
         ));
-        assert!(matches!(
-            "10.0.0.0/33".parse::<Ipv4Subnet>(),
-            Err(SubnetError::Prefix(33))
-        ));
-        assert!("10.0.0.0".parse::<Ipv4Subnet>().is_err());
+        assert!("10.88.0.0".parse::<Ipv4Subnet>().is_err());
+        assert!("10.88.0.0/33".parse::<Ipv4Subnet>().is_err());
+        let inner: Ipv4Subnet = "10.88.3.0/24".parse().unwrap();
+        let apart: Ipv4Subnet = "10.89.0.0/24".parse().unwrap();
+        assert!(s.overlaps(inner) && inner.overlaps(s));
+        assert!(!s.overlaps(apart));
+        assert!(inner.contains(Ipv4Addr::new(10, 88, 3, 255)));
+        assert!(!inner.contains(Ipv4Addr::new(10, 88, 4, 0)));
         let all: Ipv4Subnet = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)));
-        assert!(all.overlaps(s) && s.overlaps(all));
-        assert!(!s.overlaps("10.210.4.0/24".parse().unwrap()));
-    }
-
-    #[test]
-    fn a_subnet_with_host_bits_does_not_deserialize() {
-        let good = postcard::to_stdvec(&"10.1.0.0/16".parse::<Ipv4Subnet>().unwrap()).unwrap();
-        assert!(postcard::from_bytes::<Ipv4Subnet>(&good).is_ok());
-        let bad = postcard::to_stdvec(&(Ipv4Addr::new(10, 1, 0, 1), 16u8)).unwrap();
-        assert!(postcard::from_bytes::<Ipv4Subnet>(&bad).is_err());
+        assert!(all.overlaps(apart));
     }
 }

@@ -102,6 +102,7 @@ pub(crate) async fn run(
         env: request.env,
         restart: request.restart,
         argv: request.argv,
+        networks: request.networks,
     };
     let entry = orchestra.entry_for(target.id(), spec)?;
     if state.control.store().container(&entry.name)?.is_some() {

@@ -138,6 +138,10 @@ pub struct RunRequest {
     /// omitted. The target accepts only what fits in its free capacity.
     #[serde(default)]
     pub peer: Option<String>,
+    /// Private networks to join: `NAME`, or `NAME:ADDRESS` for a fixed
+    /// address.
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 /// A container: desired state from the control plane, actual state from
@@ -193,6 +197,15 @@ pub struct ContainerView {
     pub setup_error: Option<String>,
     /// The environment replica it is, if it is one.
     pub owner: Option<OwnerView>,
+    /// The private networks it is on, with its address on each.
+    pub networks: Vec<NetworkAddressView>,
+}
+
+/// A container's address on a private network.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NetworkAddressView {
+    pub network: String,
+    pub address: String,
 }
 
 /// Which replica of which environment a container is.
@@ -247,6 +260,14 @@ impl ContainerView {
             health_failing: None,
             setup: None,
             setup_error: None,
+            networks: entry
+                .networks
+                .iter()
+                .map(|a| NetworkAddressView {
+                    network: a.network.clone(),
+                    address: a.address.to_string(),
+                })
+                .collect(),
             owner: entry.owner.as_ref().map(|o| OwnerView {
                 environment: o.env.clone(),
                 service: o.service.clone(),

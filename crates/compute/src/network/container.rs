@@ -9,9 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::network::{NetworkConfig, NetworkError};
 use crate::runtime::ShimCommand;
-use crate::runtime::spec::{PortMapping, Protocol};
+use crate::runtime::spec::{ContainerSpec, PortMapping, Protocol};
 use crate::runtime::sys::{run, run_with_input};
 use crate::runtime::userns;
+
+/// The bridge of private network `id` on this host: the containers'
+/// bridge's name with `n<id>`.
+pub fn network_bridge(config: &NetworkConfig, id: u32) -> String {
+    format!("{}n{id}", config.bridge)
+}
 
 /// Where `ip netns` keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
@@ -29,15 +35,34 @@ pub struct ContainerNetwork {
     pub veth: String,
     /// Network namespace name under `/run/netns`.
     pub netns: String,
+    /// The private networks it is on, one interface each.
+    #[serde(default)]
+    pub joined: Vec<Joined>,
+}
+
+/// One private network a container is on: its interface there and the
+/// host side of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The network's bridge on this host.
+    pub bridge: String,
+    /// Host-side veth name.
+    pub veth: String,
+    /// The interface inside the container (`eth1`, ...).
+    pub ifname: String,
+    pub address: Ipv4Addr,
+    pub subnet: coop_types::Ipv4Subnet,
 }
 
 impl ContainerNetwork {
-    /// Picks the lowest free address (not in `taken`) for container `id`.
+    /// Picks the lowest free address (not in `taken`) for container `spec`
+    /// on the bridge, and names its interfaces on its private networks.
     pub fn allocate(
         config: &NetworkConfig,
-        id: &str,
+        spec: &ContainerSpec,
         taken: &[Ipv4Addr],
     ) -> Result<ContainerNetwork, NetworkError> {
+        let id = spec.id.as_str();
         let subnet = config.subnet;
         let number = subnet
             .container_hosts()
@@ -46,12 +71,36 @@ impl ContainerNetwork {
         let address = subnet
             .host(number)
             .ok_or(NetworkError::SubnetFull(subnet))?;
+        let veth = format!("{}{number:x}", config.veth_prefix);
+        let joined = spec
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, attach)| {
+                let joined = Joined {
+                    bridge: network_bridge(config, attach.id),
+                    veth: format!("{veth}n{i}"),
+                    ifname: format!("eth{}", i + 1),
+                    address: attach.address,
+                    subnet: attach.subnet,
+                };
+                for name in [&joined.bridge, &joined.veth] {
+                    if name.len() > 15 {
+                        return Err(NetworkError::BadConfig(format!(
+                            "interface name `{name}` is longer than 15 characters; use a shorter bridge or veth prefix"
+                        )));
+                    }
+                }
+                Ok(joined)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ContainerNetwork {
             address,
             prefix: subnet.prefix,
             gateway: subnet.gateway(),
-            veth: format!("{}{number:x}", config.veth_prefix),
+            veth,
             netns: format!("{}{id}", config.netns_prefix),
+            joined,
         })
     }
 
@@ -103,13 +152,48 @@ impl ContainerNetwork {
             "addr add {address} dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via {gateway}\n"
         );
         run_with_input("ip", &["-n", ns, "-batch", "-"], Some(&batch))?;
+        for joined in &self.joined {
+            super::HostNetwork::ensure_network_bridge(config, &joined.bridge, joined.subnet)?;
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &joined.veth,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &joined.ifname,
+                    "netns",
+                    ns,
+                ],
+            )?;
+            run(
+                "ip",
+                &["link", "set", &joined.veth, "master", &joined.bridge, "up"],
+            )?;
+            // A MAC made from the address: after a restart its neighbours'
+            // ARP entries for it are still right.
+            let [a, b, c, d] = joined.address.octets();
+            let mac = format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+            let batch = format!(
+                "link set {if} address {mac}\naddr add {}/{} dev {if}\nlink set {if} up\n",
+                joined.address,
+                joined.subnet.prefix,
+                if = joined.ifname
+            );
+            run_with_input("ip", &["-n", ns, "-batch", "-"], Some(&batch))?;
+        }
         Ok(())
     }
 
     /// Removes the veth pair and the namespace. Idempotent.
     pub fn teardown(&self) -> Result<(), NetworkError> {
-        if PathBuf::from("/sys/class/net").join(&self.veth).exists() {
-            run("ip", &["link", "del", &self.veth])?;
+        for veth in std::iter::once(&self.veth).chain(self.joined.iter().map(|j| &j.veth)) {
+            if PathBuf::from("/sys/class/net").join(veth).exists() {
+                run("ip", &["link", "del", veth])?;
+            }
         }
         if self.netns_path().exists() {
             run("ip", &["netns", "del", &self.netns])?;
@@ -211,19 +295,35 @@ mod tests {
     #[test]
     fn allocation_takes_the_lowest_free_address() {
         let config = NetworkConfig::default();
-        let a = ContainerNetwork::allocate(&config, "web", &[]).unwrap();
+        let a = ContainerNetwork::allocate(
+            &config,
+            &ContainerSpec::new("web", "/rootfs", &["sh"]),
+            &[],
+        )
+        .unwrap();
         assert_eq!(a.address, Ipv4Addr::new(10, 88, 0, 2));
         assert_eq!(a.veth, "coopv2");
         assert_eq!(a.netns, "coop-web");
-        let b = ContainerNetwork::allocate(&config, "db", &[a.address]).unwrap();
+        let b = ContainerNetwork::allocate(
+            &config,
+            &ContainerSpec::new("db", "/rootfs", &["sh"]),
+            &[a.address],
+        )
+        .unwrap();
         assert_eq!(b.address, Ipv4Addr::new(10, 88, 0, 3));
         let tiny = NetworkConfig {
             subnet: "10.0.0.0/30".parse().unwrap(),
             ..config
         };
-        let only = ContainerNetwork::allocate(&tiny, "x", &[]).unwrap();
+        let only =
+            ContainerNetwork::allocate(&tiny, &ContainerSpec::new("x", "/rootfs", &["sh"]), &[])
+                .unwrap();
         assert!(matches!(
-            ContainerNetwork::allocate(&tiny, "y", &[only.address]),
+            ContainerNetwork::allocate(
+                &tiny,
+                &ContainerSpec::new("y", "/rootfs", &["sh"]),
+                &[only.address]
+            ),
             Err(NetworkError::SubnetFull(_))
         ));
     }

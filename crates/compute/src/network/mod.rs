@@ -16,14 +16,13 @@
 mod container;
 mod host;
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 pub use container::{ContainerNetwork, check_host_port_free};
-pub use host::HostNetwork;
+pub use coop_types::Ipv4Subnet;
+pub use host::{HostNetwork, host_routes};
 
 /// Where containers' addresses come from and what the host-side pieces are called.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,79 +91,13 @@ impl NetworkConfig {
     }
 }
 
-/// An IPv4 subnet, `10.88.0.0/16`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Ipv4Subnet {
-    /// The network address (host bits zero).
-    pub network: Ipv4Addr,
-    /// Prefix length.
-    pub prefix: u8,
-}
-
-impl Ipv4Subnet {
-    fn host_count(self) -> u32 {
-        1u32 << (32 - u32::from(self.prefix))
-    }
-
-    /// The address with host number `n` (1 is the bridge), or `None` outside
-    /// the usable range (network and broadcast addresses excluded).
-    pub fn host(self, n: u32) -> Option<Ipv4Addr> {
-        (n >= 1 && n < self.host_count() - 1).then(|| Ipv4Addr::from(u32::from(self.network) + n))
-    }
-
-    /// The host number of `addr` in this subnet.
-    pub fn host_number(self, addr: Ipv4Addr) -> Option<u32> {
-        let n = u32::from(addr).checked_sub(u32::from(self.network))?;
-        (n < self.host_count()).then_some(n)
-    }
-
-    /// The bridge's address (host number 1), the containers' gateway.
-    pub fn gateway(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.network) + 1)
-    }
-
-    /// Host numbers containers may get: from 2 to the last before broadcast.
-    pub fn container_hosts(self) -> std::ops::Range<u32> {
-        2..self.host_count() - 1
-    }
-}
-
-impl fmt::Display for Ipv4Subnet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
-
-impl FromStr for Ipv4Subnet {
-    type Err = NetworkError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || NetworkError::BadConfig(format!("`{s}` is not a subnet like 10.88.0.0/16"));
-        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        if prefix > 32 {
-            return Err(bad());
-        }
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        if u32::from(addr) & !mask != 0 {
-            return Err(NetworkError::BadConfig(format!(
-                "`{s}` has host bits set; write the network address, e.g. {}/{prefix}",
-                Ipv4Addr::from(u32::from(addr) & mask)
-            )));
-        }
-        Ok(Ipv4Subnet {
-            network: addr,
-            prefix,
-        })
-    }
-}
-
 /// A network setup that failed or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("network configuration is invalid: {0}")]
     BadConfig(String),
+    #[error("network configuration is invalid: {0}")]
+    BadSubnet(#[from] coop_types::SubnetError),
     #[error("no free address left in {0}; delete unused containers or configure a larger subnet")]
     SubnetFull(Ipv4Subnet),
     #[error(
@@ -193,16 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subnets_parse_and_number_hosts() {
-        let s: Ipv4Subnet = "10.88.0.0/16".parse().unwrap();
-        assert_eq!(s.gateway(), Ipv4Addr::new(10, 88, 0, 1));
-        assert_eq!(s.host(2), Some(Ipv4Addr::new(10, 88, 0, 2)));
-        assert_eq!(s.host(65535), None);
-        assert_eq!(s.host_number(Ipv4Addr::new(10, 88, 1, 0)), Some(256));
-        assert_eq!(s.host_number(Ipv4Addr::new(10, 89, 0, 0)), None);
-        assert_eq!(s.container_hosts(), 2..65535);
-        assert!("10.88.0.1/16".parse::<Ipv4Subnet>().is_err());
-        assert!("10.88.0.0".parse::<Ipv4Subnet>().is_err());
+    fn the_default_configuration_is_valid_and_names_are_checked() {
         NetworkConfig::default().validate().unwrap();
         let long = NetworkConfig {
             bridge: "x".repeat(16),

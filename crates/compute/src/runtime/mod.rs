@@ -36,7 +36,7 @@ pub use config::{Backend, RuntimeConfig, ShimCommand};
 pub use error::RuntimeError;
 pub use exec::{ExecHandle, ExecOptions, ExecOutput};
 pub use logs::LogStream;
-pub use spec::{ContainerSpec, PortMapping, Protocol, SpecError};
+pub use spec::{ContainerSpec, NetworkAttach, PortMapping, Protocol, SpecError};
 pub use state::{ExitRecord, ExitStatus};
 pub use sys::{CommandError, ProcessIdentity};
 
@@ -280,7 +280,7 @@ impl Runtime {
             check_host_port_free(port)?;
         }
         let taken: Vec<Ipv4Addr> = others.iter().map(|(_, r)| r.network.address).collect();
-        let network = ContainerNetwork::allocate(&self.config.network, &spec.id, &taken)?;
+        let network = ContainerNetwork::allocate(&self.config.network, &spec, &taken)?;
         let (uid, gid) = user::resolve_user(&spec.rootfs_lower, spec.user.as_deref())?;
         let record = ContainerRecord {
             cgroup_path: format!("/{}/{}", self.config.cgroup_parent, spec.id),
@@ -389,7 +389,8 @@ impl Runtime {
                 started_at: run.started_at,
             });
         }
-        if this_boot && run.shim.is_alive() {
+        let shim_alive = this_boot && run.shim.is_alive();
+        if shim_alive {
             let deadline = Instant::now() + EXIT_RECORD_WAIT;
             while Instant::now() < deadline {
                 if let Some(exit) = read_json::<ExitRecord>(&dir.exit())? {
@@ -403,7 +404,11 @@ impl Runtime {
             oom_killed: self.cgroups.oom_kills(&record.cgroup_path) > 0,
             finished_at: now_secs(),
         };
-        write_json(&dir.exit(), &exit)?;
+        // A shim that still lives (slow on a loaded host) will record how
+        // the init ended: only a gone shim makes "unknown" final.
+        if !shim_alive {
+            write_json(&dir.exit(), &exit)?;
+        }
         Ok(ContainerState::Exited(exit))
     }
 

@@ -211,7 +211,12 @@ mod tests {
         let mut spec = ContainerSpec::new("web", "/lower", &["/bin/httpd", "-f"]);
         spec.env = vec![("A".into(), "1".into())];
         ContainerRecord {
-            network: ContainerNetwork::allocate(&NetworkConfig::default(), "web", &[]).unwrap(),
+            network: ContainerNetwork::allocate(
+                &NetworkConfig::default(),
+                &crate::runtime::ContainerSpec::new("web", "/rootfs", &["sh"]),
+                &[],
+            )
+            .unwrap(),
             spec,
             backend: Backend::Libcontainer,
             cgroup_path: "/coop/web".into(),

@@ -6,6 +6,7 @@
 //! and ports up front; the runtime never starts half of a bad request.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -38,6 +39,20 @@ pub struct ContainerSpec {
     pub ports: Vec<PortMapping>,
     /// Host name inside the container; the id if `None`.
     pub hostname: Option<String>,
+    /// Private networks it joins, each as one more interface (`eth1`, ...).
+    #[serde(default)]
+    pub networks: Vec<NetworkAttach>,
+}
+
+/// A private network a container joins on this host: the network's bridge
+/// (made on first use, with the gateway address) and the container's
+/// address there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttach {
+    /// The network's number in the cloud; its bridge is named after it.
+    pub id: u32,
+    pub subnet: coop_types::Ipv4Subnet,
+    pub address: Ipv4Addr,
 }
 
 /// A transport protocol of a published port.
@@ -182,6 +197,7 @@ impl ContainerSpec {
             user: None,
             ports: Vec::new(),
             hostname: None,
+            networks: Vec::new(),
         }
     }
 

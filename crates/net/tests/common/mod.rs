@@ -224,7 +224,7 @@ pub fn attach(peer: &Peer, network: Network, addr: Ipv4Addr) -> Result<Member> {
     run(&["ip", "link", "set", "dev", &name, "netns", &ns.name])?;
     let mtu = network_mtu().to_string();
     ns.exec(&["ip", "link", "set", "dev", &name, "mtu", &mtu, "up"])?;
-    let cidr = format!("{addr}/{}", network.subnet.prefix());
+    let cidr = format!("{addr}/{}", network.subnet.prefix);
     ns.exec(&["ip", "addr", "add", &cidr, "dev", &name])?;
     peer.forwarder.add_network(network, tun)?;
     Ok(Member { ns, addr })
@@ -300,7 +300,7 @@ impl Drop for NsRuntime {
 pub fn configure_in(ns: &Netns, device: &str, addr: Ipv4Addr, subnet: Ipv4Subnet) -> Result<()> {
     let mtu = network_mtu().to_string();
     ns.exec(&["ip", "link", "set", "dev", device, "mtu", &mtu, "up"])?;
-    let cidr = format!("{addr}/{}", subnet.prefix());
+    let cidr = format!("{addr}/{}", subnet.prefix);
     ns.exec(&["ip", "addr", "add", &cidr, "dev", device])?;
     Ok(())
 }

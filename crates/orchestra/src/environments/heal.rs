@@ -152,6 +152,7 @@ impl Orchestra {
                 };
                 unplaced.remove(&name);
                 entry.peer = peer;
+                self.join_env_network(&mut entry, &env.name, None);
                 entry.owner = Some(ReplicaOf {
                     env: env.name.clone(),
                     service: service.clone(),

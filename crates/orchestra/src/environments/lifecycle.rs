@@ -63,6 +63,7 @@ impl Orchestra {
             )));
         }
         let services = encode_services(blueprint)?;
+        self.create_env_network(env).await?;
         let now = coop_types::unix_now();
         let record = coop_state::EnvironmentRecord {
             name: env.to_string(),
@@ -87,10 +88,12 @@ impl Orchestra {
                 .wait_for_dependencies(env, &service, &blueprint.services)
                 .await;
             for planned in plan.iter().filter(|p| p.service == service) {
-                let (Some(entry), Some(request)) = (planned.entry.clone(), planned.request.clone())
+                let (Some(mut entry), Some(request)) =
+                    (planned.entry.clone(), planned.request.clone())
                 else {
                     continue;
                 };
+                self.join_env_network(&mut entry, env, None);
                 let started_one = match &waited {
                     Ok(()) => self.start_replica(env, entry, request).await,
                     Err(err) => Err(err.clone()),
@@ -107,6 +110,7 @@ impl Orchestra {
                                 name: env.to_string(),
                             })
                             .await;
+                        self.remove_env_network(env).await;
                         return Err(ComputeError::Conflict(format!(
                             "replica {} of environment `{env}` could not start, so the environment was removed again: {err}",
                             planned.name
@@ -347,7 +351,85 @@ impl Orchestra {
                 name: env.to_string(),
             })
             .await?;
+        self.remove_env_network(env).await;
         Ok(count)
+    }
+
+    /// Creates environment `env`'s own private network (named after it),
+    /// unless it has one; refused when a network of that name belongs to
+    /// someone else.
+    async fn create_env_network(&self, env: &str) -> Result<(), ComputeError> {
+        if let Some(network) = self.control().store().network(env)? {
+            if network.env.as_deref() == Some(env) {
+                return Ok(());
+            }
+            return Err(ComputeError::Conflict(format!(
+                "a network named `{env}` exists and is not this environment's; an environment's network bears its name, so pick another environment name"
+            )));
+        }
+        let mut avoid = coop_compute::network::host_routes();
+        if let Ok(runtime) = self.host().runtime() {
+            avoid.push(runtime.config().network.subnet);
+        }
+        self.control()
+            .write(coop_state::Command::CreateNetwork {
+                name: env.to_string(),
+                subnet: None,
+                avoid,
+                env: Some(env.to_string()),
+                now: coop_types::unix_now(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes environment `env`'s own network; one still in use stays (a
+    /// warning says so).
+    async fn remove_env_network(&self, env: &str) {
+        let owned = self
+            .control()
+            .store()
+            .network(env)
+            .ok()
+            .flatten()
+            .is_some_and(|n| n.env.as_deref() == Some(env));
+        if !owned {
+            return;
+        }
+        let command = coop_state::Command::DeleteNetwork {
+            name: env.to_string(),
+        };
+        if let Err(err) = self.control().write(command).await {
+            tracing::warn!(env, %err, "cannot remove the environment's network");
+        }
+    }
+
+    /// Puts replica `entry` on environment `env`'s own network, at the
+    /// address `was` (an earlier container of the same replica) had there,
+    /// or any free one.
+    pub(crate) fn join_env_network(
+        &self,
+        entry: &mut ContainerEntry,
+        env: &str,
+        was: Option<&ContainerEntry>,
+    ) {
+        let owned = self
+            .control()
+            .store()
+            .network(env)
+            .ok()
+            .flatten()
+            .is_some_and(|n| n.env.as_deref() == Some(env));
+        if !owned || entry.networks.iter().any(|a| a.network == env) {
+            return;
+        }
+        let address = was
+            .and_then(|w| w.networks.iter().find(|a| a.network == env))
+            .map_or(coop_state::Attachment::ANY, |a| a.address);
+        entry.networks.push(coop_state::Attachment {
+            network: env.to_string(),
+            address,
+        });
     }
 }
 

@@ -117,6 +117,7 @@ fn run_spec(name: &str, spec: &ServiceSpec) -> RunSpec {
             .collect(),
         restart: Some(restart.to_string()),
         argv: argv_of(spec),
+        networks: Vec::new(),
     }
 }
 

@@ -34,6 +34,8 @@ const START_WAIT: Duration = Duration::from_secs(120);
 /// On top of what a health check needs to pass: fetching the template and
 /// starting the container.
 const START_SLACK: Duration = Duration::from_secs(60);
+/// How long an exit whose status is unknown may still turn out known.
+const UNKNOWN_EXIT_GRACE: u64 = 10;
 /// How often a wait looks at the replicas again.
 const POLL: Duration = Duration::from_millis(500);
 /// An update that has not moved on for this long is taken to have died
@@ -108,6 +110,17 @@ fn readiness(status: &ContainerStatus, condition: DependencyCondition, wants: Wa
         (None, None) => "died while nothing watched it".to_string(),
     };
     let one_off = status.entry.restart == coop_state::RestartPolicy::No;
+    if let RunState::Exited {
+        code: None,
+        signal: None,
+        finished_at,
+        ..
+    } = actual.state
+        && coop_types::unix_now().saturating_sub(finished_at) < UNKNOWN_EXIT_GRACE
+    {
+        // Its shim may not have recorded the exit yet.
+        return Readiness::Waiting("its exit status is not known yet".into());
+    }
     if setup && exited.is_none() {
         match &actual.setup {
             Some(crate::setup::SetupState::Done) => {}
@@ -531,6 +544,7 @@ impl Orchestra {
         let records = self.control().store().peers()?;
         let constraints = constraints_of(service, spec, &records)?;
         let mut entry = self.entry_for(self.peer(), run_spec(&name, spec))?;
+        self.join_env_network(&mut entry, env, old);
         let request = request_for(env, service, spec, &entry, constraints, old.map(|c| c.peer));
         match self.snapshot(None)?.place(&request) {
             Placement::Placed(peer) => entry.peer = peer,

@@ -78,7 +78,7 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
                 .map_err(db_err("removing a template"))?;
             release(sm, &entry.blocks, now)?;
         }
-        Command::PutContainer(entry) => {
+        Command::PutContainer(mut entry) => {
             if !is_path_safe(&entry.name) {
                 return Ok(Err(CommandError::InvalidRecord(format!(
                     "container name `{}` must be non-empty and free of `/`",
@@ -95,6 +95,9 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
                     "{}:{}",
                     entry.template, entry.version
                 ))));
+            }
+            if let Err(refused) = super::networks::assign_addresses(sm, &mut entry)? {
+                return Ok(Err(refused));
             }
             put_value(sm, &row, &entry)?;
         }

@@ -89,7 +89,148 @@ fn container(name: &str, template: &str) -> Command {
         desired: DesiredState::Running,
         created_at: 1,
         owner: None,
+        networks: Vec::new(),
     })
+}
+
+/// `container` on `networks` (name, address; `0.0.0.0` for any).
+fn on_networks(name: &str, networks: &[(&str, [u8; 4])]) -> Command {
+    let Command::PutContainer(mut entry) = container(name, "busybox") else {
+        unreachable!()
+    };
+    entry.networks = networks
+        .iter()
+        .map(|(network, address)| crate::Attachment {
+            network: network.to_string(),
+            address: std::net::Ipv4Addr::from(*address),
+        })
+        .collect();
+    Command::PutContainer(entry)
+}
+
+/// The address container `name` holds on `network`.
+fn address(h: &Harness, name: &str, network: &str) -> Option<String> {
+    h.store
+        .container(name)
+        .unwrap()
+        .unwrap()
+        .networks
+        .iter()
+        .find(|a| a.network == network)
+        .map(|a| a.address.to_string())
+}
+
+fn create_network(name: &str, subnet: Option<&str>) -> Command {
+    Command::CreateNetwork {
+        name: name.into(),
+        subnet: subnet.map(|s| s.parse().unwrap()),
+        avoid: vec!["10.88.0.0/16".parse().unwrap()],
+        env: None,
+        now: 5,
+    }
+}
+
+#[tokio::test]
+async fn networks_get_their_own_subnets_and_addresses_stay_unique() {
+    let mut h = Harness::new("networks");
+    h.run(template("busybox", "latest")).await.unwrap();
+    // From the pool, a /24 each, never the same twice.
+    h.run(create_network("n1", None)).await.unwrap();
+    h.run(create_network("n2", None)).await.unwrap();
+    let n1 = h.store.network("n1").unwrap().unwrap();
+    let n2 = h.store.network("n2").unwrap().unwrap();
+    assert_eq!(n1.subnet.to_string(), "10.210.0.0/24");
+    assert_eq!(n2.subnet.to_string(), "10.210.1.0/24");
+    assert_ne!(n1.id, n2.id);
+    // Chosen subnets may overlap nothing: a network, or what the peer uses.
+    assert!(matches!(
+        h.run(create_network("n3", Some("10.210.1.128/25"))).await,
+        Err(CommandError::NetworkOverlap { .. })
+    ));
+    assert!(matches!(
+        h.run(create_network("n3", Some("10.88.5.0/24"))).await,
+        Err(CommandError::NetworkOverlap { .. })
+    ));
+    assert!(matches!(
+        h.run(create_network("n3", Some("10.9.0.0/31"))).await,
+        Err(CommandError::InvalidRecord(_))
+    ));
+    assert_eq!(
+        h.run(create_network("n1", None)).await,
+        Err(CommandError::NetworkExists("n1".into()))
+    );
+    h.run(create_network("tiny", Some("10.9.0.0/30")))
+        .await
+        .unwrap();
+
+    // Addresses: the lowest free by default, a chosen one if free.
+    h.run(on_networks("a", &[("n1", [0, 0, 0, 0])]))
+        .await
+        .unwrap();
+    h.run(on_networks(
+        "b",
+        &[("n1", [10, 210, 0, 9]), ("n2", [0, 0, 0, 0])],
+    ))
+    .await
+    .unwrap();
+    h.run(on_networks("c", &[("n1", [0, 0, 0, 0])]))
+        .await
+        .unwrap();
+    assert_eq!(address(&h, "a", "n1").as_deref(), Some("10.210.0.2"));
+    assert_eq!(address(&h, "b", "n1").as_deref(), Some("10.210.0.9"));
+    assert_eq!(address(&h, "b", "n2").as_deref(), Some("10.210.1.2"));
+    assert_eq!(address(&h, "c", "n1").as_deref(), Some("10.210.0.3"));
+    let members = h.store.network_members("n1").unwrap();
+    assert_eq!(members.len(), 3);
+    // Taken, outside, the gateway, unknown networks, twice the same one.
+    assert!(matches!(
+        h.run(on_networks("d", &[("n1", [10, 210, 0, 9])])).await,
+        Err(CommandError::AddressTaken { container, .. }) if container == "b"
+    ));
+    for outside in [[10, 210, 1, 5], [10, 210, 0, 1], [10, 210, 0, 255]] {
+        assert!(matches!(
+            h.run(on_networks("d", &[("n1", outside)])).await,
+            Err(CommandError::AddressOutside { .. })
+        ));
+    }
+    assert_eq!(
+        h.run(on_networks("d", &[("nope", [0, 0, 0, 0])])).await,
+        Err(CommandError::NetworkUnknown("nope".into()))
+    );
+    assert!(matches!(
+        h.run(on_networks(
+            "d",
+            &[("n1", [0, 0, 0, 0]), ("n1", [0, 0, 0, 0])]
+        ))
+        .await,
+        Err(CommandError::InvalidRecord(_))
+    ));
+    assert!(h.store.container("d").unwrap().is_none());
+    // A /30 holds one container.
+    h.run(on_networks("t1", &[("tiny", [0, 0, 0, 0])]))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.run(on_networks("t2", &[("tiny", [0, 0, 0, 0])])).await,
+        Err(CommandError::NetworkFull("tiny".into()))
+    );
+    // In use until its containers are gone.
+    assert!(matches!(
+        h.run(Command::DeleteNetwork { name: "n2".into() }).await,
+        Err(CommandError::NetworkInUse { container, .. }) if container == "b"
+    ));
+    h.run(Command::DeleteContainer { name: "b".into() })
+        .await
+        .unwrap();
+    h.run(Command::DeleteNetwork { name: "n2".into() })
+        .await
+        .unwrap();
+    assert!(h.store.network("n2").unwrap().is_none());
+    // Its freed address goes to the next container that asks.
+    h.run(on_networks("e", &[("n1", [0, 0, 0, 0])]))
+        .await
+        .unwrap();
+    assert_eq!(address(&h, "e", "n1").as_deref(), Some("10.210.0.4"));
 }
 
 #[tokio::test]

@@ -303,6 +303,9 @@ fn apply_command(
         command @ (Command::PutEnvironment { .. }
         | Command::DeleteEnvironment { .. }
         | Command::RecordEnvEvent { .. }) => return super::environments::apply(sm, command),
+        command @ (Command::CreateNetwork { .. } | Command::DeleteNetwork { .. }) => {
+            return super::networks::apply(sm, command);
+        }
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

@@ -22,6 +22,7 @@ mod environments;
 mod journal;
 mod log_store;
 mod machine;
+mod networks;
 mod objects;
 #[cfg(test)]
 mod objects_tests;
@@ -76,8 +77,9 @@ const META_FORMAT: &str = "format";
 /// at open instead of failing on its first record. 2: templates keep their
 /// blocks in the store, objects their part sizes. 3: containers name the
 /// environment replica they are; environments and their events. 4:
-/// environments keep the version before their last update.
-pub const FORMAT: u32 = 4;
+/// environments keep the version before their last update. 5: private
+/// networks, and the addresses containers hold on them.
+pub const FORMAT: u32 = 5;
 
 const CLOUD_KEY: &str = "cloud";
 const PEER_PREFIX: &str = "peer/";
