@@ -5,7 +5,8 @@
 //! where a new machine redeems an invite. Every other protocol is admitted
 //! by [`Admission`] only for peers that proved a valid, unrevoked
 //! certificate of this cloud. The mesh runs hello and gossip itself; every
-//! other protocol is typed ([`Protocol`], [`StreamProtocol`]) and declared
+//! other protocol is typed ([`Protocol`], [`StreamProtocol`],
+//! [`DatagramProtocol`]) and declared
 //! beside its messages in the crate that serves it (`coop/raft/1` in
 //! `state`, `coop/blocks/1` in `store`, ...).
 //!
@@ -14,6 +15,7 @@
 //! plane, status gossip).
 
 mod admission;
+mod datagram;
 mod hello;
 mod liveness;
 mod mesh;
@@ -24,6 +26,7 @@ mod relay_tls;
 mod request;
 
 pub use admission::{Admission, PathInfo};
+pub use datagram::{DatagramProtocol, DatagramService};
 pub use iroh::endpoint::{RecvStream, SendStream};
 pub use liveness::{Liveness, LivenessConfig, StatusSource};
 pub(crate) use mesh::WeakMesh;

@@ -25,6 +25,7 @@ use coop_identity::{Certificate, CloudId, PeerKey};
 use coop_types::PeerId;
 
 use crate::admission::{Admission, AdmissionHook};
+use crate::datagram::DatagramLinks;
 use crate::hello::{HelloProtocol, HelloReply, HelloRequest, PathProtocol};
 use crate::liveness::Liveness;
 use crate::paths::{PATHS_ALPN, PathsProtocol, PathsService, SPEED_ALPN, SpeedProtocol};
@@ -110,6 +111,18 @@ pub enum MeshError {
     NotServing { peer: PeerId, protocol: String },
     #[error("peer {peer} failed to answer a {protocol} request; its log says why")]
     Failed { peer: PeerId, protocol: String },
+    #[error("no connection to peer {peer} is open for datagrams (send_datagram dials one)")]
+    NotConnected { peer: PeerId },
+    #[error(
+        "a datagram of {size} bytes is over the {max} bytes the connection to peer {peer} takes now"
+    )]
+    DatagramTooLarge {
+        peer: PeerId,
+        size: usize,
+        max: usize,
+    },
+    #[error("the connection to peer {peer} carries no {protocol} datagrams (disabled on one side)")]
+    NoDatagrams { peer: PeerId, protocol: String },
 }
 
 /// A dial that outlives the request that started it: a request with a short
@@ -133,6 +146,8 @@ struct Inner {
     addr_book: MemoryLookup,
     addrs: RwLock<HashMap<PeerId, Vec<TransportAddr>>>,
     handlers: HandlerTable,
+    /// The connection datagrams to each peer go out on, by ALPN.
+    datagram_links: Arc<DatagramLinks>,
     pool: Mutex<HashMap<(PeerId, &'static [u8]), Slot>>,
     greeted: Mutex<HashSet<PeerId>>,
     gossip: Gossip,
@@ -233,6 +248,7 @@ impl Mesh {
             }
         }
         let handlers: HandlerTable = Arc::default();
+        let datagram_links: Arc<DatagramLinks> = Arc::default();
         let gossip = Gossip::builder().alpn(GOSSIP_ALPN).spawn(endpoint.clone());
         let mut router = Router::builder(endpoint.clone())
             .accept(
@@ -256,6 +272,7 @@ impl Mesh {
                 Served {
                     alpn,
                     handlers: handlers.clone(),
+                    datagram_links: datagram_links.clone(),
                 },
             );
         }
@@ -279,6 +296,7 @@ impl Mesh {
             addr_book,
             addrs: RwLock::default(),
             handlers,
+            datagram_links,
             pool: Mutex::default(),
             greeted: Mutex::default(),
             gossip,
@@ -556,6 +574,15 @@ impl Mesh {
             .read()
             .map(|m| m.keys().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// The handlers by ALPN, for readers that look them up as they go.
+    pub(crate) fn handler_table(&self) -> HandlerTable {
+        self.0.handlers.clone()
+    }
+
+    pub(crate) fn datagram_links(&self) -> &Arc<DatagramLinks> {
+        &self.0.datagram_links
     }
 
     /// Serves `alpn` with `handler` from now on.

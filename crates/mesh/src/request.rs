@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use coop_types::PeerId;
 
 use crate::admission::peer_of;
+use crate::datagram::{DatagramHandler, DatagramLinks, receive_datagrams};
 
 /// Largest request or response body accepted on a request stream. Raft
 /// snapshots of the control plane are the biggest messages; 64 MiB leaves
@@ -50,17 +51,20 @@ pub(crate) trait StreamHandler: Send + Sync + 'static {
 pub(crate) enum Handler {
     Request(Arc<dyn RequestHandler>),
     Stream(Arc<dyn StreamHandler>),
+    Datagram(Arc<dyn DatagramHandler>),
 }
 
 /// Handlers by ALPN, filled in as the peer's rooms start.
 pub(crate) type HandlerTable = Arc<RwLock<HashMap<&'static [u8], Handler>>>;
 
 /// The iroh protocol handler for one ALPN: takes each stream of a
-/// connection and gives it to whatever the table holds for the ALPN then.
+/// connection and gives it to whatever the table holds for the ALPN then,
+/// and each datagram to the ALPN's datagram service, if it has one.
 #[derive(Clone)]
 pub(crate) struct Served {
     pub alpn: &'static [u8],
     pub handlers: HandlerTable,
+    pub datagram_links: Arc<DatagramLinks>,
 }
 
 impl fmt::Debug for Served {
@@ -82,6 +86,22 @@ impl Served {
 impl ProtocolHandler for Served {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let from = peer_of(connection.remote_id());
+        // Datagrams and streams are read side by side; both end with the
+        // connection.
+        let datagrams = receive_datagrams(
+            connection.clone(),
+            from,
+            self.alpn,
+            self.handlers.clone(),
+            self.datagram_links.clone(),
+        );
+        tokio::join!(datagrams, self.accept_streams(connection, from));
+        Ok(())
+    }
+}
+
+impl Served {
+    async fn accept_streams(&self, connection: Connection, from: PeerId) {
         // The streams' handlers live as long as their connection: when it
         // ends, or the router stops accepting, the set drops them.
         let mut streams = JoinSet::new();
@@ -91,7 +111,7 @@ impl ProtocolHandler for Served {
                 Ok(streams) => streams,
                 Err(err) => {
                     debug!(peer = %from.short(), %err, "connection ended");
-                    return Ok(());
+                    return;
                 }
             };
             match self.handler() {
@@ -101,8 +121,9 @@ impl ProtocolHandler for Served {
                 Some(Handler::Stream(handler)) => {
                     streams.spawn(handler.handle(from, send, recv));
                 }
-                None => {
-                    // Not ready yet: the caller sees "not serving" and may retry.
+                // Not ready yet, or a datagram protocol: the caller sees
+                // "not serving".
+                Some(Handler::Datagram(_)) | None => {
                     let (mut send, mut recv) = (send, recv);
                     let _ = send.reset(VarInt::from_u32(RESET_NOT_SERVING));
                     let _ = recv.stop(VarInt::from_u32(RESET_NOT_SERVING));

@@ -11,7 +11,7 @@ mod resources;
 mod storage;
 mod time;
 
-pub use net::{Ipv4Subnet, SubnetError};
+pub use net::{Ipv4Subnet, NetworkId, SubnetError};
 pub use path::{NatMapping, NatReport, PathLine, PathReport, PathVerdict, Sighting, SpeedReport};
 pub use peer::{
     Connection, DiskStatus, MAX_STATUS_RTTS, PeerId, PeerIdParseError, PeerState, PeerStatus,

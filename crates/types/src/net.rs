@@ -7,6 +7,17 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// A private network's number, as the data plane's packet header carries
+/// it (the control plane's `NetworkRecord::id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NetworkId(pub u32);
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// An IPv4 subnet, `10.88.0.0/16`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ipv4Subnet {
