@@ -1878,3 +1878,130 @@ fn containers_on_a_private_network_reach_each_other_and_no_one_else() -> Result<
     peer.cli_json(&["network", "rm", "n2"])?;
     Ok(())
 }
+
+#[test]
+fn members_of_a_network_on_two_peers_reach_each_other() -> Result<()> {
+    use coop_testkit::netns::{HOME_A_IP, Nat, NatLab, PUBLIC_IP};
+    require_host();
+    if let Some(reason) = coop_testkit::netns::unavailable() {
+        panic!("the network test cannot run here: {reason}");
+    }
+    // Each peer in a namespace of its own, as on two machines (one of
+    // them behind a NAT router): in one namespace their bridges would
+    // share the network's gateway address.
+    let net_lab = NatLab::with(Nat::PortPreserving, Nat::PortPreserving)?;
+    let _names = HostNames(vec![11, 111]);
+    let mut cloud = Cloud::new(BIN, "containers11")?;
+    let rootfs = cloud.dir.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    let options = |ns: &str, ip: &str, tag: u8, zone: &str, relay: bool| {
+        let mut extra = container_host_flags(tag);
+        extra.extend(["--zone".to_string(), zone.to_string()]);
+        if relay {
+            extra.push("--relay".into());
+        }
+        PeerOptions {
+            extra_args: extra,
+            ..PeerOptions::in_netns(ns, ip, &[])
+        }
+    };
+    cloud.found("hub", options(&net_lab.public, PUBLIC_IP, 11, "hub", true))?;
+    cloud.join(
+        "east",
+        options(&net_lab.home_a, HOME_A_IP, 111, "east", false),
+    )?;
+    let peer = &cloud.peers[0];
+    peer.cli_json(&[
+        "template",
+        "import",
+        "busybox",
+        &rootfs.display().to_string(),
+    ])?;
+    eventually(Duration::from_secs(30), "two peers up", || {
+        let list = peer.cli_json(&["peers"])?;
+        let up = list
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["state"] == "up").count());
+        Ok((up == Some(2)).then_some(()))
+    })?;
+    peer.cli_json(&["network", "create", "n1", "--subnet", "10.211.20.0/24"])?;
+    let run = |args: &[&str]| -> Result<Value> {
+        let mut full = vec!["busybox", "--cpus", "0.2"];
+        full.extend_from_slice(args);
+        run_json(peer, &full)
+    };
+    let address = |view: &Value| -> Result<String> {
+        view["networks"][0]["address"]
+            .as_str()
+            .map(String::from)
+            .context("no address on n1")
+    };
+    let a = run(&[
+        "--name",
+        "a",
+        "--network",
+        "n1",
+        "--restart",
+        "always",
+        "-d",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ])?;
+    let b = run(&[
+        "--name",
+        "b",
+        "--peer",
+        "east",
+        "--network",
+        "n1",
+        "-d",
+        "--",
+        "sleep",
+        "3600",
+    ])?;
+    run(&["--name", "c", "--peer", "east", "-d", "--", "sleep", "3600"])?;
+    let (a_ip, b_ip) = (address(&a)?, address(&b)?);
+    assert_ne!(a["peer"], b["peer"], "a and b on two peers");
+    let sh = |on: &str, script: &str| -> Result<String> {
+        let out = peer.cli(&["container", "exec", on, "--", "sh", "-c", script])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // b, on the other peer, reaches a's page through the network.
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {a_ip} 80");
+    let began = Instant::now();
+    eventually(Duration::from_secs(30), "b reaching a across peers", || {
+        Ok(sh("b", &request)?.contains("hello from coop").then_some(()))
+    })?;
+    eprintln!(
+        "a member on another peer answered after {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    // 1 MiB crosses intact, and a reaches b back.
+    sh(
+        "a",
+        "dd if=/dev/urandom of=/www/big bs=1024 count=1024 2>/dev/null",
+    )?;
+    let there = sh("a", "md5sum /www/big")?;
+    let here = sh(
+        "b",
+        &format!("wget -q -O /tmp/big http://{a_ip}/big && md5sum /tmp/big"),
+    )?;
+    let digest = |text: &str| text.split_whitespace().next().unwrap_or("").to_string();
+    assert!(!digest(&there).is_empty());
+    assert_eq!(digest(&here), digest(&there), "{here} / {there}");
+    let ping = sh("a", &format!("ping -c 1 -W 3 {b_ip} && echo reached"))?;
+    assert!(ping.contains("reached"), "{ping}");
+    // A container on b's peer that is not on the network does not.
+    let outsider = sh("c", &request)?;
+    assert!(!outsider.contains("hello from coop"), "{outsider}");
+    for name in ["a", "b", "c"] {
+        peer.cli_json(&["container", "rm", "-f", name])?;
+    }
+    peer.cli_json(&["network", "rm", "n1"])?;
+    Ok(())
+}

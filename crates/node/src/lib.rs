@@ -14,6 +14,7 @@ mod containers;
 mod datadir;
 mod error;
 mod loops;
+mod networks;
 mod node;
 mod protocol;
 mod services;

@@ -25,6 +25,7 @@ pub(crate) const SERVED_PROTOCOLS: &[&[u8]] = &[
     coop_store::BLOCKS_ALPN,
     coop_orchestra::COMPUTE_ALPN,
     coop_orchestra::EXEC_ALPN,
+    coop_net::NET_ALPN,
 ];
 
 /// What the node's tasks share.
@@ -138,6 +139,17 @@ impl Node {
             own(Box::pin(
                 compute.clone().heal_environments(reschedule_after),
             ));
+            if let Ok(runtime) = compute.host().runtime() {
+                // Members of a private network on other peers reach this
+                // peer's through the forwarder.
+                let forwarder = coop_net::Forwarder::start(core.mesh.clone());
+                own(Box::pin(crate::networks::carry(
+                    core.control.clone(),
+                    compute.peer(),
+                    runtime.config().network.clone(),
+                    forwarder,
+                )));
+            }
         }
         own(Box::pin(crate::storage::upkeep(
             &storage,

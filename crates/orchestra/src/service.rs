@@ -525,6 +525,7 @@ impl Orchestra {
                     id: network.id,
                     subnet: network.subnet,
                     address: joined.address,
+                    mtu: coop_net::network_mtu(),
                 })
             })
             .collect()

@@ -52,6 +52,9 @@ pub struct Joined {
     pub ifname: String,
     pub address: Ipv4Addr,
     pub subnet: coop_types::Ipv4Subnet,
+    /// Its MTU; the default when 0.
+    #[serde(default)]
+    pub mtu: u16,
 }
 
 impl ContainerNetwork {
@@ -83,6 +86,7 @@ impl ContainerNetwork {
                     ifname: format!("eth{}", i + 1),
                     address: attach.address,
                     subnet: attach.subnet,
+                    mtu: attach.mtu,
                 };
                 for name in [&joined.bridge, &joined.veth] {
                     if name.len() > 15 {
@@ -177,8 +181,18 @@ impl ContainerNetwork {
             // ARP entries for it are still right.
             let [a, b, c, d] = joined.address.octets();
             let mac = format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+            let mtu = match joined.mtu {
+                0 => String::new(),
+                mtu => {
+                    run(
+                        "ip",
+                        &["link", "set", &joined.veth, "mtu", &mtu.to_string()],
+                    )?;
+                    format!("link set {} mtu {mtu}\n", joined.ifname)
+                }
+            };
             let batch = format!(
-                "link set {if} address {mac}\naddr add {}/{} dev {if}\nlink set {if} up\n",
+                "link set {if} address {mac}\n{mtu}addr add {}/{} dev {if}\nlink set {if} up\n",
                 joined.address,
                 joined.subnet.prefix,
                 if = joined.ifname

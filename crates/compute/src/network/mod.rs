@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-pub use container::{ContainerNetwork, check_host_port_free};
+pub use container::{ContainerNetwork, check_host_port_free, network_bridge};
 pub use coop_types::Ipv4Subnet;
 pub use host::{HostNetwork, host_routes};
 

@@ -53,6 +53,10 @@ pub struct NetworkAttach {
     pub id: u32,
     pub subnet: coop_types::Ipv4Subnet,
     pub address: Ipv4Addr,
+    /// The interface's MTU, so a full packet fits in one datagram between
+    /// peers; the default when 0.
+    #[serde(default)]
+    pub mtu: u16,
 }
 
 /// A transport protocol of a published port.
