@@ -1404,6 +1404,51 @@ services:
     Ok(())
 }
 
+/// A cloud of container agents in the namespace lab, each `(namespace,
+/// address, tag, zone)`: the first founds it and relays for the others
+/// (behind their NAT routers). Busybox is imported and every peer is up.
+fn namespace_cloud(label: &str, peers: &[(&str, &str, u8, &str)]) -> Result<Cloud> {
+    let mut cloud = Cloud::new(BIN, label)?;
+    let rootfs = cloud.dir.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    for (i, (ns, ip, tag, zone)) in peers.iter().enumerate() {
+        let mut extra = container_host_flags(*tag);
+        extra.extend(["--zone".to_string(), zone.to_string()]);
+        if i == 0 {
+            extra.push("--relay".into());
+        }
+        let options = PeerOptions {
+            extra_args: extra,
+            ..PeerOptions::in_netns(ns, ip, &[])
+        };
+        let name = if i == 0 {
+            "hub".to_string()
+        } else {
+            format!("home-{zone}")
+        };
+        if i == 0 {
+            cloud.found(&name, options)?;
+        } else {
+            cloud.join(&name, options)?;
+        }
+    }
+    let hub = &cloud.peers[0];
+    hub.cli_json(&[
+        "template",
+        "import",
+        "busybox",
+        &rootfs.display().to_string(),
+    ])?;
+    eventually(Duration::from_secs(30), "every peer up", || {
+        let list = hub.cli_json(&["peers"])?;
+        let up = list
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["state"] == "up").count());
+        Ok((up == Some(peers.len())).then_some(()))
+    })?;
+    Ok(cloud)
+}
+
 /// Removes the host names of container agents when a test ends.
 struct HostNames(Vec<u8>);
 
@@ -1424,39 +1469,17 @@ fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> 
     }
     let lab = NatLab::with(Nat::PortPreserving, Nat::PortPreserving)?;
     let _names = HostNames(vec![9, 109, 119]);
-    let mut cloud = Cloud::new(BIN, "containers9")?;
-    let rootfs = cloud.dir.path().join("rootfs");
-    busybox_rootfs(&rootfs)?;
-    let peer = |ns: &str, ip: &str, tag: u8, zone: &str, relay: bool| {
-        let mut extra = container_host_flags(tag);
-        extra.extend(["--zone".to_string(), zone.to_string()]);
-        if relay {
-            extra.push("--relay".into());
-        }
-        PeerOptions {
-            extra_args: extra,
-            ..PeerOptions::in_netns(ns, ip, &[])
-        }
-    };
-    cloud.found("hub", peer(&lab.public, PUBLIC_IP, 9, "hub", true))?;
-    cloud.join("home-a", peer(&lab.home_a, HOME_A_IP, 109, "a", false))?;
-    cloud.join("home-b", peer(&lab.home_b, HOME_B_IP, 119, "b", false))?;
+    let cloud = namespace_cloud(
+        "containers9",
+        &[
+            (&lab.public, PUBLIC_IP, 9, "hub"),
+            (&lab.home_a, HOME_A_IP, 109, "a"),
+            (&lab.home_b, HOME_B_IP, 119, "b"),
+        ],
+    )?;
     let hub = &cloud.peers[0];
     let home_b = &cloud.peers[2];
     let b = home_b.id();
-    hub.cli_json(&[
-        "template",
-        "import",
-        "busybox",
-        &rootfs.display().to_string(),
-    ])?;
-    eventually(Duration::from_secs(30), "three peers up", || {
-        let list = hub.cli_json(&["peers"])?;
-        let up = list
-            .as_array()
-            .map(|a| a.iter().filter(|p| p["state"] == "up").count());
-        Ok((up == Some(3)).then_some(()))
-    })?;
     let blueprint = "services:\n  web:\n    image: busybox\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    restart: always\n    deploy:\n      replicas: 3\n";
     let file = cloud.dir.path().join("cut.yaml");
     std::fs::write(&file, blueprint)?;
@@ -1891,39 +1914,14 @@ fn members_of_a_network_on_two_peers_reach_each_other() -> Result<()> {
     // share the network's gateway address.
     let net_lab = NatLab::with(Nat::PortPreserving, Nat::PortPreserving)?;
     let _names = HostNames(vec![11, 111]);
-    let mut cloud = Cloud::new(BIN, "containers11")?;
-    let rootfs = cloud.dir.path().join("rootfs");
-    busybox_rootfs(&rootfs)?;
-    let options = |ns: &str, ip: &str, tag: u8, zone: &str, relay: bool| {
-        let mut extra = container_host_flags(tag);
-        extra.extend(["--zone".to_string(), zone.to_string()]);
-        if relay {
-            extra.push("--relay".into());
-        }
-        PeerOptions {
-            extra_args: extra,
-            ..PeerOptions::in_netns(ns, ip, &[])
-        }
-    };
-    cloud.found("hub", options(&net_lab.public, PUBLIC_IP, 11, "hub", true))?;
-    cloud.join(
-        "east",
-        options(&net_lab.home_a, HOME_A_IP, 111, "east", false),
+    let cloud = namespace_cloud(
+        "containers11",
+        &[
+            (&net_lab.public, PUBLIC_IP, 11, "hub"),
+            (&net_lab.home_a, HOME_A_IP, 111, "east"),
+        ],
     )?;
     let peer = &cloud.peers[0];
-    peer.cli_json(&[
-        "template",
-        "import",
-        "busybox",
-        &rootfs.display().to_string(),
-    ])?;
-    eventually(Duration::from_secs(30), "two peers up", || {
-        let list = peer.cli_json(&["peers"])?;
-        let up = list
-            .as_array()
-            .map(|a| a.iter().filter(|p| p["state"] == "up").count());
-        Ok((up == Some(2)).then_some(()))
-    })?;
     peer.cli_json(&["network", "create", "n1", "--subnet", "10.211.20.0/24"])?;
     let run = |args: &[&str]| -> Result<Value> {
         let mut full = vec!["busybox", "--cpus", "0.2"];
@@ -1956,7 +1954,7 @@ fn members_of_a_network_on_two_peers_reach_each_other() -> Result<()> {
         "--name",
         "b",
         "--peer",
-        "east",
+        "home-east",
         "--network",
         "n1",
         "-d",
@@ -1964,7 +1962,16 @@ fn members_of_a_network_on_two_peers_reach_each_other() -> Result<()> {
         "sleep",
         "3600",
     ])?;
-    run(&["--name", "c", "--peer", "east", "-d", "--", "sleep", "3600"])?;
+    run(&[
+        "--name",
+        "c",
+        "--peer",
+        "home-east",
+        "-d",
+        "--",
+        "sleep",
+        "3600",
+    ])?;
     let (a_ip, b_ip) = (address(&a)?, address(&b)?);
     assert_ne!(a["peer"], b["peer"], "a and b on two peers");
     let sh = |on: &str, script: &str| -> Result<String> {

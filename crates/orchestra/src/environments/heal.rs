@@ -192,9 +192,7 @@ impl Orchestra {
     ) -> Result<EnvironmentStatus, ComputeError> {
         let store = self.control().store();
         let Some(mut record) = store.environment(env)? else {
-            return Err(ComputeError::NotFound(format!(
-                "no environment `{env}`; list environments with `coop env ls`"
-            )));
+            return Err(super::env_not_found(env));
         };
         if record.phase != coop_state::EnvPhase::Ready {
             return Err(ComputeError::Conflict(format!(
@@ -204,15 +202,7 @@ impl Orchestra {
         }
         for (service, count) in counts {
             let Some(entry) = record.services.get_mut(service) else {
-                return Err(ComputeError::NotFound(format!(
-                    "environment `{env}` has no service `{service}` (it has {})",
-                    record
-                        .services
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(super::no_such_service(env, service, &record));
             };
             if *count > 1000 {
                 return Err(ComputeError::Invalid(format!(

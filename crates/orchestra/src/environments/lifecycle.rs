@@ -129,11 +129,25 @@ impl Orchestra {
         env: &str,
         phase: coop_state::EnvPhase,
     ) -> Result<(), ComputeError> {
+        self.rewrite_env(env, |record| {
+            record.phase = phase;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `change` to the record of `env` and writes it back (with a
+    /// new `updated_at`), unless another write came first.
+    pub(crate) async fn rewrite_env(
+        &self,
+        env: &str,
+        change: impl FnOnce(&mut coop_state::EnvironmentRecord) -> Result<(), ComputeError>,
+    ) -> Result<(), ComputeError> {
         let Some(mut record) = self.control().store().environment(env)? else {
-            return Err(ComputeError::NotFound(format!("no environment `{env}`")));
+            return Err(super::env_not_found(env));
         };
+        change(&mut record)?;
         let expected_generation = record.generation;
-        record.phase = phase;
         record.updated_at = coop_types::unix_now();
         self.control()
             .write(coop_state::Command::PutEnvironment {
@@ -201,11 +215,9 @@ impl Orchestra {
     /// events.
     pub async fn environment_status(&self, env: &str) -> Result<EnvironmentStatus, ComputeError> {
         let store = self.control().store();
-        let record = store.environment(env)?.ok_or_else(|| {
-            ComputeError::NotFound(format!(
-                "no environment `{env}`; list environments with `coop env ls`"
-            ))
-        })?;
+        let record = store
+            .environment(env)?
+            .ok_or_else(|| super::env_not_found(env))?;
         let entries = store.env_replicas(env)?;
         let statuses = self.statuses(entries).await?;
         // Definitions with setup steps, by digest: a running replica of one
@@ -323,9 +335,7 @@ impl Orchestra {
     ) -> Result<usize, ComputeError> {
         let store = self.control().store();
         if store.environment(env)?.is_none() {
-            return Err(ComputeError::NotFound(format!(
-                "no environment `{env}`; list environments with `coop env ls`"
-            )));
+            return Err(super::env_not_found(env));
         }
         // The leader stops healing it first, so nothing comes back.
         self.set_phase(env, coop_state::EnvPhase::Removing).await?;

@@ -22,6 +22,26 @@ use crate::scheduler::{Constraint, Placement, Refusal, ReplicaRequest, Snapshot,
 use crate::service::Orchestra;
 use crate::spec::RunSpec;
 
+/// The error for an environment that does not exist.
+pub(crate) fn env_not_found(env: &str) -> ComputeError {
+    ComputeError::NotFound(format!(
+        "no environment `{env}`; list environments with `coop env ls`"
+    ))
+}
+
+/// The error for a service `env` does not have.
+pub(crate) fn no_such_service(
+    env: &str,
+    service: &str,
+    record: &coop_state::EnvironmentRecord,
+) -> ComputeError {
+    let services: Vec<&str> = record.services.keys().map(String::as_str).collect();
+    ComputeError::NotFound(format!(
+        "environment `{env}` has no service `{service}` (it has {})",
+        services.join(", ")
+    ))
+}
+
 /// The container name of replica `index` of `service` in `env`.
 pub fn replica_name(env: &str, service: &str, index: u32) -> String {
     format!("{env}-{service}-{index}")

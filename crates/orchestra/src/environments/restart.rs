@@ -24,9 +24,7 @@ impl Orchestra {
     ) -> Result<EnvironmentStatus, ComputeError> {
         let store = self.control().store();
         let Some(record) = store.environment(env)? else {
-            return Err(ComputeError::NotFound(format!(
-                "no environment `{env}`; list environments with `coop env ls`"
-            )));
+            return Err(super::env_not_found(env));
         };
         if record.phase != EnvPhase::Ready {
             return Err(ComputeError::Conflict(format!(
@@ -37,15 +35,7 @@ impl Orchestra {
         if let Some(service) = service
             && !record.services.contains_key(service)
         {
-            return Err(ComputeError::NotFound(format!(
-                "environment `{env}` has no service `{service}` (it has {})",
-                record
-                    .services
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(super::no_such_service(env, service, &record));
         }
         let mut replicas: Vec<ContainerEntry> = store
             .env_replicas(env)?

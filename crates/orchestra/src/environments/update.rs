@@ -304,11 +304,11 @@ impl Orchestra {
 
     /// The record of `env` if it exists and no other change runs on it.
     fn ready_record(&self, env: &str) -> Result<EnvironmentRecord, ComputeError> {
-        let record = self.control().store().environment(env)?.ok_or_else(|| {
-            ComputeError::NotFound(format!(
-                "no environment `{env}`; list environments with `coop env ls`"
-            ))
-        })?;
+        let record = self
+            .control()
+            .store()
+            .environment(env)?
+            .ok_or_else(|| super::env_not_found(env))?;
         let stale =
             coop_types::unix_now().saturating_sub(record.updated_at) > UPDATE_STALE.as_secs();
         match record.phase {
@@ -568,26 +568,16 @@ impl Orchestra {
     /// Records that the update of `env` still moves on; fails when the
     /// environment left the update meanwhile (it is being taken down).
     async fn touch_update(&self, env: &str) -> Result<(), ComputeError> {
-        let Some(mut record) = self.control().store().environment(env)? else {
-            return Err(ComputeError::Conflict(format!(
-                "environment `{env}` was removed"
-            )));
-        };
-        if record.phase != EnvPhase::Updating {
-            return Err(ComputeError::Conflict(format!(
-                "environment `{env}` left the update (it is {:?})",
-                record.phase
-            )));
-        }
-        let expected_generation = record.generation;
-        record.updated_at = coop_types::unix_now();
-        self.control()
-            .write(coop_state::Command::PutEnvironment {
-                record,
-                expected_generation,
-            })
-            .await?;
-        Ok(())
+        self.rewrite_env(env, |record| {
+            if record.phase != EnvPhase::Updating {
+                return Err(ComputeError::Conflict(format!(
+                    "environment `{env}` left the update (it is {:?})",
+                    record.phase
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
