@@ -82,6 +82,9 @@ pub struct Health {
 #[derive(Debug)]
 pub(crate) struct Tracked {
     health: Health,
+    /// The container this record is about (a replica's lease epoch: a new
+    /// container of the same name starts a new record).
+    epoch: u64,
     /// The start this record is about.
     started_at: u64,
     /// Whether a check passed since that start.
@@ -199,7 +202,8 @@ impl Orchestra {
             let Some(check) = spec.healthcheck.clone() else {
                 continue;
             };
-            if self.take_if_due(&entry.name, started_at) {
+            let epoch = owner.epoch;
+            if self.take_if_due(&entry.name, epoch, started_at) {
                 let orchestra = self.clone();
                 checks.spawn(async move {
                     orchestra.check_once(entry, started_at, check).await;
@@ -236,11 +240,16 @@ impl Orchestra {
 
     /// Marks a check of `name` (in its start at `started_at`) as running
     /// if one is due and none runs; a new start begins a new record.
-    fn take_if_due(&self, name: &str, started_at: u64) -> bool {
+    fn take_if_due(&self, name: &str, epoch: u64, started_at: u64) -> bool {
         let Ok(mut table) = self.health_table().lock() else {
             return false;
         };
         let now = Instant::now();
+        if table.get(name).is_some_and(|t| t.epoch != epoch) {
+            // Another container of this name (moved back, replaced by an
+            // update): nothing of the old one's record applies.
+            table.remove(name);
+        }
         let tracked = table.entry(name.to_string()).or_insert_with(|| Tracked {
             health: Health {
                 status: HealthStatus::Starting,
@@ -249,6 +258,7 @@ impl Orchestra {
                 checked_at: 0,
                 restarts: 0,
             },
+            epoch,
             started_at: 0,
             passed: false,
             next_due: now,
@@ -318,6 +328,11 @@ impl Orchestra {
                 if !restart && self.ask_to_move(&entry).await {
                     return;
                 }
+                if !self.still_running(name, started_at).await {
+                    // Replaced or restarted meanwhile: the verdict was
+                    // about a run that is gone.
+                    return;
+                }
                 match self.act_local(name, Action::Restart).await {
                     Ok(_) => {
                         self.note(
@@ -335,6 +350,15 @@ impl Orchestra {
                 }
             }
         }
+    }
+
+    /// Whether `name`'s run that started at `started_at` still runs.
+    pub(crate) async fn still_running(&self, name: &str, started_at: u64) -> bool {
+        let id = name.to_string();
+        let state = self
+            .blocking(move |host| Ok(host.observe(&id).map(|c| RunState::from(&c.state))))
+            .await;
+        matches!(state, Ok(Some(RunState::Running { started_at: at, .. })) if at == started_at)
     }
 
     /// Runs the check's command in `name`; `None` when the container no

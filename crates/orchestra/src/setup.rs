@@ -93,6 +93,14 @@ impl Orchestra {
     ) {
         let name = entry.name.clone();
         let mut outcome = self.setup_steps(&name, &steps).await;
+        if outcome.is_err() && !self.still_running(&name, started_at).await {
+            // The run ended under the steps (a restart, a replacement):
+            // the next run is set up afresh.
+            if let Ok(mut table) = self.setup_table().lock() {
+                table.remove(&name);
+            }
+            return;
+        }
         if let (Ok(()), Some(owner)) = (&outcome, entry.owner.as_ref()) {
             // Noted before the marker, so the event comes before any
             // health check's.
