@@ -48,6 +48,8 @@ pub struct AppState {
     pub(crate) store_metrics: Option<Arc<StoreMetrics>>,
     pub(crate) health: Arc<HealthBook>,
     pub(crate) compute: Option<Orchestra>,
+    /// The private networks' data plane, for its counters.
+    pub(crate) networks: Option<coop_net::Forwarder>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             store_metrics: None,
             health: Arc::default(),
             compute: None,
+            networks: None,
         }
     }
 
@@ -89,6 +92,12 @@ impl AppState {
     /// compute service.
     pub fn with_compute(mut self, compute: Orchestra) -> Self {
         self.compute = Some(compute);
+        self
+    }
+
+    /// Shows the forwarder's counters in `/metrics`.
+    pub fn with_networks(mut self, forwarder: coop_net::Forwarder) -> Self {
+        self.networks = Some(forwarder);
         self
     }
 

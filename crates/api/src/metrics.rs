@@ -1,7 +1,8 @@
 //! Prometheus metrics at `/metrics`, read from live state at scrape time
 //! so they can never drift from what the API shows.
 
-use std::sync::atomic::AtomicU64;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -29,6 +30,116 @@ struct ContainerLabel {
 }
 
 type ContainerGauge = Family<ContainerLabel, Gauge<u64, AtomicU64>>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrafficLabel {
+    network: String,
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabel {
+    network: String,
+    reason: String,
+}
+
+type NetCounter<L> = Family<L, Counter<u64, AtomicU64>>;
+
+/// The private networks' forwarder counters: traffic with each peer on
+/// each network carried here, and the packets dropped, by reason.
+struct NetworkCounters {
+    packets_in: NetCounter<TrafficLabel>,
+    bytes_in: NetCounter<TrafficLabel>,
+    packets_out: NetCounter<TrafficLabel>,
+    bytes_out: NetCounter<TrafficLabel>,
+    dropped: NetCounter<DropLabel>,
+}
+
+impl NetworkCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let mut traffic = |name: &str, help: &str| {
+            let family = NetCounter::<TrafficLabel>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let packets_in = traffic(
+            "network_received_packets",
+            "Packets of a private network received from a peer",
+        );
+        let bytes_in = traffic(
+            "network_received_bytes",
+            "Bytes of a private network's packets received from a peer",
+        );
+        let packets_out = traffic(
+            "network_sent_packets",
+            "Packets of a private network sent to a peer",
+        );
+        let bytes_out = traffic(
+            "network_sent_bytes",
+            "Bytes of a private network's packets sent to a peer",
+        );
+        let dropped = NetCounter::<DropLabel>::default();
+        registry.register(
+            "network_dropped_packets",
+            "Packets of a private network the forwarder dropped, by reason",
+            dropped.clone(),
+        );
+        NetworkCounters {
+            packets_in,
+            bytes_in,
+            packets_out,
+            bytes_out,
+            dropped,
+        }
+    }
+
+    /// Mirrors `stats`; networks are named from the control plane's records
+    /// (by id when a record is gone).
+    fn fill(&self, stats: &coop_net::ForwarderStats, names: &HashMap<u32, String>) {
+        let set = |counter: &Counter<u64, AtomicU64>, value: u64| {
+            counter.inner().store(value, Ordering::Relaxed);
+        };
+        for family in [
+            &self.packets_in,
+            &self.bytes_in,
+            &self.packets_out,
+            &self.bytes_out,
+        ] {
+            family.clear();
+        }
+        self.dropped.clear();
+        for net in &stats.networks {
+            let network = names
+                .get(&net.network.0)
+                .cloned()
+                .unwrap_or_else(|| net.network.0.to_string());
+            for peer in &net.peers {
+                let label = TrafficLabel {
+                    network: network.clone(),
+                    peer: peer.peer.to_string(),
+                };
+                set(&self.packets_in.get_or_create(&label), peer.packets_in);
+                set(&self.bytes_in.get_or_create(&label), peer.bytes_in);
+                set(&self.packets_out.get_or_create(&label), peer.packets_out);
+                set(&self.bytes_out.get_or_create(&label), peer.bytes_out);
+            }
+            for (reason, count) in &net.drops.0 {
+                let label = DropLabel {
+                    network: network.clone(),
+                    reason: reason.as_str().to_string(),
+                };
+                set(&self.dropped.get_or_create(&label), *count);
+            }
+        }
+        for (reason, count) in &stats.unattributed.0 {
+            let label = DropLabel {
+                network: String::new(),
+                reason: reason.as_str().to_string(),
+            };
+            set(&self.dropped.get_or_create(&label), *count);
+        }
+    }
+}
 
 /// Per-container gauges of this peer's running containers, refilled at
 /// every scrape so removed containers disappear.
@@ -91,6 +202,7 @@ pub(crate) struct Metrics {
     /// Storage counters by name, mirrored from `StoreMetrics` at scrape.
     store: Vec<(&'static str, Counter<u64, AtomicU64>)>,
     containers: ContainerGauges,
+    networks: NetworkCounters,
 }
 
 impl Metrics {
@@ -135,7 +247,9 @@ impl Metrics {
             store.push((name, counter));
         }
         let containers = ContainerGauges::register(&mut registry);
+        let networks = NetworkCounters::register(&mut registry);
         Metrics {
+            networks,
             containers,
             store,
             registry,
@@ -199,6 +313,17 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
             g.net_rx.get_or_create(&label).set(stats.net_rx_bytes);
             g.net_tx.get_or_create(&label).set(stats.net_tx_bytes);
         }
+    }
+    if let Some(forwarder) = &state.networks {
+        let names: HashMap<u32, String> = state
+            .control
+            .store()
+            .networks()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| (n.id, n.name))
+            .collect();
+        m.networks.fill(&forwarder.stats(), &names);
     }
     let mut body = String::new();
     if encode(&mut body, &m.registry).is_err() {

@@ -1502,6 +1502,46 @@ fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> 
         .map(String::from)
         .context("no replica on home-b: they spread over the three zones")?;
 
+    // On the environment's network, the service's name resolves to every
+    // replica, wherever it runs.
+    let address = |name: &str| -> Result<String> {
+        let seen = hub.cli_json(&["container", "show", name])?;
+        seen["networks"][0]["address"]
+            .as_str()
+            .map(String::from)
+            .with_context(|| format!("{name} has no address on the network: {seen:#}"))
+    };
+    let names: Vec<String> = env["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect();
+    let addresses = names
+        .iter()
+        .map(|n| address(n))
+        .collect::<Result<Vec<String>>>()?;
+    let sh = |on: &str, script: &str| -> Result<String> {
+        let out = hub.cli(&["container", "exec", on, "--", "sh", "-c", script])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let asker = names
+        .iter()
+        .find(|n| **n != on_b)
+        .context("a second replica")?;
+    eventually(
+        Duration::from_secs(30),
+        "web resolving to every replica",
+        || {
+            let out = sh(asker, "nslookup web")?;
+            Ok(addresses
+                .iter()
+                .all(|a| out.contains(a.as_str()))
+                .then_some(()))
+        },
+    )?;
+    let b_address = address(&on_b)?;
+
     // Where home-b's runtime keeps the replica while it exists.
     let state_dir = home_b
         .data_dir
@@ -1528,6 +1568,34 @@ fn a_peer_cut_off_stops_its_replicas_and_nothing_runs_twice_after_the_heal() -> 
         },
     )?;
     let moved_after = cut.elapsed();
+    let seen_running = Instant::now();
+    // Moved, the replica keeps its address, and a replica on another peer
+    // reaches it by name within 2 s of it running.
+    assert_eq!(address(&on_b)?, b_address, "the address of a moved replica");
+    let now = hub.cli_json(&["env", "show", "cut"])?;
+    let asker = names
+        .iter()
+        .find(|n| {
+            **n != on_b
+                && replica_of(&now, n)
+                    .is_some_and(|r| r["peer"] != moved["peer"] && r["peer"] != b.as_str())
+        })
+        .context("a replica on a third peer")?;
+    eventually(
+        Duration::from_secs(10),
+        "the moved replica reached by name",
+        || {
+            Ok(sh(asker, &format!("wget -q -O - http://{on_b}/"))?
+                .contains("hello from coop")
+                .then_some(()))
+        },
+    )?;
+    let reached = seen_running.elapsed();
+    eprintln!(
+        "moved replica reached by name {:.2} s after it was seen running",
+        reached.as_secs_f64()
+    );
+    assert!(reached <= Duration::from_secs(2), "{reached:?}");
     eprintln!(
         "cut off: replica stopped on the cut-off peer after {:.1} s, running elsewhere after {:.1} s",
         fenced_after.as_secs_f64(),
@@ -1903,112 +1971,154 @@ fn containers_on_a_private_network_reach_each_other_and_no_one_else() -> Result<
 }
 
 #[test]
-fn members_of_a_network_on_two_peers_reach_each_other() -> Result<()> {
-    use coop_testkit::netns::{HOME_A_IP, Nat, NatLab, PUBLIC_IP};
+fn members_of_a_network_on_three_peers_reach_each_other_by_name_and_no_one_else() -> Result<()> {
+    use coop_testkit::netns::{HOME_A_IP, HOME_B_IP, Nat, NatLab, PUBLIC_IP};
     require_host();
     if let Some(reason) = coop_testkit::netns::unavailable() {
         panic!("the network test cannot run here: {reason}");
     }
-    // Each peer in a namespace of its own, as on two machines (one of
-    // them behind a NAT router): in one namespace their bridges would
-    // share the network's gateway address.
+    // Each peer in a namespace of its own, as on three machines: the hub
+    // on a public address (the cloud's relay), two homes behind NAT
+    // routers with no direct path between them, so their members talk
+    // over the relay.
     let net_lab = NatLab::with(Nat::PortPreserving, Nat::PortPreserving)?;
-    let _names = HostNames(vec![11, 111]);
+    net_lab.block_udp_between_homes()?;
+    let _names = HostNames(vec![11, 111, 121]);
     let cloud = namespace_cloud(
         "containers11",
         &[
             (&net_lab.public, PUBLIC_IP, 11, "hub"),
             (&net_lab.home_a, HOME_A_IP, 111, "east"),
+            (&net_lab.home_b, HOME_B_IP, 121, "west"),
         ],
     )?;
-    let peer = &cloud.peers[0];
-    peer.cli_json(&["network", "create", "n1", "--subnet", "10.211.20.0/24"])?;
-    let run = |args: &[&str]| -> Result<Value> {
-        let mut full = vec!["busybox", "--cpus", "0.2"];
-        full.extend_from_slice(args);
-        run_json(peer, &full)
+    let hub = &cloud.peers[0];
+    hub.cli_json(&["network", "create", "n1", "--subnet", "10.211.20.0/24"])?;
+    hub.cli_json(&["network", "create", "n2", "--subnet", "10.211.21.0/24"])?;
+    let run = |name: &str, peer: &str, network: Option<&str>, argv: &[&str]| -> Result<Value> {
+        let mut full = vec!["busybox", "--cpus", "0.2", "--name", name, "--peer", peer];
+        if let Some(network) = network {
+            full.extend(["--network", network]);
+        }
+        full.extend(["--restart", "always", "-d", "--"]);
+        full.extend_from_slice(argv);
+        run_json(hub, &full)
     };
     let address = |view: &Value| -> Result<String> {
         view["networks"][0]["address"]
             .as_str()
             .map(String::from)
-            .context("no address on n1")
+            .context("no address on the network")
     };
-    let a = run(&[
-        "--name",
-        "a",
-        "--network",
-        "n1",
-        "--restart",
-        "always",
-        "-d",
-        "--",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ])?;
-    let b = run(&[
-        "--name",
-        "b",
-        "--peer",
-        "home-east",
-        "--network",
-        "n1",
-        "-d",
-        "--",
-        "sleep",
-        "3600",
-    ])?;
-    run(&[
-        "--name",
-        "c",
-        "--peer",
-        "home-east",
-        "-d",
-        "--",
-        "sleep",
-        "3600",
-    ])?;
-    let (a_ip, b_ip) = (address(&a)?, address(&b)?);
-    assert_ne!(a["peer"], b["peer"], "a and b on two peers");
+    let httpd = ["httpd", "-f", "-p", "80", "-h", "/www"];
+    let sleep = ["sleep", "3600"];
+    let b = run("b", "home-west", Some("n1"), &httpd)?;
+    run("a", "hub", Some("n1"), &sleep)?;
+    run("e", "home-east", Some("n1"), &sleep)?;
+    run("x", "home-east", Some("n2"), &sleep)?;
+    run("y", "home-west", None, &sleep)?;
+    let b_ip = address(&b)?;
     let sh = |on: &str, script: &str| -> Result<String> {
-        let out = peer.cli(&["container", "exec", on, "--", "sh", "-c", script])?;
+        let out = hub.cli(&["container", "exec", on, "--", "sh", "-c", script])?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    // b, on the other peer, reaches a's page through the network.
-    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {a_ip} 80");
+
+    // a, on the hub, reaches b, behind home-west's NAT router, by name.
     let began = Instant::now();
-    eventually(Duration::from_secs(30), "b reaching a across peers", || {
-        Ok(sh("b", &request)?.contains("hello from coop").then_some(()))
+    eventually(Duration::from_secs(30), "a reaching b by name", || {
+        Ok(sh("a", "wget -q -O - http://b/")?
+            .contains("hello from coop")
+            .then_some(()))
     })?;
     eprintln!(
-        "a member on another peer answered after {:.1} s",
+        "a member on another peer answered by name after {:.1} s",
         began.elapsed().as_secs_f64()
     );
-    // 1 MiB crosses intact, and a reaches b back.
+    // 1 MiB crosses intact, to the hub and to the other home (over the
+    // relay), by both of b's names; pings answer.
     sh(
-        "a",
+        "b",
         "dd if=/dev/urandom of=/www/big bs=1024 count=1024 2>/dev/null",
     )?;
-    let there = sh("a", "md5sum /www/big")?;
-    let here = sh(
-        "b",
-        &format!("wget -q -O /tmp/big http://{a_ip}/big && md5sum /tmp/big"),
-    )?;
     let digest = |text: &str| text.split_whitespace().next().unwrap_or("").to_string();
-    assert!(!digest(&there).is_empty());
-    assert_eq!(digest(&here), digest(&there), "{here} / {there}");
-    let ping = sh("a", &format!("ping -c 1 -W 3 {b_ip} && echo reached"))?;
-    assert!(ping.contains("reached"), "{ping}");
-    // A container on b's peer that is not on the network does not.
-    let outsider = sh("c", &request)?;
-    assert!(!outsider.contains("hello from coop"), "{outsider}");
-    for name in ["a", "b", "c"] {
-        peer.cli_json(&["container", "rm", "-f", name])?;
+    let there = digest(&sh("b", "md5sum /www/big")?);
+    assert_eq!(there.len(), 32, "{there}");
+    for (from, url) in [("a", "http://b/big"), ("e", "http://b.n1.coop/big")] {
+        let fetch = format!("wget -q -O /tmp/big {url} && md5sum /tmp/big");
+        let got = eventually(Duration::from_secs(30), "1 MiB from b", || {
+            let out = digest(&sh(from, &fetch)?);
+            Ok((!out.is_empty()).then_some(out))
+        })?;
+        assert_eq!(got, there, "{from} fetching {url}");
+        let ping = sh(from, "ping -c 1 -W 3 b.n1.coop && echo reached")?;
+        assert!(ping.contains("reached"), "{from}: {ping}");
     }
-    peer.cli_json(&["network", "rm", "n1"])?;
+    let east_to_west = cloud.peers[1]
+        .peers()?
+        .into_iter()
+        .find(|p| p["id"] == cloud.peers[2].id().as_str())
+        .context("home-west not listed at home-east")?;
+    assert_eq!(
+        east_to_west["connection"], "relay",
+        "the homes have no direct path: {east_to_west:#}"
+    );
+
+    // Neither a member of another network (by address or by name) nor a
+    // container of b's own peer that is on no network reaches b.
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {b_ip} 80");
+    for outsider in ["x", "y"] {
+        let got = sh(outsider, &request)?;
+        assert!(!got.contains("hello from coop"), "{outsider}: {got}");
+    }
+    let ping = sh("x", &format!("ping -c 1 -W 2 {b_ip} && echo reached"))?;
+    assert!(!ping.contains("reached"), "{ping}");
+    for name in ["b", "b.n1.coop"] {
+        let got = sh("x", &format!("ping -c 1 -W 1 {name} 2>&1; echo done"))?;
+        assert!(got.contains("bad address"), "{name} resolved on n2: {got}");
+    }
+
+    // Restarted, b keeps its address, and a reaches it again within 2 s
+    // of it running.
+    hub.cli_json(&["container", "restart", "b"])?;
+    let restarted = eventually(Duration::from_secs(30), "b running again", || {
+        let seen = hub.cli_json(&["container", "show", "b"])?;
+        Ok((seen["state"] == "running").then_some(seen))
+    })?;
+    let running = Instant::now();
+    assert_eq!(address(&restarted)?, b_ip, "b's address after a restart");
+    eventually(
+        Duration::from_secs(10),
+        "a reaching b after its restart",
+        || {
+            Ok(sh("a", "wget -q -O - http://b/")?
+                .contains("hello from coop")
+                .then_some(()))
+        },
+    )?;
+    let again = running.elapsed();
+    eprintln!(
+        "b reached again {:.2} s after it was seen running",
+        again.as_secs_f64()
+    );
+    assert!(again <= Duration::from_secs(2), "{again:?}");
+
+    // The hub's forwarder counted what it carried on n1.
+    let metrics = Command::new("ip")
+        .args(["netns", "exec", &net_lab.public, "curl", "-s"])
+        .arg(format!("http://{}/metrics", hub.api_addr()))
+        .output()?;
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let sent = metrics
+        .lines()
+        .filter(|l| l.starts_with("coop_network_sent_bytes_total{") && l.contains("network=\"n1\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(sent > 0, "no bytes counted on n1:\n{metrics}");
+
+    for name in ["a", "b", "e", "x", "y"] {
+        hub.cli_json(&["container", "rm", "-f", name])?;
+    }
+    hub.cli_json(&["network", "rm", "n1"])?;
+    hub.cli_json(&["network", "rm", "n2"])?;
     Ok(())
 }

@@ -9,9 +9,12 @@
 //! network's routing table and written to its device. The MTU every member
 //! uses is [`network_mtu`].
 //!
+//! Names: a resolver on each network's gateway address ([`dns`]).
+//!
 //! Not here: network records and address management (the control plane),
-//! per-network bridges and containers' interfaces (compute), DNS names.
+//! per-network bridges and containers' interfaces (compute).
 
+pub mod dns;
 mod forwarder;
 mod mtu;
 mod stats;

@@ -128,6 +128,7 @@ impl Node {
         };
         let storage = crate::storage::start(&settings, &core.mesh)?;
         let compute = crate::containers::start(&core, storage.stripes.clone())?;
+        let mut networks = None;
         if let Some(compute) = &compute {
             let reschedule_after = std::time::Duration::from_secs(settings.reschedule_after);
             // Cut off for this long, a peer stops the replicas it runs, well
@@ -145,10 +146,11 @@ impl Node {
                 let forwarder = coop_net::Forwarder::start(core.mesh.clone());
                 own(Box::pin(crate::networks::carry(
                     core.control.clone(),
-                    compute.peer(),
+                    compute.clone(),
                     runtime.config().network.clone(),
-                    forwarder,
+                    forwarder.clone(),
                 )));
+                networks = Some(forwarder);
             }
         }
         own(Box::pin(crate::storage::upkeep(
@@ -196,6 +198,9 @@ impl Node {
         );
         if let Some(compute) = compute {
             state = state.with_compute(compute);
+        }
+        if let Some(forwarder) = networks {
+            state = state.with_networks(forwarder);
         }
         let api_stop = cancel.clone();
         tasks.spawn(async move {

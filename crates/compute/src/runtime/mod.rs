@@ -322,7 +322,13 @@ impl Runtime {
         }
         let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let files = [
-            (dir.etc_file("resolv.conf"), oci::resolv_conf(&host_resolv)),
+            (
+                dir.etc_file("resolv.conf"),
+                oci::resolv_conf(
+                    &host_resolv,
+                    record.spec.networks.first().map(|n| n.subnet.gateway()),
+                ),
+            ),
             (dir.etc_file("hosts"), oci::hosts_file(record)),
         ];
         for (path, text) in files {

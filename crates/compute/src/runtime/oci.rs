@@ -181,9 +181,26 @@ pub(crate) fn hosts_file(record: &ContainerRecord) -> String {
     )
 }
 
-/// `/etc/resolv.conf` for the container: the host's, without loopback
-/// resolvers (they would point into the container's own namespace).
-pub(crate) fn resolv_conf(host: &str) -> String {
+/// `/etc/resolv.conf` for the container. On a private network, the
+/// network's resolver on its gateway `names` (it answers the network's
+/// names and passes others to the host's resolvers), with the host's
+/// `options`; otherwise the host's, without loopback resolvers (they would
+/// point into the container's own namespace).
+pub(crate) fn resolv_conf(host: &str, names: Option<std::net::Ipv4Addr>) -> String {
+    if let Some(gateway) = names {
+        // The host's search domains are left out: a short name is the
+        // network's, and a search domain would send it upstream first.
+        let options: Vec<&str> = host
+            .lines()
+            .filter(|line| line.split_whitespace().next() == Some("options"))
+            .collect();
+        let mut text = format!("nameserver {gateway}\n");
+        for line in options {
+            text.push_str(line);
+            text.push('\n');
+        }
+        return text;
+    }
     let kept: Vec<&str> = host
         .lines()
         .filter(|line| {
@@ -278,8 +295,17 @@ mod tests {
     }
 
     #[test]
-    fn loopback_resolvers_are_dropped() {
-        let text = resolv_conf("nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lan\n");
-        assert_eq!(text, "nameserver 10.0.0.1\nsearch lan\n");
+    fn resolvers_are_the_hosts_or_the_networks() {
+        let host = "nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lan\noptions edns0\n";
+        assert_eq!(
+            resolv_conf(host, None),
+            "nameserver 10.0.0.1\nsearch lan\noptions edns0\n"
+        );
+        let gateway = std::net::Ipv4Addr::new(10, 210, 4, 1);
+        assert_eq!(
+            resolv_conf(host, Some(gateway)),
+            "nameserver 10.210.4.1\noptions edns0\n",
+            "on a private network, the network's resolver"
+        );
     }
 }
