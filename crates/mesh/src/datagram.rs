@@ -28,8 +28,10 @@ use crate::request::{Handler, HandlerTable};
 use crate::{Mesh, MeshError};
 
 /// How many datagrams a reader takes from its connection at once: a burst
-/// is handed over under one lock of the connection instead of one each.
-const RECEIVE_BATCH: usize = 32;
+/// is handed over under one lock of the connection instead of one each,
+/// and a service gets it as one batch (64 segments of a TCP flow make one
+/// 64 KiB packet for a private network's device).
+const RECEIVE_BATCH: usize = 64;
 
 /// A datagram protocol: its ALPN. Datagrams are bytes; the protocol frames
 /// them itself (a network's header, say).
@@ -44,11 +46,20 @@ pub trait DatagramService<P: DatagramProtocol>: Send + Sync + 'static {
     /// connection's reader: a service that cannot take it now drops it,
     /// as a congested router would, and never waits.
     fn receive(&self, from: PeerId, datagram: Bytes);
+
+    /// Takes the datagrams the connection's reader found queued together,
+    /// in order (a service may treat them as one batch); by default, one
+    /// at a time. The slots may be left empty.
+    fn receive_many(&self, from: PeerId, datagrams: &mut [Bytes]) {
+        for datagram in datagrams {
+            self.receive(from, std::mem::take(datagram));
+        }
+    }
 }
 
 /// The byte-level face of a [`DatagramService`].
 pub(crate) trait DatagramHandler: Send + Sync + 'static {
-    fn receive(&self, from: PeerId, datagram: Bytes);
+    fn receive_many(&self, from: PeerId, datagrams: &mut [Bytes]);
 }
 
 struct TypedDatagrams<P, S> {
@@ -57,8 +68,8 @@ struct TypedDatagrams<P, S> {
 }
 
 impl<P: DatagramProtocol, S: DatagramService<P>> DatagramHandler for TypedDatagrams<P, S> {
-    fn receive(&self, from: PeerId, datagram: Bytes) {
-        self.service.receive(from, datagram);
+    fn receive_many(&self, from: PeerId, datagrams: &mut [Bytes]) {
+        self.service.receive_many(from, datagrams);
     }
 }
 
@@ -150,9 +161,7 @@ pub(crate) async fn receive_datagrams(
         let Some(handler) = &handler else {
             continue;
         };
-        for datagram in &mut batch[..count] {
-            handler.receive(from, std::mem::take(datagram));
-        }
+        handler.receive_many(from, &mut batch[..count]);
     }
 }
 

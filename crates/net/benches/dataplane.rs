@@ -2,7 +2,9 @@
 //! in one run: TCP throughput through the TUN devices against coop's raw
 //! QUIC stream transfer (`coop debug speed`'s), and the round trip of a
 //! small UDP packet through the devices against that of a bare datagram
-//! echoed over the mesh. Prints figures; asserts nothing. Needs root.
+//! echoed over the mesh; for context, TCP between two namespaces over a
+//! veth pair (the kernel alone). Prints figures; asserts nothing. Needs
+//! root.
 //!
 //! `cargo bench -p coop-net --bench dataplane` (release). `NET_BENCH_MIB`
 //! sets the bytes of each transfer (default 128 MiB).
@@ -25,6 +27,9 @@ use common::{attach, network, require_root, route_both, two_peers_serving};
 
 const A1: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 1);
 const B1: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 2);
+/// The two ends of the veth pair measured for context.
+const V1: Ipv4Addr = Ipv4Addr::new(198, 19, 2, 1);
+const V2: Ipv4Addr = Ipv4Addr::new(198, 19, 2, 2);
 const ROUNDS: usize = 3;
 const PINGS: usize = 2_000;
 
@@ -33,6 +38,51 @@ struct Echo;
 
 impl DatagramProtocol for Echo {
     const ALPN: &'static [u8] = b"coop/bench-echo/1";
+}
+
+/// Datagrams counted and dropped by the receiver: the mesh's datagram
+/// ceiling.
+struct Flood;
+
+impl DatagramProtocol for Flood {
+    const ALPN: &'static [u8] = b"coop/bench-flood/1";
+}
+
+struct FloodSink(Arc<std::sync::atomic::AtomicU64>);
+
+impl DatagramService<Flood> for FloodSink {
+    fn receive(&self, _from: PeerId, datagram: Bytes) {
+        self.0
+            .fetch_add(datagram.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// MiB/s of network-sized datagrams `b` receives while `a` sends them as
+/// fast as the mesh takes them, for `secs`.
+async fn datagram_flood(a: &common::Peer, b: &common::Peer, secs: u64) -> f64 {
+    let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    b.mesh.serve_datagrams::<Flood>(FloodSink(got.clone()));
+    a.mesh
+        .connect_datagrams::<Flood>(b.id())
+        .await
+        .expect("flood connection");
+    let burst: Vec<Bytes> = (0..64)
+        .map(|_| {
+            Bytes::from(vec![
+                0x5a_u8;
+                usize::from(network_mtu()) + coop_net::HEADER_LEN
+            ])
+        })
+        .collect();
+    let started = Instant::now();
+    let before = got.load(std::sync::atomic::Ordering::Relaxed);
+    while started.elapsed() < Duration::from_secs(secs) {
+        let _ = a.mesh.try_send_datagrams::<Flood>(b.id(), &burst);
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bytes = got.load(std::sync::atomic::Ordering::Relaxed) - before;
+    bytes as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Echoes every datagram; the side that started the echo gets its
@@ -73,7 +123,7 @@ async fn bench() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(128);
     let bytes = mib << 20;
-    let (a, b) = two_peers_serving(vec![NET_ALPN, Echo::ALPN]).await;
+    let (a, b) = two_peers_serving(vec![NET_ALPN, Echo::ALPN, Flood::ALPN]).await;
     let net = network(1, "198.19.1.0/24");
     let on_a = attach(&a, net, A1).expect("member on a");
     let on_b = attach(&b, net, B1).expect("member on b");
@@ -97,7 +147,7 @@ async fn bench() {
             .await
             .expect("speed test");
         let retransmits_before = retransmits(&on_a.ns);
-        let tun = tcp_through_tuns(&on_a.ns, &on_b.ns, bytes);
+        let tun = tcp_between(&on_a.ns, &on_b.ns, B1, bytes);
         let retransmitted = retransmits(&on_a.ns).saturating_sub(retransmits_before);
         println!(
             "round {round}: raw QUIC stream {:.1} MiB/s, TCP through the TUNs {tun:.1} MiB/s ({retransmitted} segments retransmitted)",
@@ -109,6 +159,20 @@ async fn bench() {
     println!(
         "throughput: TCP through the TUNs {tun_best:.1} MiB/s, raw QUIC stream {quic_best:.1} MiB/s, ratio {:.2} (goal >= 0.70)",
         tun_best / quic_best
+    );
+    let flood = datagram_flood(&a, &b, 3).await;
+    println!(
+        "context: network-sized datagrams sent as fast as the mesh takes them arrive at {flood:.1} MiB/s"
+    );
+    // For context: the kernel alone, two namespaces joined by a veth pair
+    // at the network's MTU, as two containers on one peer over its bridge.
+    let (left, right) = veth_pair().expect("veth pair");
+    let veth_best = (0..ROUNDS)
+        .map(|_| tcp_between(&left, &right, V2, bytes))
+        .fold(0.0, f64::max);
+    println!(
+        "context: TCP over a veth pair at the same MTU (two containers on one peer) {veth_best:.1} MiB/s; TUN path / veth {:.2}",
+        tun_best / veth_best
     );
 
     let mesh_rtt = datagram_echo_rtt(&a, &b).await;
@@ -149,11 +213,41 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// MiB/s of `bytes` sent over TCP from namespace `from` to a server in
-/// `to`, timed until the server has read the last byte.
-fn tcp_through_tuns(from: &common::Netns, to: &common::Netns, bytes: u64) -> f64 {
+/// Two namespaces joined by a veth pair at the network's MTU, with
+/// [`V1`] and [`V2`].
+fn veth_pair() -> anyhow::Result<(common::Netns, common::Netns)> {
+    let left = common::Netns::create("vl")?;
+    let right = common::Netns::create("vr")?;
+    let mtu = network_mtu().to_string();
+    left.exec(&[
+        "ip",
+        "link",
+        "add",
+        "v",
+        "mtu",
+        &mtu,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "v",
+        "netns",
+        &right.name,
+        "mtu",
+        &mtu,
+    ])?;
+    for (ns, addr) in [(&left, V1), (&right, V2)] {
+        ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "v"])?;
+        ns.exec(&["ip", "link", "set", "v", "up"])?;
+    }
+    Ok((left, right))
+}
+
+/// MiB/s of `bytes` sent over TCP from namespace `from` to a server on
+/// `to_addr` in `to`, timed until the server has read the last byte.
+fn tcp_between(from: &common::Netns, to: &common::Netns, to_addr: Ipv4Addr, bytes: u64) -> f64 {
     let listener = to
-        .enter(|| TcpListener::bind((B1, 0)))
+        .enter(move || TcpListener::bind((to_addr, 0)))
         .expect("enter")
         .expect("listen");
     let port = listener.local_addr().expect("port").port();
@@ -171,7 +265,7 @@ fn tcp_through_tuns(from: &common::Netns, to: &common::Netns, bytes: u64) -> f64
     });
     let conn = from
         .enter(move || {
-            TcpStream::connect_timeout(&SocketAddr::from((B1, port)), Duration::from_secs(5))
+            TcpStream::connect_timeout(&SocketAddr::from((to_addr, port)), Duration::from_secs(5))
         })
         .expect("enter")
         .expect("connect");

@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 use coop_mesh::{DatagramService, Mesh, MeshError};
 use coop_types::{Ipv4Subnet, NetworkId, PeerId};
 
+use crate::offload::{self, MAX_PACKET, Packets, VNET_HDR_LEN};
 use crate::stats::{
     DropCounters, DropReason, ForwarderStats, NetworkCounters, TrafficCounters, unattributed,
 };
@@ -43,6 +44,10 @@ const MAX_WAITING_FOR_DIAL: usize = 64;
 /// together: enough to fill a burst of UDP sends, few enough that other
 /// networks' readers get their turn.
 const READ_BURST: usize = 64;
+
+/// A burst is handed to the mesh once it holds this many packets (a read
+/// from a device with offloads may bring dozens).
+const MAX_BURST: usize = 256;
 
 /// Packets are read into chunks of this size and handed on as slices of
 /// them, so a packet costs no allocation of its own.
@@ -94,6 +99,40 @@ impl Plane {
     fn host_of(&self, addr: Ipv4Addr) -> Option<PeerId> {
         self.routes.read().ok()?.get(&addr).copied()
     }
+
+    /// Writes admitted packets from `from` to the device, in order: with
+    /// offloads, runs of one TCP flow's segments as one packet each.
+    fn write(&self, from: PeerId, packets: &[&[u8]]) {
+        let traffic = self.counters.peer(from);
+        let wrote = |result: std::io::Result<()>, run: &[&[u8]]| match result {
+            Ok(()) => run.iter().for_each(|p| traffic.count_in(p.len())),
+            Err(err) => {
+                debug!(network = %self.network.id, %err, "the device did not take a packet");
+                for _ in run {
+                    self.counters.drops.count(DropReason::DeviceWrite);
+                }
+            }
+        };
+        if !self.tun.offloads() {
+            for packet in packets {
+                wrote(self.tun.send(packet), std::slice::from_ref(packet));
+            }
+            return;
+        }
+        for range in offload::plan(packets) {
+            let run = &packets[range];
+            if let [packet] = run {
+                wrote(self.tun.send(packet), run);
+                continue;
+            }
+            let (hdr, headers) = offload::merge_header(run);
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(run.len() + 2);
+            parts.push(&hdr);
+            parts.push(&headers);
+            parts.extend(run.iter().map(|p| &p[headers.len()..]));
+            wrote(self.tun.send_parts(&parts), run);
+        }
+    }
 }
 
 /// What the forwarder's tasks and the mesh's datagram service share.
@@ -126,8 +165,12 @@ struct Inbound(Weak<Shared>);
 
 impl DatagramService<NetProtocol> for Inbound {
     fn receive(&self, from: PeerId, datagram: Bytes) {
+        self.receive_many(from, &mut [datagram]);
+    }
+
+    fn receive_many(&self, from: PeerId, datagrams: &mut [Bytes]) {
         if let Some(shared) = self.0.upgrade() {
-            shared.receive(from, &datagram);
+            shared.receive_batch(from, datagrams);
         }
     }
 }
@@ -322,14 +365,25 @@ impl Shared {
 
     /// Reads the packets the kernel routes into `plane`'s device and sends
     /// each to the peer hosting its destination, until the device fails.
-    /// After each wait it drains what else is queued (up to [`READ_BURST`])
-    /// and hands each peer's share to the mesh at once.
+    /// After each wait it drains what else is queued (up to [`READ_BURST`]
+    /// reads) and hands each peer's share to the mesh at once. From a
+    /// device with offloads, a TCP super-packet is cut into segments here.
     async fn pump_out(self: Arc<Self>, plane: Arc<Plane>) {
         let network = plane.network;
+        let offload = plane.tun.offloads();
         // Room for the largest packet a device can hand over; the MTU is
         // smaller, but a read must never cut a packet short unnoticed.
-        let most = HEADER_LEN + usize::from(u16::MAX);
+        let most = HEADER_LEN + MAX_PACKET;
         let mut chunk = BytesMut::zeroed(READ_CHUNK);
+        // With offloads, reads land here first (header and super-packet).
+        let mut scratch = vec![
+            0u8;
+            if offload {
+                VNET_HDR_LEN + MAX_PACKET
+            } else {
+                0
+            }
+        ];
         let mut burst: Vec<(PeerId, Bytes)> = Vec::with_capacity(READ_BURST);
         let mut group: Vec<Bytes> = Vec::with_capacity(READ_BURST);
         loop {
@@ -338,25 +392,29 @@ impl Shared {
                 if chunk.len() < most {
                     chunk = BytesMut::zeroed(READ_CHUNK);
                 }
-                let room = &mut chunk[HEADER_LEN..most];
+                let room = if offload {
+                    &mut scratch[..]
+                } else {
+                    &mut chunk[HEADER_LEN..most]
+                };
                 let len = if read == 0 {
                     plane.tun.recv(room).await
                 } else {
                     plane.tun.try_recv(room)
                 };
                 match len {
-                    Ok(len) => {
-                        put_header(&mut chunk[..HEADER_LEN], network.id);
-                        let datagram = chunk.split_to(HEADER_LEN + len).freeze();
-                        if let Some(peer) = self.route_out(&plane, &datagram[HEADER_LEN..]) {
-                            burst.push((peer, datagram));
-                        }
+                    Ok(len) if offload => {
+                        self.take_offloaded(&plane, &mut scratch[..len], &mut chunk, &mut burst);
                     }
+                    Ok(len) => self.take(&plane, len, &mut chunk, &mut burst),
                     Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(err) => {
                         failed = Some(err);
                         break;
                     }
+                }
+                if burst.len() >= MAX_BURST {
+                    break;
                 }
             }
             self.send_burst(&plane, &mut burst, &mut group);
@@ -364,6 +422,56 @@ impl Shared {
                 warn!(network = %network.id, device = plane.tun.name(), %err,
                     "the network's device failed; its packets stop here");
                 return;
+            }
+        }
+    }
+
+    /// Takes the packet of `len` bytes behind the header room at the
+    /// start of `chunk` into `burst`, if it goes anywhere.
+    fn take(
+        &self,
+        plane: &Plane,
+        len: usize,
+        chunk: &mut BytesMut,
+        burst: &mut Vec<(PeerId, Bytes)>,
+    ) {
+        put_header(&mut chunk[..HEADER_LEN], plane.network.id);
+        let datagram = chunk.split_to(HEADER_LEN + len).freeze();
+        if let Some(peer) = self.route_out(plane, &datagram[HEADER_LEN..]) {
+            burst.push((peer, datagram));
+        }
+    }
+
+    /// Takes one read from a device with offloads: its packet, or the
+    /// segments of its super-packet, each with a checksum of its own.
+    fn take_offloaded(
+        &self,
+        plane: &Plane,
+        read: &mut [u8],
+        chunk: &mut BytesMut,
+        burst: &mut Vec<(PeerId, Bytes)>,
+    ) {
+        let room = |chunk: &mut BytesMut, len: usize| {
+            if chunk.len() < HEADER_LEN + len {
+                *chunk = BytesMut::zeroed(READ_CHUNK);
+            }
+        };
+        match offload::read_packets(read) {
+            Ok(Packets::One(packet)) => {
+                room(chunk, packet.len());
+                chunk[HEADER_LEN..HEADER_LEN + packet.len()].copy_from_slice(packet);
+                self.take(plane, packet.len(), chunk, burst);
+            }
+            Ok(Packets::Segments(segments)) => {
+                for index in 0..segments.count() {
+                    room(chunk, segments.max_len());
+                    let len = segments.write(index, &mut chunk[HEADER_LEN..]);
+                    self.take(plane, len, chunk, burst);
+                }
+            }
+            Err(err) => {
+                debug!(network = %plane.network.id, ?err, "a packet from the device cannot be sent on");
+                plane.counters.drops.count(DropReason::Malformed);
             }
         }
     }
@@ -497,35 +605,61 @@ impl Shared {
         plane.counters.drops.count(reason);
     }
 
-    /// Checks a datagram from `from` and writes its packet to the device of
-    /// the network it names.
-    fn receive(&self, from: PeerId, datagram: &[u8]) {
-        let Some((network, packet)) = split_header(datagram) else {
-            return self.unattributed.count(DropReason::Malformed);
-        };
-        let Some(plane) = self.plane(network) else {
-            return self.unattributed.count(DropReason::UnknownNetwork);
-        };
+    /// Checks a batch of datagrams from `from` and writes the packets of
+    /// each network to its device, consecutive segments of a TCP flow
+    /// merged into one where the device takes offloads.
+    fn receive_batch(&self, from: PeerId, datagrams: &[Bytes]) {
+        let mut at = 0;
+        while at < datagrams.len() {
+            let Some((network, _)) = split_header(&datagrams[at]) else {
+                self.unattributed.count(DropReason::Malformed);
+                at += 1;
+                continue;
+            };
+            // The run of datagrams for the same network.
+            let end = at
+                + datagrams[at..]
+                    .iter()
+                    .take_while(|d| split_header(d).is_some_and(|(n, _)| n == network))
+                    .count();
+            let Some(plane) = self.plane(network) else {
+                for _ in at..end {
+                    self.unattributed.count(DropReason::UnknownNetwork);
+                }
+                at = end;
+                continue;
+            };
+            let packets: Vec<&[u8]> = datagrams[at..end]
+                .iter()
+                .filter_map(|d| split_header(d).map(|(_, p)| p))
+                .filter(|packet| self.admit(&plane, from, packet))
+                .collect();
+            plane.write(from, &packets);
+            at = end;
+        }
+    }
+
+    /// Whether a packet `from` sent on `plane`'s network may go to its
+    /// device; a drop is counted when not.
+    fn admit(&self, plane: &Plane, from: PeerId, packet: &[u8]) -> bool {
         let drops = &plane.counters.drops;
         let Ok(ends) = ipv4_ends(packet) else {
-            return drops.count(DropReason::Malformed);
+            drops.count(DropReason::Malformed);
+            return false;
         };
         let subnet = plane.network.subnet;
         if !subnet.contains(ends.source) || !subnet.contains(ends.destination) {
-            return drops.count(DropReason::OutsideNetwork);
+            drops.count(DropReason::OutsideNetwork);
+            return false;
         }
         if plane.host_of(ends.source) != Some(from) {
-            return drops.count(DropReason::Spoofed);
+            drops.count(DropReason::Spoofed);
+            return false;
         }
         if plane.host_of(ends.destination) != Some(self.me) {
-            return drops.count(DropReason::NotHere);
+            drops.count(DropReason::NotHere);
+            return false;
         }
-        match plane.tun.send(packet) {
-            Ok(()) => plane.counters.peer(from).count_in(packet.len()),
-            Err(err) => {
-                debug!(network = %network, %err, "the device did not take a packet");
-                drops.count(DropReason::DeviceWrite);
-            }
-        }
+        true
     }
 }

@@ -17,6 +17,7 @@
 pub mod dns;
 mod forwarder;
 mod mtu;
+pub mod offload;
 mod stats;
 mod sys;
 mod tun;
@@ -25,6 +26,6 @@ pub mod wire;
 pub use forwarder::{ForwardError, Forwarder, Network};
 pub use mtu::{DATAGRAM_FLOOR, NETWORK_MTU, network_mtu};
 pub use stats::{DropReason, Drops, ForwarderStats, NetworkStats, PeerTraffic};
-pub use sys::CommandError;
+pub use sys::{CommandError, run as run_command};
 pub use tun::{Tun, TunError};
 pub use wire::{HEADER_LEN, NET_ALPN, NetProtocol};

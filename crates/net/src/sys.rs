@@ -1,7 +1,7 @@
-//! Running `ip` with a typed error. The compute room has the same helper
-//! for its own host networking; `net` may not depend on compute, and the
-//! two should move to one place low in the house when a third room needs
-//! them.
+//! Running `ip` and `nft` with a typed error, for this room and for the
+//! node's wiring of networks. The compute room has the same helper for its
+//! own host networking; `net` may not depend on compute, and the two
+//! should move to one place low in the house when a third room needs them.
 
 use std::process::{Command, Stdio};
 
@@ -19,7 +19,7 @@ pub struct CommandError {
 
 /// Runs `program` with `args` and returns its stdout; a non-zero exit is a
 /// [`CommandError`] with the tool's stderr.
-pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, CommandError> {
+pub fn run(program: &str, args: &[&str]) -> Result<String, CommandError> {
     let command = format!("{program} {}", args.join(" "));
     let output = Command::new(program)
         .args(args)

@@ -4,7 +4,10 @@
 //! The device is made with the `TUNSETIFF` ioctl on `/dev/net/tun`
 //! (`IFF_TUN | IFF_NO_PI`: raw IP packets, no protocol header in front) and
 //! lives as long as its file descriptor: dropping the [`Tun`] removes the
-//! interface. The MTU, the link state, addresses and routes are set with
+//! interface. [`Tun::create`] asks for offloads too (`IFF_VNET_HDR`, then
+//! checksum and TCP segmentation offload): each packet then carries a
+//! `virtio_net_hdr` in front, and TCP comes in 64 KiB super-packets (see
+//! [`crate::offload`]). A kernel that refuses gets a plain device. The MTU, the link state, addresses and routes are set with
 //! `ip`, as the compute room sets up the host's bridges. Reads are async
 //! (the descriptor is non-blocking, behind tokio's [`AsyncFd`]); a write
 //! never waits, since the kernel takes or drops a packet at once.
@@ -21,6 +24,10 @@ use tokio::io::unix::AsyncFd;
 use coop_types::Ipv4Subnet;
 
 use crate::sys::{CommandError, run};
+
+/// The most parts [`Tun::send_parts`] writes as one packet: a header, the
+/// merged headers and up to 64 payloads, with room to spare.
+pub const MAX_PARTS: usize = 72;
 
 /// The kernel's limit on interface names, less the terminating zero.
 const MAX_NAME: usize = libc::IFNAMSIZ - 1;
@@ -51,6 +58,8 @@ pub enum TunError {
 pub struct Tun {
     fd: AsyncFd<OwnedFd>,
     name: String,
+    /// Packets carry a `virtio_net_hdr` and TCP may come segmented late.
+    offload: bool,
 }
 
 impl Tun {
@@ -58,6 +67,21 @@ impl Tun {
     /// exists. Must be called inside a tokio runtime. The device starts
     /// down, without addresses, in this thread's network namespace.
     pub fn create(name: &str) -> Result<Tun, TunError> {
+        match Tun::open(name, true) {
+            Ok(tun) => Ok(tun),
+            // A kernel without offloads for TUN: a plain device.
+            Err(TunError::Create { .. }) => Tun::open(name, false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Like [`Tun::create`], without offloads: one plain IP packet per
+    /// read and write.
+    pub fn create_plain(name: &str) -> Result<Tun, TunError> {
+        Tun::open(name, false)
+    }
+
+    fn open(name: &str, offload: bool) -> Result<Tun, TunError> {
         let valid = !name.is_empty()
             && name.len() <= MAX_NAME
             && name
@@ -83,7 +107,11 @@ impl Tun {
         for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
             *slot = byte as libc::c_char;
         }
-        request.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+        if offload {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        request.ifr_ifru.ifru_flags = flags as libc::c_short;
         // SAFETY: TUNSETIFF reads and writes one ifreq, which outlives the call.
         let done = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) };
         if done < 0 {
@@ -91,6 +119,23 @@ impl Tun {
                 name: name.to_string(),
                 source: io::Error::last_os_error(),
             });
+        }
+        if offload {
+            let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+            // SAFETY: TUNSETOFFLOAD takes its argument by value.
+            let done = unsafe {
+                libc::ioctl(
+                    fd.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    libc::c_ulong::from(features),
+                )
+            };
+            if done < 0 {
+                return Err(TunError::Create {
+                    name: name.to_string(),
+                    source: io::Error::last_os_error(),
+                });
+            }
         }
         if let Err(err) = tokio::runtime::Handle::try_current() {
             return Err(TunError::Register {
@@ -110,7 +155,14 @@ impl Tun {
         Ok(Tun {
             fd,
             name: name.to_string(),
+            offload,
         })
+    }
+
+    /// Whether packets carry a `virtio_net_hdr` each way (see
+    /// [`crate::offload`]).
+    pub fn offloads(&self) -> bool {
+        self.offload
     }
 
     /// The interface's name.
@@ -158,7 +210,8 @@ impl Tun {
 
     /// Waits for the next packet the kernel routes into the device and
     /// reads it into `buf`; returns its length. A packet longer than `buf`
-    /// is cut short, so `buf` should hold the MTU.
+    /// is cut short, so `buf` should hold the MTU (with offloads: the
+    /// header and [`crate::offload::MAX_PACKET`]).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut ready = self.fd.readable().await?;
@@ -198,23 +251,51 @@ impl Tun {
     }
 
     /// Hands one IP packet to the kernel, as if it had arrived on the
-    /// interface. Never waits: a packet the kernel cannot take is an error.
+    /// interface (with offloads, behind an empty header). Never waits: a
+    /// packet the kernel cannot take is an error.
     pub fn send(&self, packet: &[u8]) -> io::Result<()> {
-        // SAFETY: writes `packet.len()` bytes from `packet`.
+        if self.offload {
+            const PLAIN: [u8; crate::offload::VNET_HDR_LEN] = [0; crate::offload::VNET_HDR_LEN];
+            self.send_parts(&[&PLAIN, packet])
+        } else {
+            self.send_parts(&[packet])
+        }
+    }
+
+    /// Hands the kernel one packet made of `parts` (with offloads, the
+    /// first is its `virtio_net_hdr`), in one write.
+    pub fn send_parts(&self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut iovecs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_PARTS];
+        if parts.len() > MAX_PARTS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} parts in one packet; at most {MAX_PARTS}", parts.len()),
+            ));
+        }
+        for (slot, part) in iovecs.iter_mut().zip(parts) {
+            slot.iov_base = part.as_ptr() as *mut libc::c_void;
+            slot.iov_len = part.len();
+        }
+        let want: usize = parts.iter().map(|p| p.len()).sum();
+        // SAFETY: each iovec points into a slice that outlives the call,
+        // and the kernel only reads from them.
         let n = unsafe {
-            libc::write(
+            libc::writev(
                 self.fd.get_ref().as_raw_fd(),
-                packet.as_ptr().cast(),
-                packet.len(),
+                iovecs.as_ptr(),
+                parts.len() as libc::c_int,
             )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        if n as usize != packet.len() {
+        if n as usize != want {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
-                format!("the kernel took {n} of {} bytes", packet.len()),
+                format!("the kernel took {n} of {want} bytes"),
             ));
         }
         Ok(())

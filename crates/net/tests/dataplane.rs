@@ -14,7 +14,7 @@ use coop_net::wire::WIRE_VERSION;
 use coop_net::{DATAGRAM_FLOOR, DropReason, HEADER_LEN, NetProtocol, network_mtu};
 use coop_types::NetworkId;
 
-use common::{attach, eventually, network, require_root, route_both, two_peers};
+use common::{attach, attach_with, eventually, network, require_root, route_both, two_peers};
 
 const A1: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 1);
 const B1: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 2);
@@ -43,10 +43,20 @@ fn crafted(network: u32, source: Ipv4Addr, destination: Ipv4Addr) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_and_a_tcp_transfer_cross_between_peers() {
     require_root();
+    // Devices with offloads on both sides (TCP cut into segments on the
+    // way out, merged on the way in), and with a plain device on either
+    // side: the wire carries ordinary packets, so each takes the other's.
+    for (offload_a, offload_b) in [(true, true), (true, false), (false, true)] {
+        eprintln!("offloads at a: {offload_a}, at b: {offload_b}");
+        transfer_between(offload_a, offload_b).await;
+    }
+}
+
+async fn transfer_between(offload_a: bool, offload_b: bool) {
     let (a, b) = two_peers().await;
     let net = network(1, "198.19.1.0/24");
-    let on_a = attach(&a, net, A1).expect("member on a");
-    let on_b = attach(&b, net, B1).expect("member on b");
+    let on_a = attach_with(&a, net, A1, offload_a).expect("member on a");
+    let on_b = attach_with(&b, net, B1, offload_b).expect("member on b");
     route_both(&a, &b, net.id, &[(A1, a.id()), (B1, b.id())]);
 
     assert!(on_a.ns.ping(B1, 56), "a cannot ping b across the peers");
@@ -96,6 +106,37 @@ async fn ping_and_a_tcp_transfer_cross_between_peers() {
     assert!(to_b.bytes_out >= 1 << 20, "{to_b:?}");
     assert!(to_b.packets_in > 0, "{to_b:?}");
     assert_eq!(n1.drops.of(DropReason::TooLarge), 0, "{:?}", n1.drops);
+    let at_b = b.forwarder.stats();
+    let from_a = at_b
+        .network(net.id)
+        .and_then(|n| n.peer(&a.id()).cloned())
+        .expect("traffic from a at b");
+    let written = on_b
+        .ns
+        .exec(&[
+            "cat",
+            &format!("/sys/class/net/{}/statistics/rx_packets", on_b.device),
+        ])
+        .expect("device counters")
+        .trim()
+        .parse::<u64>()
+        .expect("a number");
+    if offload_b {
+        // Segments of the transfer reached b's kernel merged: fewer
+        // packets than came over the wire.
+        assert!(
+            written < from_a.packets_in / 2,
+            "{written} packets written for {} received",
+            from_a.packets_in
+        );
+    } else {
+        // One write per packet (a packet may land between the two reads).
+        assert!(
+            written.abs_diff(from_a.packets_in) <= 2,
+            "{written} packets written for {} received",
+            from_a.packets_in
+        );
+    }
     let max = a
         .mesh
         .max_datagram_size::<NetProtocol>(&b.id())

@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use tracing::{info, warn};
 
 use coop_compute::network::{NetworkConfig, network_bridge};
 use coop_net::dns::{NameTable, Resolver, upstreams_from_resolv_conf};
-use coop_net::{Forwarder, Network, Tun, network_mtu};
+use coop_net::{Forwarder, Network, Tun, network_mtu, run_command};
 use coop_orchestra::Orchestra;
 use coop_orchestra::health::HealthStatus;
 use coop_state::{ContainerEntry, ControlPlane, NetworkRecord};
@@ -360,24 +359,9 @@ fn allow_forwarding(config: &NetworkConfig, bridge: &str, tun: &str) -> Result<(
 }
 
 fn ip(args: &[&str]) -> Result<String, String> {
-    command("ip", args)
+    run_command("ip", args).map_err(|e| e.to_string())
 }
 
 fn nft(args: &[&str]) -> Result<String, String> {
-    command("nft", args)
-}
-
-fn command(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    run_command("nft", args).map_err(|e| e.to_string())
 }

@@ -213,13 +213,28 @@ pub async fn two_peers_serving(protocols: Vec<&'static [u8]>) -> (Peer, Peer) {
 pub struct Member {
     pub ns: Netns,
     pub addr: Ipv4Addr,
+    /// The TUN device's name, inside `ns`.
+    pub device: String,
 }
 
 /// Makes `peer` carry `network` through a fresh TUN device, moved into a
 /// namespace of its own with `addr` on it.
 pub fn attach(peer: &Peer, network: Network, addr: Ipv4Addr) -> Result<Member> {
+    attach_with(peer, network, addr, true)
+}
+
+/// [`attach`], with a device that takes offloads or a plain one.
+pub fn attach_with(peer: &Peer, network: Network, addr: Ipv4Addr, offload: bool) -> Result<Member> {
     let ns = Netns::create("cn")?;
-    let tun = Tun::create(&unique("ct"))?;
+    let tun = if offload {
+        Tun::create(&unique("ct"))?
+    } else {
+        Tun::create_plain(&unique("ct"))?
+    };
+    assert!(
+        !offload || tun.offloads(),
+        "this kernel gives TUN no offloads"
+    );
     let name = tun.name().to_string();
     run(&["ip", "link", "set", "dev", &name, "netns", &ns.name])?;
     let mtu = network_mtu().to_string();
@@ -227,7 +242,11 @@ pub fn attach(peer: &Peer, network: Network, addr: Ipv4Addr) -> Result<Member> {
     let cidr = format!("{addr}/{}", network.subnet.prefix);
     ns.exec(&["ip", "addr", "add", &cidr, "dev", &name])?;
     peer.forwarder.add_network(network, tun)?;
-    Ok(Member { ns, addr })
+    Ok(Member {
+        ns,
+        addr,
+        device: name,
+    })
 }
 
 pub fn network(id: u32, subnet: &str) -> Network {
