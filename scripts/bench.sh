@@ -21,6 +21,9 @@
 #   ./scripts/bench.sh heal     kill -9 of a peer to a healthy replacement of
 #                               its environment replica elsewhere, five
 #                               rounds on a 5-peer cloud (needs root)
+#   ./scripts/bench.sh net      private networks' data plane: TCP through
+#                               the TUN devices of two peers against the
+#                               raw QUIC stream, RTT added (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-cloud}" in
@@ -31,5 +34,6 @@ case "${1:-cloud}" in
   storage-status) cargo bench -p coop --bench storage_status ;;
   nat) cargo bench -p coop --bench nat ;;
   heal) cargo bench -p coop --bench heal ;;
-  *) echo "usage: $0 [cloud|s3|erasure|containers|storage-status|nat|heal]" >&2; exit 2 ;;
+  net) cargo bench -p coop-net --bench dataplane ;;
+  *) echo "usage: $0 [cloud|s3|erasure|containers|storage-status|nat|heal|net]" >&2; exit 2 ;;
 esac
