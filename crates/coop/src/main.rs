@@ -125,6 +125,15 @@ enum Command {
         action: env_cli::EnvAction,
     },
     /// Private networks: subnets of the cloud that containers join
+    ///
+    /// Members of a network reach each other on whatever peer they run,
+    /// through NATs and the cloud's relays; nobody else reaches them.
+    /// Inside a container on a network, `NAME` and `NAME.NETWORK.coop`
+    /// resolve to the member of that name, and on an environment's network
+    /// (named after the environment) a service's name resolves to its
+    /// healthy replicas. The resolver is the network's gateway (its `.1`);
+    /// other names go to the host's resolvers.
+    #[command(verbatim_doc_comment)]
     Network {
         #[command(subcommand)]
         action: network_cli::NetworkAction,
