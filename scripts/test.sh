@@ -5,8 +5,9 @@
 #
 # Installs what the tests need on a fresh Debian machine: nftables, iproute2
 # and conntrack (for the NAT tests), busybox-static, runc and e2fsprogs (for
-# the container tests), curl, and a Python venv with boto3,
-# aws-cli and pytest for the S3 tests (target/s3-venv, from
+# the container tests), curl, Debian's chromium and chromium-driver (the
+# console's browser test), and a Python venv with boto3, aws-cli and pytest
+# for the S3 tests and Selenium for the browser test (target/s3-venv, from
 # tests/s3/requirements.txt). Rust comes with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# The console's browser test: headless Chromium through WebDriver.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]}"

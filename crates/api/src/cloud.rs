@@ -246,6 +246,7 @@ pub(crate) async fn set_config(
     body: Result<Json<ConfigValue>, JsonRejection>,
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
     let Json(value) = body?;
+    check_brand(&key, &value.value)?;
     state
         .control
         .write(Command::SetConfig {
@@ -254,6 +255,72 @@ pub(crate) async fn set_config(
         })
         .await?;
     Ok(Json(BTreeMap::from([(key, value.value)])))
+}
+
+/// How the cloud presents itself: `brand.*` settings, open to anyone who
+/// reaches the API (the console shows them before a login).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrandView {
+    /// `brand.name`, or `coop`.
+    pub name: String,
+    /// `brand.color` (`#rgb` or `#rrggbb`), if set.
+    pub color: Option<String>,
+    /// `brand.url` (where the console's name links), if set.
+    pub url: Option<String>,
+}
+
+/// The cloud's brand, without a token.
+#[utoipa::path(get, path = "/v1/brand", responses((status = 200, body = BrandView)))]
+pub(crate) async fn brand(State(state): State<AppState>) -> Result<Json<BrandView>, ApiError> {
+    let config = state.control.store().config()?;
+    Ok(Json(BrandView {
+        name: config
+            .get("brand.name")
+            .cloned()
+            .unwrap_or_else(|| "coop".into()),
+        color: config.get("brand.color").cloned(),
+        url: config.get("brand.url").cloned(),
+    }))
+}
+
+/// The settings that brand the console and the CLI for the whole cloud.
+pub const BRAND_KEYS: [&str; 3] = ["brand.name", "brand.color", "brand.url"];
+
+/// Refuses a `brand.*` setting the console could not show as meant: an
+/// unknown key, a name that is empty, long or has control characters, a
+/// colour that is not `#rgb` or `#rrggbb`, a link that is not http(s).
+fn check_brand(key: &str, value: &str) -> Result<(), ApiError> {
+    if !key.starts_with("brand.") {
+        return Ok(());
+    }
+    let bad = |why: &str| Err(ApiError::BadRequest(format!("{key}: {why}")));
+    match key {
+        "brand.name" => {
+            let chars = value.chars().count();
+            if chars == 0 || chars > 64 || value.chars().any(char::is_control) {
+                return bad("a name of 1-64 characters, without control characters");
+            }
+        }
+        "brand.color" => {
+            let hex = value.strip_prefix('#').unwrap_or("");
+            if !matches!(hex.len(), 3 | 6) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return bad("a colour as #rgb or #rrggbb, e.g. #0a6e3c");
+            }
+        }
+        "brand.url" => {
+            let web = value.starts_with("https://") || value.starts_with("http://");
+            if !web || value.len() > 300 || value.chars().any(|c| c.is_control() || c == ' ') {
+                return bad("an http:// or https:// address of at most 300 characters");
+            }
+        }
+        _ => {
+            return bad(&format!(
+                "not a brand setting; the brand settings are {}",
+                BRAND_KEYS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Remove one cloud setting.

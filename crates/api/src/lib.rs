@@ -195,11 +195,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ))
-        .route("/openapi.json", get(openapi::serve));
+        .route("/openapi.json", get(openapi::serve))
+        .route("/brand", get(cloud::brand));
     Router::new()
         .nest("/v1", v1)
         .route("/metrics", get(metrics::serve))
         .route("/", get(console::page))
+        .route("/console/{file}", get(console::file))
         .fallback(error::not_found)
         .with_state(state)
 }

@@ -29,6 +29,7 @@ impl Modify for BearerAuth {
         crate::cloud::get_config,
         crate::cloud::set_config,
         crate::cloud::delete_config,
+        crate::cloud::brand,
         crate::tokens::list,
         crate::tokens::create,
         crate::tokens::revoke,

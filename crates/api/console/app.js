@@ -1,0 +1,715 @@
+// coop console: a client of the public /v1 API, like the CLI.
+//
+// The token lives in the tab's session storage and goes out only in the
+// Authorization header (never in a URL, never in a cookie). Every value
+// from the API reaches the page as text (`h` below builds elements and
+// text nodes; nothing is parsed as HTML), so names and keys cannot inject
+// markup. The server's Content-Security-Policy allows this file and the
+// style sheet only.
+
+const TOKEN_KEY = "coop-token";
+const REFRESH_MS = 5000;
+
+// ---------------------------------------------------------------- helpers
+
+/** An element with attributes (`on*` are listeners) and children (strings become text). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else if (value === true) {
+      el.setAttribute(key, "");
+    } else {
+      el.setAttribute(key, String(value));
+    }
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const $ = (id) => document.getElementById(id);
+
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = Number(n);
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return (i === 0 ? String(v) : v.toFixed(v < 10 ? 1 : 0)) + " " + units[i];
+}
+
+function ago(unixSecs) {
+  if (!unixSecs) return "";
+  const s = Math.max(0, Math.round(Date.now() / 1000 - unixSecs));
+  if (s < 90) return s + " s ago";
+  if (s < 5400) return Math.round(s / 60) + " min ago";
+  if (s < 172800) return Math.round(s / 3600) + " h ago";
+  return Math.round(s / 86400) + " d ago";
+}
+
+function duration(secs) {
+  if (secs === null || secs === undefined) return "";
+  if (secs < 120) return secs + " s";
+  if (secs < 7200) return Math.round(secs / 60) + " min";
+  if (secs < 172800) return Math.round(secs / 3600) + " h";
+  return Math.round(secs / 86400) + " d";
+}
+
+const state = (word) => h("span", { class: "state " + String(word).toLowerCase() }, word);
+const short = (id) => String(id || "").slice(0, 10);
+
+function table(headers, rows, empty = "none yet") {
+  if (!rows.length) return h("p", { class: "muted" }, empty);
+  return h("div", { class: "table-wrap" },
+    h("table", {},
+      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
+      h("tbody", {}, rows)));
+}
+
+function card(label, value, extra) {
+  return h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), extra);
+}
+
+// -------------------------------------------------------------------- API
+
+class Unauthorized extends Error {}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+/** Calls the API; JSON in and out unless `body` is a Blob. */
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + token() };
+  let payload;
+  if (body instanceof Blob) {
+    payload = body;
+    headers["Content-Type"] = "application/octet-stream";
+  } else if (body !== undefined) {
+    payload = JSON.stringify(body);
+    headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(path, { method, headers, body: payload, cache: "no-store" });
+  const text = await response.text();
+  let data = text;
+  try { data = text ? JSON.parse(text) : null; } catch { /* plain text */ }
+  if (response.status === 401) {
+    throw new Unauthorized((data && data.message) || "the token was refused");
+  }
+  if (!response.ok) {
+    throw new Error((data && data.message) || `${response.status} ${response.statusText}`);
+  }
+  return data;
+}
+
+const get = (path) => api("GET", path);
+const enc = encodeURIComponent;
+
+/** Peer id to name, from the last peers list. */
+let peerNames = new Map();
+async function loadPeers() {
+  const peers = await get("/v1/peers");
+  peerNames = new Map(peers.map((p) => [p.id, p.name]));
+  return peers;
+}
+const peerName = (id) => peerNames.get(id) || short(id);
+
+// ----------------------------------------------------------- login, brand
+
+function showLogin(reason) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("login").hidden = false;
+  $("login-reason").textContent = reason || "";
+  $("nav").hidden = true;
+  $("logout").hidden = true;
+  $("main").replaceChildren();
+  $("banner").hidden = true;
+  $("token").focus();
+}
+
+function showApp() {
+  $("login").hidden = true;
+  $("nav").hidden = false;
+  $("logout").hidden = false;
+}
+
+/** Shows the cloud's brand (open to anyone: the login page has it too). */
+async function applyBrand() {
+  let brand = { name: "coop" };
+  try {
+    const response = await fetch("/v1/brand", { cache: "no-store" });
+    if (response.ok) brand = await response.json();
+  } catch { /* keep the default */ }
+  $("brand-name").textContent = brand.name;
+  document.title = brand.name;
+  if (brand.color && /^#[0-9a-fA-F]{3}([0-9a-fA-F]{3})?$/.test(brand.color)) {
+    document.documentElement.style.setProperty("--accent", brand.color);
+  } else {
+    document.documentElement.style.removeProperty("--accent");
+  }
+  const url = brand.url;
+  $("brand").setAttribute("href", url && /^https?:\/\//.test(url) ? url : "#/overview");
+}
+
+// ----------------------------------------------------------------- pages
+
+async function overviewPage() {
+  const [status, peers, storage] = await Promise.all([
+    get("/v1/status"), loadPeers(), get("/v1/storage").catch(() => null),
+  ]);
+  const cloud = status.cloud;
+  const zones = new Map();
+  for (const p of peers) {
+    if (!zones.has(p.zone)) zones.set(p.zone, []);
+    zones.get(p.zone).push(p);
+  }
+  return h("section", {},
+    h("h1", {}, cloud.name),
+    h("div", { class: "cards" },
+      card("Health", state(status.health),
+        status.problems.length ? h("ul", { class: "problems" }, status.problems.map((p) => h("li", {}, p))) : null),
+      card("Peers up", `${cloud.peers_up} of ${cloud.peers}`),
+      card("Leader", cloud.leader ? peerName(cloud.leader) : "none"),
+      card("Stewards", cloud.stewards.map(peerName).join(", ")),
+      card("Cloud id", h("span", { class: "mono", title: cloud.id }, short(cloud.id))),
+      storage ? card("Stored", `${storage.objects} objects, ${bytes(storage.bytes)}`) : null),
+    h("h2", {}, "Zones"),
+    h("div", { class: "cards" },
+      [...zones.entries()].map(([zone, members]) =>
+        h("div", { class: "card zone" },
+          h("div", { class: "label" }, "zone"),
+          h("div", { class: "value" }, zone),
+          h("ul", {}, members.map((p) => h("li", {}, p.name, " ", state(p.state))))))));
+}
+
+async function peersPage() {
+  const peers = await loadPeers();
+  const invite = h("div", {});
+  const rows = peers.map((p) => {
+    const actions = h("div", { class: "actions" });
+    const confirmRevoke = () => {
+      actions.replaceChildren(
+        h("span", {}, `Revoke ${p.name} for good? `),
+        h("button", {
+          class: "danger", type: "button",
+          onclick: async () => {
+            await act(() => api("POST", `/v1/peers/${enc(p.id)}/revoke`));
+          },
+        }, "Yes, revoke"),
+        h("button", { type: "button", onclick: () => render() }, "Cancel"));
+    };
+    if (p.state !== "revoked" && p.connection !== "self") {
+      actions.append(h("button", { class: "danger", type: "button", onclick: confirmRevoke }, "Revoke…"));
+    }
+    const labels = Object.entries(p.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+    return h("tr", { "data-peer": p.name },
+      h("td", {}, p.name, h("div", { class: "muted mono" }, short(p.id))),
+      h("td", {}, p.zone),
+      h("td", {}, state(p.state)),
+      h("td", {}, p.connection),
+      h("td", { class: "num" }, p.rtt_ms === null ? "" : p.rtt_ms.toFixed(1) + " ms"),
+      h("td", {}, p.leader ? "leader" : p.steward ? "steward" : "member"),
+      h("td", {}, labels),
+      h("td", { class: "num" }, p.cpus),
+      h("td", { class: "num" }, bytes(p.memory_bytes)),
+      h("td", { class: "num" }, bytes(p.disk_free_bytes)),
+      h("td", { class: "num" }, p.load.toFixed(2)),
+      h("td", {}, p.last_seen_secs === null ? "never" : duration(p.last_seen_secs) + " ago"),
+      h("td", {}, actions));
+  });
+  const ttl = h("select", { name: "ttl" },
+    h("option", { value: "3600" }, "1 hour"),
+    h("option", { value: "86400" }, "1 day"),
+    h("option", { value: "604800" }, "7 days"));
+  const createInvite = h("form", {
+    class: "inline", id: "invite-form",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        const made = await api("POST", "/v1/invites", { ttl_secs: Number(ttl.value) });
+        showSecret(invite, "Invite (shown once; valid until " + new Date(made.expires_at * 1000).toLocaleString() + ")",
+          made.token, "coop up --join TOKEN on the new peer");
+      } catch (e) { fail(e); }
+    },
+  }, h("label", {}, "Valid for", ttl), h("button", { class: "primary", type: "submit" }, "Create invite"));
+  return h("section", {},
+    h("h1", {}, "Peers"),
+    table(["name", "zone", "state", "connection", "rtt", "role", "labels", "cpus", "memory", "disk free", "load", "last seen", ""], rows),
+    h("h2", {}, "Invite a peer"),
+    createInvite, invite);
+}
+
+/** Shows a secret once, with a copy button. */
+function showSecret(where, title, secret, hint) {
+  const area = h("textarea", { readonly: true, rows: 3, class: "secret-value" }, secret);
+  const copied = h("span", { class: "muted" });
+  where.replaceChildren(h("div", { class: "secret" },
+    h("strong", {}, title),
+    area,
+    h("div", { class: "actions" },
+      h("button", {
+        type: "button",
+        onclick: async () => {
+          try {
+            await navigator.clipboard.writeText(secret);
+            copied.textContent = " copied";
+          } catch {
+            area.select();
+            copied.textContent = " selected: copy it with your keyboard";
+          }
+        },
+      }, "Copy"), copied),
+    hint ? h("p", { class: "muted" }, hint) : null));
+  keep = true;
+}
+
+async function storagePage() {
+  const [storage, buckets, keys] = await Promise.all([
+    get("/v1/storage"), get("/v1/buckets"), get("/v1/s3/keys"),
+  ]);
+  const secret = h("div", {});
+  const disks = storage.disks.map((d) => {
+    const used = d.total_bytes ? Math.min(100, (100 * (d.total_bytes - d.free_bytes)) / d.total_bytes) : 0;
+    const bar = h("span", {});
+    bar.style.setProperty("width", used.toFixed(1) + "%");
+    return h("tr", {},
+      h("td", {}, d.peer_name), h("td", { class: "mono" }, d.path), h("td", {}, state(d.state)),
+      h("td", {}, h("div", { class: "bar", title: used.toFixed(0) + "% full" }, bar)),
+      h("td", { class: "num" }, bytes(d.used_bytes)), h("td", { class: "num" }, bytes(d.free_bytes)));
+  });
+  const blocks = storage.blocks;
+  const bucketName = h("input", { name: "bucket", placeholder: "name", required: true });
+  const keyName = h("input", { name: "key", placeholder: "name", required: true });
+  const bucketRows = buckets.map((b) => h("tr", { "data-bucket": b.name },
+    h("td", {}, b.name), h("td", {}, b.policy), h("td", {}, b.layout),
+    h("td", { class: "num" }, b.objects), h("td", { class: "num" }, bytes(b.bytes)),
+    h("td", {}, Object.entries(b.grants || {}).map(([k, v]) => `${k}: ${v}`).join(", ")),
+    h("td", {}, h("button", {
+      class: "danger", type: "button",
+      onclick: () => act(() => api("DELETE", `/v1/buckets/${enc(b.name)}`)),
+    }, "Delete"))));
+  const keyRows = keys.map((k) => h("tr", {},
+    h("td", {}, k.name), h("td", { class: "mono" }, k.id), h("td", {}, ago(k.created_at)),
+    h("td", {}, k.create_bucket ? "yes" : "no"),
+    h("td", {}, h("button", {
+      class: "danger", type: "button",
+      onclick: () => act(() => api("DELETE", `/v1/s3/keys/${enc(k.id)}`)),
+    }, "Revoke"))));
+  return h("section", {},
+    h("h1", {}, "Storage"),
+    storage.warning ? h("p", { class: "problems" }, storage.warning) : null,
+    h("div", { class: "cards" },
+      card("Objects", `${storage.objects} in ${storage.buckets} buckets`),
+      card("Stored", bytes(storage.bytes)),
+      card("Default layout", storage.default_layout, h("div", { class: "muted" }, `${storage.domains} failure domains`)),
+      card("Blocks", `${blocks.healthy} healthy`,
+        h("div", { class: "muted" }, `${blocks.degraded} degraded, ${blocks.unavailable} unavailable, ${blocks.lost} lost`)),
+      card("Repair", storage.repair_pending ? `${storage.repair_pending} pending` : "nothing pending")),
+    h("h2", {}, "Disks"),
+    table(["peer", "path", "state", "fill", "used", "free"], disks),
+    h("h2", {}, "Buckets"),
+    table(["name", "policy", "layout", "objects", "size", "grants", ""], bucketRows),
+    h("form", {
+      class: "inline", id: "bucket-form",
+      onsubmit: (ev) => { ev.preventDefault(); act(() => api("POST", "/v1/buckets", { name: bucketName.value.trim() })); },
+    }, h("label", {}, "New bucket", bucketName), h("button", { class: "primary", type: "submit" }, "Create bucket")),
+    h("h2", {}, "S3 keys"),
+    table(["name", "access key", "created", "may create buckets", ""], keyRows),
+    h("form", {
+      class: "inline", id: "key-form",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          const made = await api("POST", "/v1/s3/keys", { name: keyName.value.trim() });
+          showSecret(secret, `Secret of ${made.name} (${made.id}), shown once`, made.secret);
+        } catch (e) { fail(e); }
+      },
+    }, h("label", {}, "New key", keyName), h("button", { class: "primary", type: "submit" }, "Create key")),
+    secret);
+}
+
+async function templatesPage() {
+  const templates = await get("/v1/templates");
+  const file = h("input", { type: "file", name: "file", required: true });
+  const name = h("input", { name: "name", placeholder: "name", required: true });
+  const version = h("input", { name: "version", placeholder: "latest" });
+  const progress = h("span", {});
+  const rows = templates.map((t) => h("tr", {},
+    h("td", {}, t.name), h("td", {}, t.version), h("td", { class: "num" }, bytes(t.size_bytes)),
+    h("td", {}, t.arch), h("td", {}, t.default_size), h("td", {}, ago(t.imported_at)),
+    h("td", {}, t.verified ? "verified" : (t.error || "not verified")),
+    h("td", {}, h("button", {
+      class: "danger", type: "button",
+      onclick: () => act(() => api("DELETE", `/v1/templates/${enc(t.name)}?version=${enc(t.version)}`)),
+    }, "Remove"))));
+  const importForm = h("form", {
+    class: "inline", id: "template-form",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const chosen = file.files[0];
+      if (!chosen) return;
+      let query = `name=${enc(name.value.trim())}`;
+      if (version.value.trim()) query += `&version=${enc(version.value.trim())}`;
+      upload("POST", `/v1/templates?${query}`, chosen, progress).then(() => render(), fail);
+    },
+  }, h("label", {}, "Rootfs archive (tar, tar.gz, tar.zst)", file),
+  h("label", {}, "Name", name), h("label", {}, "Version", version),
+  h("button", { class: "primary", type: "submit" }, "Import"), progress);
+  return h("section", {},
+    h("h1", {}, "Templates"),
+    table(["name", "version", "size", "arch", "default size", "imported", "check", ""], rows),
+    h("h2", {}, "Import a template"), importForm);
+}
+
+/** A request with upload progress (fetch has none), shown in `where`. */
+function upload(method, path, blob, where) {
+  keep = true;
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    const bar = h("progress", { max: blob.size, value: 0 });
+    const label = h("span", { class: "muted" }, " starting");
+    where.replaceChildren(bar, label);
+    xhr.upload.addEventListener("progress", (ev) => {
+      bar.value = ev.loaded;
+      label.textContent = ` ${bytes(ev.loaded)} of ${bytes(blob.size)}`;
+    });
+    xhr.addEventListener("load", () => {
+      keep = false;
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status === 401) reject(new Unauthorized((data && data.message) || "the token was refused"));
+      else if (xhr.status >= 400) reject(new Error((data && data.message) || `${xhr.status} ${xhr.statusText}`));
+      else { label.textContent = " done"; resolve(data); }
+    });
+    xhr.addEventListener("error", () => { keep = false; reject(new Error("the upload failed")); });
+    xhr.open(method, path);
+    xhr.setRequestHeader("Authorization", "Bearer " + token());
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.send(blob);
+  });
+}
+
+async function containersPage() {
+  const [containers, templates] = await Promise.all([get("/v1/containers?all=true"), get("/v1/templates"), loadPeers()]);
+  const rows = containers.map((c) => {
+    const running = c.state === "running";
+    const post = (what) => () => act(() => api("POST", `/v1/containers/${enc(c.name)}/${what}`));
+    return h("tr", { "data-container": c.name },
+      h("td", {}, h("a", { href: `#/containers/${enc(c.name)}` }, c.name)),
+      h("td", {}, peerName(c.peer)),
+      h("td", {}, state(c.state), c.health ? h("div", {}, state(c.health)) : null),
+      h("td", {}, c.template),
+      h("td", {}, c.ports.join(", ")),
+      h("td", { class: "mono" }, c.address || ""),
+      h("td", {}, running ? duration(c.uptime_secs) : c.exit_code !== null ? `exit ${c.exit_code}` : ""),
+      h("td", {}, h("div", { class: "actions" },
+        running ? h("button", { type: "button", onclick: post("stop") }, "Stop")
+          : h("button", { type: "button", onclick: post("start") }, "Start"),
+        h("button", { type: "button", onclick: post("restart") }, "Restart"),
+        h("button", {
+          class: "danger", type: "button",
+          onclick: () => act(() => api("DELETE", `/v1/containers/${enc(c.name)}?force=true`)),
+        }, "Remove"))));
+  });
+  const template = h("select", { name: "template", required: true },
+    templates.map((t) => h("option", { value: t.name }, `${t.name}:${t.version}`)));
+  const name = h("input", { name: "name", placeholder: "generated" });
+  const command = h("input", { name: "command", placeholder: "the template's" });
+  const cpus = h("input", { name: "cpus", placeholder: "size's", size: 5 });
+  const memory = h("input", { name: "memory", placeholder: "size's", size: 7 });
+  const ports = h("input", { name: "ports", placeholder: "8080:80", size: 9 });
+  const runForm = h("form", {
+    class: "inline", id: "run-form",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const request = { template: template.value };
+      if (name.value.trim()) request.name = name.value.trim();
+      if (command.value.trim()) request.argv = command.value.trim().split(/\s+/);
+      if (cpus.value.trim()) request.cpus = cpus.value.trim();
+      if (memory.value.trim()) request.memory = memory.value.trim();
+      if (ports.value.trim()) request.ports = ports.value.trim().split(/[\s,]+/);
+      act(() => api("POST", "/v1/containers", request));
+    },
+  }, h("label", {}, "Template", template), h("label", {}, "Name", name), h("label", {}, "Command", command),
+  h("label", {}, "CPUs", cpus), h("label", {}, "Memory", memory), h("label", {}, "Ports", ports),
+  h("button", { class: "primary", type: "submit" }, "Run"));
+  return h("section", {},
+    h("h1", {}, "Containers"),
+    table(["name", "peer", "state", "template", "ports", "address", "up / exit", ""], rows),
+    h("h2", {}, "Run a container"),
+    templates.length ? runForm : h("p", { class: "muted" }, "Import a template first."));
+}
+
+/** The open log stream, stopped when the page changes. */
+let logStream = null;
+
+async function containerPage(name) {
+  const [c] = await Promise.all([get(`/v1/containers/${enc(name)}`), loadPeers()]);
+  const logs = h("pre", { class: "logs", id: "logs" });
+  const fields = [
+    ["peer", peerName(c.peer)], ["state", state(c.state)], ["template", c.template],
+    ["command", c.argv.join(" ")], ["size", `${c.size}: ${c.cpus_milli / 1000} CPUs, ${bytes(c.memory_bytes)}, disk ${bytes(c.disk_bytes)}`],
+    ["address", c.address || ""], ["ports", c.ports.join(", ")], ["restart", c.restart],
+    ["started", c.started_at ? ago(c.started_at) : ""], ["health", c.health ? state(c.health) : "no check"],
+  ];
+  followLogs(name, logs);
+  keep = true;
+  return h("section", {},
+    h("h1", {}, "Container ", c.name),
+    h("div", { class: "table-wrap" }, h("table", {}, h("tbody", {},
+      fields.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))))),
+    h("h2", {}, "Logs (live)"), logs,
+    h("p", {}, h("a", { href: "#/containers" }, "Back to the containers")));
+}
+
+/** Streams a container's output into `where` until the page changes. */
+async function followLogs(name, where) {
+  if (logStream) logStream.abort();
+  const controller = new AbortController();
+  logStream = controller;
+  try {
+    const response = await fetch(`/v1/containers/${enc(name)}/logs?follow=true`, {
+      headers: { Authorization: "Bearer " + token() }, signal: controller.signal,
+    });
+    if (!response.ok) {
+      where.textContent = `no logs: ${response.status} ${response.statusText}`;
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      where.append(document.createTextNode(decoder.decode(value, { stream: true })));
+      where.scrollTop = where.scrollHeight;
+    }
+  } catch (e) {
+    if (e.name !== "AbortError") where.append(document.createTextNode(`\n[log stream ended: ${e.message}]`));
+  }
+}
+
+async function environmentsPage() {
+  const envs = await get("/v1/environments");
+  const rows = envs.map((e) => h("tr", {},
+    h("td", {}, h("a", { href: `#/environments/${enc(e.name)}` }, e.name)),
+    h("td", {}, state(e.phase || "")),
+    h("td", {}, (e.services || []).join ? (e.services || []).join(", ") : String(e.services ?? "")),
+    h("td", { class: "num" }, e.replicas_running !== undefined ? `${e.replicas_running} of ${e.replicas}` : (e.replicas ?? "")),
+    h("td", {}, ago(e.created_at))));
+  const name = h("input", { name: "name", required: true, placeholder: "shop" });
+  const blueprint = h("textarea", { name: "blueprint", rows: 12, required: true, placeholder: "services:\n  web:\n    image: busybox\n" });
+  const file = h("input", { type: "file", accept: ".yml,.yaml,.txt" });
+  file.addEventListener("change", async () => {
+    if (file.files[0]) { blueprint.value = await file.files[0].text(); showVars(); }
+  });
+  const vars = h("div", { class: "inline" });
+  const varInputs = new Map();
+  const showVars = () => {
+    const found = new Set([...blueprint.value.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]));
+    for (const key of [...varInputs.keys()]) if (!found.has(key)) varInputs.delete(key);
+    for (const key of found) if (!varInputs.has(key)) varInputs.set(key, h("input", { name: "var-" + key }));
+    vars.replaceChildren(...[...varInputs.entries()].map(([k, input]) => h("label", {}, k, input)));
+  };
+  blueprint.addEventListener("input", showVars);
+  const deploy = h("form", {
+    id: "deploy-form",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      const request = { name: name.value.trim(), blueprint: blueprint.value, vars: {}, env_files: {} };
+      for (const [k, input] of varInputs) if (input.value !== "") request.vars[k] = input.value;
+      act(() => api("POST", "/v1/environments", request), `#/environments/${enc(request.name)}`);
+    },
+  }, h("div", { class: "inline" }, h("label", {}, "Name", name), h("label", {}, "Blueprint file", file)),
+  blueprint, vars, h("button", { class: "primary", type: "submit" }, "Deploy"));
+  return h("section", {},
+    h("h1", {}, "Environments"),
+    table(["name", "phase", "services", "replicas", "created"], rows),
+    h("h2", {}, "Deploy a blueprint"), deploy);
+}
+
+async function environmentPage(name) {
+  const [env] = await Promise.all([get(`/v1/environments/${enc(name)}`), loadPeers()]);
+  const replicas = (env.replicas || []).map((r) => h("tr", {},
+    h("td", {}, h("a", { href: `#/containers/${enc(r.name)}` }, r.name)),
+    h("td", {}, r.service || ""),
+    h("td", {}, r.peer ? peerName(r.peer) : "pending"),
+    h("td", {}, state(r.state || "pending")),
+    h("td", {}, r.health ? state(r.health) : "")));
+  const services = (env.services || []).map((s) => {
+    const count = h("input", { type: "number", min: 0, value: s.replicas ?? s.scale ?? 1, size: 3 });
+    return h("tr", {},
+      h("td", {}, s.name), h("td", {}, s.image || s.template || ""),
+      h("td", {}, h("form", {
+        class: "inline",
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          act(() => api("POST", `/v1/environments/${enc(name)}/scale`, { services: { [s.name]: Number(count.value) } }));
+        },
+      }, count, h("button", { type: "submit" }, "Scale"))));
+  });
+  const down = h("div", { class: "actions" });
+  down.append(h("button", {
+    class: "danger", type: "button",
+    onclick: () => down.replaceChildren(
+      h("span", {}, `Tear down ${name} and all its containers? `),
+      h("button", {
+        class: "danger", type: "button",
+        onclick: () => act(() => api("DELETE", `/v1/environments/${enc(name)}`), "#/environments"),
+      }, "Yes, tear down"),
+      h("button", { type: "button", onclick: () => render() }, "Cancel")),
+  }, "Tear down…"));
+  return h("section", {},
+    h("h1", {}, "Environment ", env.name, " ", state(env.phase || "")),
+    h("h2", {}, "Services"), table(["service", "image", "replicas"], services),
+    h("h2", {}, "Replicas"), table(["name", "service", "peer", "state", "health"], replicas),
+    h("h2", {}, "Tear down"), down);
+}
+
+async function networksPage() {
+  const [networks] = await Promise.all([get("/v1/networks"), loadPeers()]);
+  const sections = networks.map((n) => h("div", { class: "card" },
+    h("div", { class: "label" }, n.environment ? `network of environment ${n.environment}` : "network"),
+    h("div", { class: "value" }, n.name),
+    h("div", { class: "muted" }, `${n.subnet}, gateway ${n.gateway}`),
+    h("ul", {}, n.members.map((m) => h("li", {}, `${m.container} ${m.address} on ${peerName(m.peer)}`)))));
+  return h("section", {}, h("h1", {}, "Networks"),
+    sections.length ? h("div", { class: "cards" }, sections) : h("p", { class: "muted" }, "none yet"));
+}
+
+async function settingsPage() {
+  const config = await get("/v1/config");
+  const fields = [
+    ["brand.name", "Name shown in the console and the CLI", "coop"],
+    ["brand.color", "Colour, #rgb or #rrggbb", "#2f6f4f"],
+    ["brand.url", "Where the name links (http or https)", "https://example.org"],
+  ];
+  const inputs = fields.map(([key, label, placeholder]) =>
+    [key, h("input", { name: key, value: config[key] || "", placeholder })]);
+  const form = h("form", {
+    class: "inline", id: "brand-form",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      act(async () => {
+        for (const [key, input] of inputs) {
+          const value = input.value.trim();
+          if (value) await api("PUT", `/v1/config/${enc(key)}`, { value });
+          else if (config[key] !== undefined) await api("DELETE", `/v1/config/${enc(key)}`);
+        }
+      });
+    },
+  }, inputs.map(([key, input], i) => h("label", {}, fields[i][1], input)),
+  h("button", { class: "primary", type: "submit" }, "Save"));
+  const other = Object.entries(config).filter(([k]) => !k.startsWith("brand."));
+  return h("section", {},
+    h("h1", {}, "Settings"),
+    h("h2", {}, "Brand"),
+    h("p", { class: "muted" }, "For the whole cloud: every peer's console and CLI show it."),
+    form,
+    h("h2", {}, "Other settings"),
+    table(["key", "value"], other.map(([k, v]) => h("tr", {}, h("td", { class: "mono" }, k), h("td", { class: "mono" }, v)))));
+}
+
+// ---------------------------------------------------------------- routing
+
+const routes = {
+  overview: overviewPage,
+  peers: peersPage,
+  storage: storagePage,
+  templates: templatesPage,
+  containers: containersPage,
+  environments: environmentsPage,
+  networks: networksPage,
+  settings: settingsPage,
+};
+
+/** While true, the page is not refreshed under the user (a secret shown, an upload, logs). */
+let keep = false;
+
+function fail(e) {
+  if (e instanceof Unauthorized) {
+    showLogin(e.message);
+    return;
+  }
+  const banner = $("banner");
+  banner.textContent = e.message;
+  banner.hidden = false;
+}
+
+/** Runs a change, then shows `then` (or the same page) afresh. */
+async function act(change, then) {
+  try {
+    await change();
+    $("banner").hidden = true;
+    keep = false;
+    if (then && location.hash !== then) location.hash = then;
+    else await render();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function render(background = false) {
+  if (!token()) {
+    showLogin("");
+    return;
+  }
+  const [page, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
+  let view;
+  if (page === "containers" && arg) view = () => containerPage(arg);
+  else if (page === "environments" && arg) view = () => environmentPage(arg);
+  else view = routes[page] || overviewPage;
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("current", link.getAttribute("href") === "#/" + (routes[page] ? page : "overview"));
+  }
+  try {
+    if (!background) {
+      keep = false;
+      if (logStream) { logStream.abort(); logStream = null; }
+      await applyBrand();
+    }
+    const content = await view();
+    showApp();
+    if (!background) $("banner").hidden = true;
+    $("main").replaceChildren(content);
+  } catch (e) {
+    fail(e);
+  }
+}
+
+/** Whether the user is typing into a form on the page. */
+function busy() {
+  const active = document.activeElement;
+  return keep || (active && $("main").contains(active) && ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName));
+}
+
+function start() {
+  // `#token=...` logs in at once; the fragment never reaches the server,
+  // and is removed from the address bar.
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem(TOKEN_KEY, fromHash);
+    history.replaceState(null, "", location.pathname + "#/overview");
+  }
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token").value = "";
+    $("login-reason").textContent = "";
+    render();
+  });
+  $("logout").addEventListener("click", () => showLogin("Logged out."));
+  applyBrand();
+  window.addEventListener("hashchange", () => render());
+  setInterval(() => {
+    if (token() && !busy() && document.visibilityState === "visible") render(true);
+  }, REFRESH_MS);
+  render();
+}
+
+start();

@@ -1,0 +1,140 @@
+//! The web console in a real browser: headless Chromium, driven through
+//! WebDriver by `tests/console/flows.py` (Selenium, from the test venv),
+//! against a real three-peer cloud of `coop` processes that run real
+//! containers. Screenshots of the pages go to `target/console-screenshots`.
+//! Needs root (containers), busybox-static, and Debian's `chromium` and
+//! `chromium-driver` (the test command installs them).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use coop_testkit::containers::{
+    busybox_rootfs, container_host_flags, remove_container_host_names, require_container_host,
+};
+use coop_testkit::{Cloud, PeerOptions, eventually};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coop");
+const TAGS: [u8; 3] = [40, 41, 42];
+
+/// Removes the container agents' host names when the test ends.
+struct HostNames;
+
+impl Drop for HostNames {
+    fn drop(&mut self) {
+        for tag in TAGS {
+            remove_container_host_names(tag);
+        }
+    }
+}
+
+#[test]
+fn the_console_runs_the_cloud_from_a_browser() -> Result<()> {
+    require_container_host().expect("the console test runs real containers");
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: the test command installs Debian's chromium and chromium-driver"
+        );
+    }
+    let python = coop_testkit::s3_python()?;
+    let _names = HostNames;
+    let mut cloud = Cloud::new(BIN, "console")?;
+    for (i, tag) in TAGS.iter().enumerate() {
+        let options = PeerOptions {
+            extra_args: container_host_flags(*tag),
+            ..PeerOptions::default()
+        };
+        let name = format!("p{i}");
+        if i == 0 {
+            cloud.found(&name, options)?;
+        } else {
+            cloud.join(&name, options)?;
+        }
+    }
+    let hub = &cloud.peers[0];
+    eventually(std::time::Duration::from_secs(30), "three peers up", || {
+        let up = hub.peers()?.iter().filter(|p| p["state"] == "up").count();
+        Ok((up == 3).then_some(()))
+    })?;
+
+    // The template the browser imports: a busybox rootfs as a tar.
+    let rootfs = cloud.dir.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    let tar = cloud.dir.path().join("busybox.tar");
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()?;
+    assert!(packed.success(), "tar of the rootfs failed");
+
+    let shots = coop_testkit::workspace().join("target/console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let token = std::fs::read_to_string(hub.data_dir.join("api.token"))
+        .context("the admin token")?
+        .trim()
+        .to_string();
+    let out = Command::new(&python)
+        .arg(coop_testkit::workspace().join("tests/console/flows.py"))
+        .env("COOP_CONSOLE_URL", format!("http://{}", hub.api_addr()))
+        .env("COOP_TOKEN", &token)
+        .env("COOP_SHOTS", &shots)
+        .env("COOP_TEMPLATE_TAR", &tar)
+        .env("COOP_REVOKE_PEER", "p2")
+        .stdin(Stdio::null())
+        .output()
+        .context("running the browser flows")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    if !out.status.success() {
+        bail!(
+            "the browser flows failed:\n{stdout}\n{stderr}\n{}",
+            hub.log_tail()
+        );
+    }
+
+    // What the browser did, seen through the CLI.
+    let buckets = hub.cli_json(&["bucket", "ls"])?;
+    assert!(
+        buckets
+            .as_array()
+            .is_some_and(|b| b.iter().any(|x| x["name"] == "photos")),
+        "{buckets:#}"
+    );
+    let templates = hub.cli_json(&["template", "ls"])?;
+    assert!(
+        templates
+            .as_array()
+            .is_some_and(|t| t.iter().any(|x| x["name"] == "busybox")),
+        "{templates:#}"
+    );
+    let containers = hub.cli_json(&["container", "ls", "--all"])?;
+    assert_eq!(
+        containers.as_array().map(Vec::len),
+        Some(0),
+        "{containers:#}"
+    );
+    let peers = hub.peers()?;
+    let p2: Vec<&Value> = peers.iter().filter(|p| p["name"] == "p2").collect();
+    assert!(p2.iter().all(|p| p["state"] == "revoked"), "{peers:#?}");
+    let config = hub.cli_json(&["config", "get"])?;
+    assert_eq!(config["brand.color"], "#7a1fa2", "{config:#}");
+    for page in [
+        "overview",
+        "peers",
+        "storage",
+        "templates",
+        "containers",
+        "container",
+        "brand",
+    ] {
+        let shot = shots.join(format!("{page}.png"));
+        assert!(shot.exists(), "no screenshot {}", shot.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+"""Drives coop's web console in headless Chromium through real flows.
+
+Run by crates/coop/tests/console.rs against a real three-peer cloud, with:
+  COOP_CONSOLE_URL   the console, e.g. http://127.0.0.1:7400
+  COOP_TOKEN         the admin API token
+  COOP_SHOTS         where screenshots go
+  COOP_TEMPLATE_TAR  a busybox rootfs tar to import
+  COOP_REVOKE_PEER   the name of a peer to revoke
+Prints one `ok:` line per step; any failure raises (exit status 1) after a
+screenshot of the page it failed on.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+URL = os.environ["COOP_CONSOLE_URL"].rstrip("/")
+TOKEN = os.environ["COOP_TOKEN"]
+SHOTS = os.environ["COOP_SHOTS"]
+TEMPLATE_TAR = os.environ["COOP_TEMPLATE_TAR"]
+REVOKE_PEER = os.environ["COOP_REVOKE_PEER"]
+WAIT = 30
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--window-size=1280,900"]:
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def api(method, path, body=None, token=TOKEN):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(URL + path, data=data, method=method)
+    request.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read()
+        return json.loads(text) if text else None
+
+
+class Flows:
+    def __init__(self, driver):
+        self.d = driver
+
+    def wait(self, what, check, timeout=WAIT):
+        try:
+            # The page re-renders under the checks (a refresh every few
+            # seconds): an element gone stale is looked up again.
+            return WebDriverWait(self.d, timeout, poll_frequency=0.2,
+                                 ignored_exceptions=[StaleElementReferenceException]).until(lambda d: check())
+        except Exception as e:
+            raise AssertionError(f"waited {timeout} s for {what}") from e
+
+    def el(self, css):
+        return self.d.find_element(By.CSS_SELECTOR, css)
+
+    def els(self, css):
+        return self.d.find_elements(By.CSS_SELECTOR, css)
+
+    def text(self, css):
+        found = self.els(css)
+        return found[0].text if found else ""
+
+    def go(self, page):
+        self.d.get(f"{URL}/#/{page}")
+
+    def shot(self, name):
+        self.d.save_screenshot(os.path.join(SHOTS, name + ".png"))
+
+    def row(self, attr, name):
+        found = self.els(f'tr[{attr}="{name}"]')
+        return found[0] if found else None
+
+    def click_in_row(self, attr, name, label):
+        row = self.row(attr, name)
+        assert row is not None, f"no row {name}"
+        for button in row.find_elements(By.TAG_NAME, "button"):
+            if button.text.strip() == label:
+                button.click()
+                return
+        raise AssertionError(f"no button {label!r} in row {name}")
+
+    def login(self, token):
+        self.wait("the login form", lambda: self.el("#login").is_displayed())
+        field = self.el("#token")
+        field.clear()
+        field.send_keys(token)
+        self.el("#login-form button").click()
+
+    # ------------------------------------------------------------- flows
+
+    def wrong_token(self):
+        self.d.get(URL + "/")
+        self.login("not-a-token")
+        self.wait("the reason for the refusal",
+                  lambda: "unknown API token" in self.text("#login-reason"))
+        self.shot("login-refused")
+        print("ok: a wrong token gets the login back with the reason")
+
+    def log_in(self):
+        self.login(TOKEN)
+        self.wait("three peers up on the overview", lambda: "3 of 3" in self.text("#main"))
+        assert not self.el("#login").is_displayed()
+        self.shot("overview")
+        print("ok: logged in; the overview shows 3 of 3 peers up")
+
+    def peers(self):
+        self.go("peers")
+        self.wait("three peers listed up", lambda: len(
+            [r for r in self.els("tr[data-peer]") if "up" in r.text]) == 3)
+        self.shot("peers")
+        print("ok: the peers page lists three peers up")
+
+    def storage(self):
+        self.go("storage")
+        self.wait("the bucket form", lambda: self.els("#bucket-form input"))
+        self.el("#bucket-form input").send_keys("photos")
+        self.el("#bucket-form button").click()
+        self.wait("the new bucket listed", lambda: self.row("data-bucket", "photos"))
+        self.el("#key-form input").send_keys("console")
+        self.el("#key-form button").click()
+        self.wait("the new key's secret shown once",
+                  lambda: len(self.el(".secret textarea").get_attribute("value")) == 40)
+        self.shot("storage")
+        print("ok: a bucket and an S3 key created; the secret shown once")
+
+    def templates(self):
+        self.go("templates")
+        self.wait("the import form", lambda: self.els("#template-form"))
+        self.el('#template-form input[type="file"]').send_keys(TEMPLATE_TAR)
+        self.el('#template-form input[name="name"]').send_keys("busybox")
+        self.el("#template-form button").click()
+        self.wait("the upload's progress bar", lambda: self.els("#template-form progress"))
+        self.wait("the template listed", lambda: "busybox" in self.text("#main table"))
+        self.shot("templates")
+        print("ok: a template imported from a file, with a progress bar")
+
+    def containers(self):
+        self.go("containers")
+        self.wait("the run form", lambda: self.els("#run-form"))
+        Select(self.el('#run-form select[name="template"]')).select_by_value("busybox")
+        self.el('#run-form input[name="name"]').send_keys("web1")
+        self.el('#run-form input[name="command"]').send_keys("ping 127.0.0.1")
+        self.el('#run-form input[name="cpus"]').send_keys("0.2")
+        self.el("#run-form button").click()
+        self.wait("web1 running", lambda: (self.row("data-container", "web1") is not None
+                                          and "running" in self.row("data-container", "web1").text))
+        self.shot("containers")
+        self.row("data-container", "web1").find_element(By.TAG_NAME, "a").click()
+        self.wait("web1's output in the live logs", lambda: "64 bytes from 127.0.0.1" in self.text("#logs"))
+        self.shot("container")
+        print("ok: a container run from the form; its live logs show its output")
+        self.go("containers")
+        self.wait("web1 listed", lambda: self.row("data-container", "web1"))
+        self.click_in_row("data-container", "web1", "Stop")
+        self.wait("web1 stopped", lambda: "exited" in (self.row("data-container", "web1").text
+                                                       if self.row("data-container", "web1") else ""))
+        self.click_in_row("data-container", "web1", "Remove")
+        self.wait("web1 gone", lambda: self.row("data-container", "web1") is None)
+        print("ok: the container stopped and removed")
+
+    def revoke(self):
+        self.go("peers")
+        self.wait(f"{REVOKE_PEER} listed", lambda: self.row("data-peer", REVOKE_PEER))
+        self.click_in_row("data-peer", REVOKE_PEER, "Revoke…")
+        self.click_in_row("data-peer", REVOKE_PEER, "Yes, revoke")
+        self.wait(f"{REVOKE_PEER} revoked", lambda: "revoked" in self.row("data-peer", REVOKE_PEER).text)
+        self.shot("peer-revoked")
+        print(f"ok: {REVOKE_PEER} revoked after a confirmation")
+
+    def brand(self):
+        name = "<script>window.pwned=1</script> Acme & Co"
+        self.go("settings")
+        self.wait("the brand form", lambda: self.els("#brand-form"))
+        field = self.el('#brand-form input[name="brand.name"]')
+        field.clear()
+        field.send_keys(name)
+        color = self.el('#brand-form input[name="brand.color"]')
+        color.clear()
+        color.send_keys("#7a1fa2")
+        self.el("#brand-form button").click()
+        self.wait("the brand name in the header", lambda: self.text("#brand-name") == name)
+        self.wait("the brand colour", lambda: self.d.execute_script(
+            "return getComputedStyle(document.querySelector('header')).backgroundColor") == "rgb(122, 31, 162)")
+        assert self.d.title == name, self.d.title
+        assert self.d.execute_script("return window.pwned === undefined"), "markup in a value ran"
+        assert not self.d.execute_script(
+            "return [...document.querySelectorAll('script')].some(s => s.textContent.includes('pwned'))")
+        self.shot("brand")
+        print("ok: brand name and colour shown; markup in the name shows as text")
+
+    def token_revoked(self):
+        made = api("POST", "/v1/tokens", {"user": "visitor"})
+        self.d.execute_script("sessionStorage.setItem('coop-token', arguments[0])", made["token"])
+        self.go("overview")
+        self.wait("the overview with the visitor's token", lambda: "Peers up" in self.text("#main"))
+        api("DELETE", f"/v1/tokens/{made['id']}")
+        self.wait("the login back once the token stops working",
+                  lambda: self.el("#login").is_displayed() and self.text("#login-reason") != "", timeout=20)
+        self.shot("token-revoked")
+        print("ok: a token revoked while in use brings the login back: " + self.text("#login-reason"))
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    driver = browser()
+    flows = Flows(driver)
+    step = "start"
+    try:
+        for step in ["wrong_token", "log_in", "peers", "storage", "templates", "containers",
+                     "revoke", "brand", "token_revoked"]:
+            getattr(flows, step)()
+    except Exception:
+        traceback.print_exc()
+        try:
+            flows.shot("failed-" + step)
+            print("page text at the failure:", flows.text("body")[:2000], file=sys.stderr)
+            for entry in driver.get_log("browser"):
+                print("browser:", entry, file=sys.stderr)
+        finally:
+            driver.quit()
+        sys.exit(1)
+    errors = [e for e in driver.get_log("browser")
+              if e["level"] == "SEVERE" and "Content Security Policy" in e["message"]]
+    driver.quit()
+    if errors:
+        print("CSP violations:", errors, file=sys.stderr)
+        sys.exit(1)
+    print("ok: no Content-Security-Policy violation on any page")
+
+
+if __name__ == "__main__":
+    main()
