@@ -173,6 +173,57 @@ class Flows:
         self.wait("web1 gone", lambda: self.row("data-container", "web1") is None)
         print("ok: the container stopped and removed")
 
+    def environment(self):
+        blueprint = (
+            "services:\n"
+            "  web:\n"
+            "    image: busybox\n"
+            "    command: [\"httpd\", \"-f\", \"-p\", \"${PORT}\", \"-h\", \"/www\"]\n"
+            "    deploy:\n"
+            "      replicas: 2\n"
+            "      resources:\n"
+            "        limits:\n"
+            "          cpus: \"0.2\"\n"
+        )
+        self.go("environments")
+        self.wait("the deploy form", lambda: self.els("#deploy-form"))
+        self.el('#deploy-form input[name="name"]').send_keys("shop")
+        self.el('#deploy-form textarea').send_keys(blueprint)
+        self.wait("the blueprint's variable as a field", lambda: self.els('#deploy-form input[name="var-PORT"]'))
+        self.el('#deploy-form input[name="var-PORT"]').send_keys("8080")
+        self.el("#deploy-form button[type=submit]").click()
+        self.wait("two replicas running", lambda: len(
+            [r for r in self.els("tr[data-replica]") if "running" in r.text]) == 2, timeout=60)
+        self.shot("environment")
+        print("ok: a blueprint deployed from the page with its variable; two replicas running")
+        count = self.el('tr[data-service="web"] input')
+        count.clear()
+        count.send_keys("1")
+        self.el('tr[data-service="web"] button').click()
+        self.wait("one replica left", lambda: len(self.els("tr[data-replica]")) == 1, timeout=60)
+        print("ok: the service scaled down to one replica")
+        for label in ["Tear down…", "Yes, tear down"]:
+            buttons = [b for b in self.els("#main button") if b.text.strip() == label]
+            assert buttons, f"no button {label!r}"
+            buttons[0].click()
+        self.wait("the environment gone", lambda: self.els("#deploy-form") and not self.els('tr[data-env="shop"]'),
+                  timeout=60)
+        print("ok: the environment torn down")
+
+    def phone(self):
+        self.d.set_window_size(390, 844)
+        try:
+            for page in ["overview", "peers", "storage", "containers"]:
+                self.go(page)
+                self.wait(f"the {page} page", lambda: self.els("#main h1"))
+                wide = self.d.execute_script(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                assert wide <= 1, f"the {page} page is {wide} px wider than a phone's screen"
+                self.shot("phone-" + page)
+        finally:
+            self.d.set_window_size(1280, 900)
+        print("ok: the pages fit a phone's width (tables scroll inside their frames)")
+
     def revoke(self):
         self.go("peers")
         self.wait(f"{REVOKE_PEER} listed", lambda: self.row("data-peer", REVOKE_PEER))
@@ -222,7 +273,7 @@ def main():
     step = "start"
     try:
         for step in ["wrong_token", "log_in", "peers", "storage", "templates", "containers",
-                     "revoke", "brand", "token_revoked"]:
+                     "environment", "phone", "revoke", "brand", "token_revoked"]:
             getattr(flows, step)()
     except Exception:
         traceback.print_exc()

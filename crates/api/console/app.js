@@ -495,12 +495,16 @@ async function followLogs(name, where) {
 
 async function environmentsPage() {
   const envs = await get("/v1/environments");
-  const rows = envs.map((e) => h("tr", {},
-    h("td", {}, h("a", { href: `#/environments/${enc(e.name)}` }, e.name)),
-    h("td", {}, state(e.phase || "")),
-    h("td", {}, (e.services || []).join ? (e.services || []).join(", ") : String(e.services ?? "")),
-    h("td", { class: "num" }, e.replicas_running !== undefined ? `${e.replicas_running} of ${e.replicas}` : (e.replicas ?? "")),
-    h("td", {}, ago(e.created_at))));
+  const rows = envs.map((e) => {
+    const desired = e.services.reduce((n, x) => n + x.desired, 0);
+    const running = e.services.reduce((n, x) => n + x.running, 0);
+    return h("tr", { "data-env": e.name },
+      h("td", {}, h("a", { href: `#/environments/${enc(e.name)}` }, e.name)),
+      h("td", {}, state(e.phase)),
+      h("td", {}, e.services.map((x) => `${x.name} ${x.running}/${x.desired}`).join(", ")),
+      h("td", { class: "num" }, `${running} of ${desired}`),
+      h("td", {}, ago(e.created_at)));
+  });
   const name = h("input", { name: "name", required: true, placeholder: "shop" });
   const blueprint = h("textarea", { name: "blueprint", rows: 12, required: true, placeholder: "services:\n  web:\n    image: busybox\n" });
   const file = h("input", { type: "file", accept: ".yml,.yaml,.txt" });
@@ -534,16 +538,23 @@ async function environmentsPage() {
 
 async function environmentPage(name) {
   const [env] = await Promise.all([get(`/v1/environments/${enc(name)}`), loadPeers()]);
-  const replicas = (env.replicas || []).map((r) => h("tr", {},
+  const replicas = env.replicas.map((r) => h("tr", { "data-replica": r.name },
     h("td", {}, h("a", { href: `#/containers/${enc(r.name)}` }, r.name)),
-    h("td", {}, r.service || ""),
-    h("td", {}, r.peer ? peerName(r.peer) : "pending"),
-    h("td", {}, state(r.state || "pending")),
-    h("td", {}, r.health ? state(r.health) : "")));
-  const services = (env.services || []).map((s) => {
-    const count = h("input", { type: "number", min: 0, value: s.replicas ?? s.scale ?? 1, size: 3 });
-    return h("tr", {},
-      h("td", {}, s.name), h("td", {}, s.image || s.template || ""),
+    h("td", {}, r.owner ? r.owner.service : ""),
+    h("td", {}, peerName(r.peer)),
+    h("td", {}, state(r.state)),
+    h("td", {}, r.health ? state(r.health) : "no check"),
+    h("td", { class: "mono" }, (r.networks || []).map((n) => n.address).join(", "))));
+  const pending = env.pending.map((p) => h("tr", {},
+    h("td", {}, p.name), h("td", {}, p.service),
+    h("td", {}, p.peer_name || p.reason || "")));
+  const services = env.services.map((s) => {
+    const count = h("input", { type: "number", min: 0, value: s.desired, name: "replicas-" + s.name });
+    count.style.setProperty("width", "5rem");
+    return h("tr", { "data-service": s.name },
+      h("td", {}, s.name),
+      h("td", { class: "num" }, `${s.running} of ${s.desired}`),
+      h("td", { class: "num" }, s.healthy),
       h("td", {}, h("form", {
         class: "inline",
         onsubmit: (ev) => {
@@ -552,6 +563,8 @@ async function environmentPage(name) {
         },
       }, count, h("button", { type: "submit" }, "Scale"))));
   });
+  const events = env.events.slice(-20).reverse().map((e) => h("tr", {},
+    h("td", {}, ago(e.at)), h("td", {}, e.kind), h("td", {}, e.replica || e.service || ""), h("td", {}, e.message)));
   const down = h("div", { class: "actions" });
   down.append(h("button", {
     class: "danger", type: "button",
@@ -564,9 +577,11 @@ async function environmentPage(name) {
       h("button", { type: "button", onclick: () => render() }, "Cancel")),
   }, "Tear down…"));
   return h("section", {},
-    h("h1", {}, "Environment ", env.name, " ", state(env.phase || "")),
-    h("h2", {}, "Services"), table(["service", "image", "replicas"], services),
-    h("h2", {}, "Replicas"), table(["name", "service", "peer", "state", "health"], replicas),
+    h("h1", {}, "Environment ", env.name, " ", state(env.phase)),
+    h("h2", {}, "Services"), table(["service", "running", "healthy", "replicas"], services),
+    h("h2", {}, "Replicas"), table(["name", "service", "peer", "state", "health", "address"], replicas),
+    pending.length ? [h("h2", {}, "Pending"), table(["replica", "service", "where, or why not"], pending)] : null,
+    h("h2", {}, "Events"), table(["when", "what", "replica", "message"], events),
     h("h2", {}, "Tear down"), down);
 }
 
