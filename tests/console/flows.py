@@ -13,6 +13,7 @@ screenshot of the page it failed on.
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 import urllib.request
@@ -29,6 +30,8 @@ SHOTS = os.environ["COOP_SHOTS"]
 TEMPLATE_TAR = os.environ["COOP_TEMPLATE_TAR"]
 REVOKE_PEER = os.environ["COOP_REVOKE_PEER"]
 WAIT = 30
+DOWNLOADS = tempfile.mkdtemp(prefix="coop-console-downloads-")
+UPLOADS = tempfile.mkdtemp(prefix="coop-console-uploads-")
 
 
 def browser():
@@ -38,6 +41,10 @@ def browser():
                 "--disable-dev-shm-usage", "--window-size=1280,900"]:
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option("prefs", {
+        "download.default_directory": DOWNLOADS,
+        "download.prompt_for_download": False,
+    })
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
@@ -137,6 +144,49 @@ class Flows:
                   lambda: len(self.el(".secret textarea").get_attribute("value")) == 40)
         self.shot("storage")
         print("ok: a bucket and an S3 key created; the secret shown once")
+
+    def objects(self):
+        # A folder made by a key with slashes, as S3 clients make them.
+        request = urllib.request.Request(URL + "/v1/buckets/photos/objects/2026/summer/readme.txt",
+                                         data=b"folders are key prefixes\n", method="PUT")
+        request.add_header("Authorization", "Bearer " + TOKEN)
+        urllib.request.urlopen(request, timeout=10).read()
+        holiday = os.path.join(UPLOADS, "holiday.bin")
+        with open(holiday, "wb") as f:
+            f.write(os.urandom(3 << 20))
+        tricky = os.path.join(UPLOADS, "<img src=x onerror=window.pwned=2>.txt")
+        with open(tricky, "w") as f:
+            f.write("a key that looks like markup\n")
+        self.go("storage")
+        self.wait("the bucket's link", lambda: self.els('tr[data-bucket="photos"] a'))
+        self.el('tr[data-bucket="photos"] a').click()
+        self.wait("the folder 2026/", lambda: self.els('tr[data-folder="2026/"] a'))
+        self.el('tr[data-folder="2026/"] a').click()
+        self.wait("the folder summer/", lambda: self.els('tr[data-folder="2026/summer/"] a'))
+        self.el('tr[data-folder="2026/summer/"] a').click()
+        self.wait("the object in the folder", lambda: self.row("data-key", "2026/summer/readme.txt"))
+        self.el('#upload-form input[type="file"]').send_keys(holiday + "\n" + tricky)
+        self.el("#upload-form button").click()
+        self.wait("the upload's progress bar", lambda: self.els("#upload-form progress") or
+                  self.row("data-key", "2026/summer/holiday.bin"))
+        self.wait("both uploads listed", lambda: self.row("data-key", "2026/summer/holiday.bin")
+                  and self.row("data-key", "2026/summer/<img src=x onerror=window.pwned=2>.txt"))
+        tricky_row = self.row("data-key", "2026/summer/<img src=x onerror=window.pwned=2>.txt")
+        assert "<img src=x onerror=window.pwned=2>.txt" in tricky_row.text, tricky_row.text
+        assert self.d.execute_script("return window.pwned === undefined"), "a key ran as markup"
+        self.shot("objects")
+        print("ok: folders browsed; two files uploaded with a progress bar; a key holding <img onerror> shows as text")
+        self.click_in_row("data-key", "2026/summer/holiday.bin", "Download")
+        target = os.path.join(DOWNLOADS, "holiday.bin")
+        self.wait("the download on disk", lambda: os.path.exists(target) and
+                  os.path.getsize(target) == os.path.getsize(holiday))
+        with open(target, "rb") as got, open(holiday, "rb") as sent:
+            assert got.read() == sent.read(), "the downloaded file differs from the uploaded one"
+        print("ok: the download is identical to the upload (3 MiB)")
+        self.click_in_row("data-key", "2026/summer/holiday.bin", "Delete")
+        self.click_in_row("data-key", "2026/summer/holiday.bin", "Yes, delete")
+        self.wait("the object gone", lambda: self.row("data-key", "2026/summer/holiday.bin") is None)
+        print("ok: the object deleted after a confirmation")
 
     def templates(self):
         self.go("templates")
@@ -272,7 +322,7 @@ def main():
     flows = Flows(driver)
     step = "start"
     try:
-        for step in ["wrong_token", "log_in", "peers", "storage", "templates", "containers",
+        for step in ["wrong_token", "log_in", "peers", "storage", "objects", "templates", "containers",
                      "environment", "phone", "revoke", "brand", "token_revoked"]:
             getattr(flows, step)()
     except Exception:

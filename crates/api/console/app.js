@@ -286,7 +286,7 @@ async function storagePage() {
   const bucketName = h("input", { name: "bucket", placeholder: "name", required: true });
   const keyName = h("input", { name: "key", placeholder: "name", required: true });
   const bucketRows = buckets.map((b) => h("tr", { "data-bucket": b.name },
-    h("td", {}, b.name), h("td", {}, b.policy), h("td", {}, b.layout),
+    h("td", {}, h("a", { href: `#/bucket/${enc(b.name)}` }, b.name)), h("td", {}, b.policy), h("td", {}, b.layout),
     h("td", { class: "num" }, b.objects), h("td", { class: "num" }, bytes(b.bytes)),
     h("td", {}, Object.entries(b.grants || {}).map(([k, v]) => `${k}: ${v}`).join(", ")),
     h("td", {}, h("button", {
@@ -333,6 +333,77 @@ async function storagePage() {
     secret);
 }
 
+/** One folder of a bucket: sub-folders, objects, upload, download, delete. */
+async function bucketPage(path) {
+  const slash = path.indexOf("/");
+  const name = slash < 0 ? path : path.slice(0, slash);
+  const prefix = slash < 0 ? "" : path.slice(slash + 1);
+  const listing = await get(`/v1/buckets/${enc(name)}/objects?prefix=${enc(prefix)}`);
+  const here = (p) => `#/bucket/${enc(name)}/${enc(p)}`;
+  const crumbs = [h("a", { href: `#/bucket/${enc(name)}` }, name)];
+  let walked = "";
+  for (const part of prefix.split("/").filter((x) => x !== "")) {
+    walked += part + "/";
+    crumbs.push(" / ", h("a", { href: here(walked) }, part));
+  }
+  const objectURL = (key) => `/v1/buckets/${enc(name)}/objects/${key.split("/").map(enc).join("/")}`;
+  const folders = listing.folders.map((f) => h("tr", { "data-folder": f },
+    h("td", {}, h("a", { href: here(f) }, f.slice(prefix.length))), h("td", {}, "folder"), h("td", {}), h("td", {}), h("td", {})));
+  const objects = listing.objects.map((o) => {
+    const actions = h("div", { class: "actions" },
+      h("button", {
+        type: "button",
+        onclick: () => download(objectURL(o.key), o.key.slice(prefix.length)).catch(fail),
+      }, "Download"),
+      h("button", {
+        class: "danger", type: "button",
+        onclick: () => actions.replaceChildren(
+          h("span", {}, "Delete for good? "),
+          h("button", { class: "danger", type: "button", onclick: () => act(() => api("DELETE", objectURL(o.key))) }, "Yes, delete"),
+          h("button", { type: "button", onclick: () => render() }, "Cancel")),
+      }, "Delete"));
+    return h("tr", { "data-key": o.key },
+      h("td", {}, o.key.slice(prefix.length)),
+      h("td", { class: "num" }, bytes(o.size)),
+      h("td", {}, ago(Math.floor(o.modified_ms / 1000))),
+      h("td", {}, o.content_type || ""),
+      h("td", {}, actions));
+  });
+  const file = h("input", { type: "file", name: "file", multiple: true, required: true });
+  const progress = h("span", {});
+  const uploadForm = h("form", {
+    class: "inline", id: "upload-form",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        for (const chosen of file.files) {
+          await upload("PUT", objectURL(prefix + chosen.name), chosen, progress, chosen.type);
+        }
+        render();
+      } catch (e) { fail(e); }
+    },
+  }, h("label", {}, `Upload into ${prefix || "the bucket's top"}`, file),
+  h("button", { class: "primary", type: "submit" }, "Upload"), progress);
+  return h("section", {},
+    h("h1", {}, "Bucket ", crumbs),
+    table(["name", "size", "modified", "type", ""], [...folders, ...objects], "nothing here yet"),
+    listing.next ? h("p", { class: "muted" }, "More objects follow; the console shows the first 1,000 of a folder.") : null,
+    h("h2", {}, "Upload"), uploadForm);
+}
+
+/** Fetches with the token and hands the bytes to the browser as a download. */
+async function download(path, filename) {
+  const response = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+  if (response.status === 401) throw new Unauthorized("the token was refused");
+  if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+  const url = URL.createObjectURL(await response.blob());
+  const link = h("a", { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
 async function templatesPage() {
   const templates = await get("/v1/templates");
   const file = h("input", { type: "file", name: "file", required: true });
@@ -367,7 +438,7 @@ async function templatesPage() {
 }
 
 /** A request with upload progress (fetch has none), shown in `where`. */
-function upload(method, path, blob, where) {
+function upload(method, path, blob, where, contentType) {
   keep = true;
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
@@ -389,7 +460,7 @@ function upload(method, path, blob, where) {
     xhr.addEventListener("error", () => { keep = false; reject(new Error("the upload failed")); });
     xhr.open(method, path);
     xhr.setRequestHeader("Authorization", "Bearer " + token());
-    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.setRequestHeader("Content-Type", contentType || "application/octet-stream");
     xhr.send(blob);
   });
 }
@@ -677,10 +748,12 @@ async function render(background = false) {
   const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
   let view;
   if (page === "containers" && arg) view = () => containerPage(arg);
+  else if (page === "bucket" && arg) view = () => bucketPage(arg);
   else if (page === "environments" && arg) view = () => environmentPage(arg);
   else view = routes[page] || overviewPage;
   for (const link of document.querySelectorAll("nav a")) {
-    link.classList.toggle("current", link.getAttribute("href") === "#/" + (routes[page] ? page : "overview"));
+    const section = page === "bucket" ? "storage" : routes[page] ? page : "overview";
+    link.classList.toggle("current", link.getAttribute("href") === "#/" + section);
   }
   try {
     if (!background) {

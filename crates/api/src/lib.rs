@@ -10,6 +10,7 @@ mod console;
 mod error;
 mod metrics;
 pub mod networks;
+pub mod objects;
 mod openapi;
 mod peers;
 mod storage;
@@ -134,6 +135,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(storage::delete_bucket),
         )
         .route("/buckets/{name}/grants/{key}", put(storage::set_grant))
+        .route("/buckets/{name}/objects", get(objects::list))
+        .route(
+            "/buckets/{name}/objects/{*key}",
+            get(objects::get).put(objects::put).delete(objects::remove),
+        )
         .route("/storage", get(storage::status))
         .route(
             "/templates",

@@ -122,6 +122,59 @@ fn the_console_runs_the_cloud_from_a_browser() -> Result<()> {
     let peers = hub.peers()?;
     let p2: Vec<&Value> = peers.iter().filter(|p| p["name"] == "p2").collect();
     assert!(p2.iter().all(|p| p["state"] == "revoked"), "{peers:#?}");
+    // The objects API the console's bucket pages use: bad input gets
+    // clear errors.
+    let auth = format!("Bearer {token}");
+    let call = |method: &str, path: &str, body: Option<&str>| {
+        coop_testkit::http_request(
+            &hub.api_addr(),
+            method,
+            path,
+            &[("Authorization", auth.as_str())],
+            body,
+        )
+    };
+    let listed = call("GET", "/v1/buckets/photos/objects?prefix=2026/", None)?;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(listed.body.contains("\"2026/summer/\""), "{}", listed.body);
+    for (method, path, status, message) in [
+        (
+            "GET",
+            "/v1/buckets/nope/objects",
+            404,
+            "no bucket named `nope`",
+        ),
+        (
+            "GET",
+            "/v1/buckets/photos/objects/2026/none",
+            404,
+            "no object `2026/none`",
+        ),
+        (
+            "DELETE",
+            "/v1/buckets/photos/objects/none",
+            404,
+            "no object `none`",
+        ),
+        (
+            "PUT",
+            "/v1/buckets/nope/objects/a",
+            404,
+            "no bucket named `nope`",
+        ),
+    ] {
+        let got = call(method, path, Some("x"))?;
+        assert_eq!(got.status, status, "{method} {path}: {}", got.body);
+        assert!(got.body.contains(message), "{method} {path}: {}", got.body);
+    }
+    let anonymous = coop_testkit::http_request(
+        &hub.api_addr(),
+        "GET",
+        "/v1/buckets/photos/objects",
+        &[],
+        None,
+    )?;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
     let config = hub.cli_json(&["config", "get"])?;
     assert_eq!(config["brand.color"], "#7a1fa2", "{config:#}");
     for page in [

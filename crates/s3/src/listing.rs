@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use coop_state::ObjectRecord;
+use coop_state::after_all_with;
 
 use crate::access::Need;
 use crate::buckets::timestamp_ms;
@@ -13,23 +13,8 @@ use crate::service::CoopS3;
 
 /// S3's default and largest page.
 const MAX_KEYS: usize = 1000;
-/// Rows read from the state table per batch while building a page.
-const BATCH: usize = 1000;
-
-/// One page of a listing.
-struct Page {
-    objects: Vec<(String, ObjectRecord)>,
-    prefixes: Vec<String>,
-    truncated: bool,
-    /// The last key or common prefix returned: where the next page starts.
-    last: Option<String>,
-}
-
-/// The first string after every string that starts with `prefix`, in the
-/// order S3 lists keys (UTF-8 bytes, which is `str` order).
-fn after_all_with(prefix: &str) -> String {
-    format!("{prefix}{}", char::MAX)
-}
+/// One page of a listing (built by the control plane's store).
+type Page = coop_state::ObjectPage;
 
 /// Builds one page: keys under `prefix` after `after`, folding keys that
 /// contain `delimiter` past the prefix into common prefixes.
@@ -41,62 +26,9 @@ fn page(
     after: Option<String>,
     max: usize,
 ) -> S3Result<Page> {
-    let mut page = Page {
-        objects: Vec::new(),
-        prefixes: Vec::new(),
-        truncated: false,
-        last: None,
-    };
-    // A common prefix at or before the marker was returned on an earlier
-    // page, even though keys under it sort after the marker.
-    let marker = after.clone();
-    let mut cursor = after;
-    'scan: loop {
-        let batch = s3
-            .store()
-            .list_objects(bucket, prefix, cursor.as_deref(), BATCH)
-            .map_err(internal)?;
-        if batch.is_empty() {
-            break;
-        }
-        let full = batch.len() == BATCH;
-        for (key, object) in batch {
-            let folded = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-                key[prefix.len()..]
-                    .find(d)
-                    .map(|i| prefix.len() + i + d.len())
-            });
-            if let Some(end) = folded
-                && marker.as_deref().is_some_and(|m| key[..end] <= *m)
-            {
-                cursor = Some(after_all_with(&key[..end]));
-                continue 'scan;
-            }
-            if page.objects.len() + page.prefixes.len() >= max {
-                page.truncated = true;
-                break 'scan;
-            }
-            match folded {
-                Some(end) => {
-                    let common = key[..end].to_owned();
-                    cursor = Some(after_all_with(&common));
-                    page.last = Some(common.clone());
-                    page.prefixes.push(common);
-                    // Skip the rest of this prefix with a fresh range scan.
-                    continue 'scan;
-                }
-                None => {
-                    cursor = Some(key.clone());
-                    page.last = Some(key.clone());
-                    page.objects.push((key, object));
-                }
-            }
-        }
-        if !full {
-            break;
-        }
-    }
-    Ok(page)
+    s3.store()
+        .list_page(bucket, prefix, delimiter, after, max)
+        .map_err(internal)
 }
 
 fn max_keys(requested: Option<i32>) -> S3Result<usize> {

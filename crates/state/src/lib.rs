@@ -35,7 +35,9 @@ pub use records::{
     find_peer,
 };
 pub use stewards::{StewardCandidate, StewardPolicy, ZoneSpread, steward_target};
-pub use store::{ChangedRow, Changes, StateStore, StoreError, object_row};
+pub use store::{
+    ChangedRow, Changes, ObjectPage, StateStore, StoreError, after_all_with, object_row,
+};
 
 use std::io::Cursor;
 

@@ -467,6 +467,7 @@ impl StateStore {
 type StrTable<'txn> = Table<'txn, &'static str, &'static [u8]>;
 
 pub use journal::Changes;
+pub use objects::{ObjectPage, after_all_with};
 
 /// What a changed row holds now.
 #[derive(Debug)]

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
-use super::{StoreError, StrTable, db_err, get_value, hex, put_value, scan, scan_values};
+use super::{
+    StateStore, StoreError, StrTable, db_err, get_value, hex, put_value, scan, scan_values,
+};
 use crate::objects::{
     BlockId, BlockRef, BucketRecord, Completion, MIN_PART_SIZE, NewStripe, ObjectRecord,
     PartRecord, S3KeyRecord, StripeRecord, UploadRecord,
@@ -488,4 +490,88 @@ fn drop_upload(sm: &mut StrTable<'_>, upload: &str, now: u64) -> Result<(), Stor
     sm.remove(upload_key(upload).as_str())
         .map_err(db_err("removing an upload"))?;
     Ok(())
+}
+
+/// Rows read from the state table per batch while building a page.
+const BATCH: usize = 1000;
+
+/// One page of an object listing.
+#[derive(Debug, Default)]
+pub struct ObjectPage {
+    pub objects: Vec<(String, ObjectRecord)>,
+    /// Common prefixes (up to and with the delimiter), in key order.
+    pub prefixes: Vec<String>,
+    /// Whether more keys or prefixes follow.
+    pub truncated: bool,
+    /// The last key or common prefix returned: where the next page starts.
+    pub last: Option<String>,
+}
+
+/// The first string after every string that starts with `prefix`, in the
+/// order S3 lists keys (UTF-8 bytes, which is `str` order).
+pub fn after_all_with(prefix: &str) -> String {
+    format!("{prefix}{}", char::MAX)
+}
+
+impl StateStore {
+    /// One page of `bucket`'s keys under `prefix` after `after` (at most
+    /// `max` keys and prefixes), folding keys that contain `delimiter`
+    /// past the prefix into common prefixes, as S3's listings do.
+    pub fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<String>,
+        max: usize,
+    ) -> Result<ObjectPage, StoreError> {
+        let mut page = ObjectPage::default();
+        // A common prefix at or before the marker was returned on an
+        // earlier page, even though keys under it sort after the marker.
+        let marker = after.clone();
+        let mut cursor = after;
+        'scan: loop {
+            let batch = self.list_objects(bucket, prefix, cursor.as_deref(), BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            let full = batch.len() == BATCH;
+            for (key, object) in batch {
+                let folded = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                    key[prefix.len()..]
+                        .find(d)
+                        .map(|i| prefix.len() + i + d.len())
+                });
+                if let Some(end) = folded
+                    && marker.as_deref().is_some_and(|m| key[..end] <= *m)
+                {
+                    cursor = Some(after_all_with(&key[..end]));
+                    continue 'scan;
+                }
+                if page.objects.len() + page.prefixes.len() >= max {
+                    page.truncated = true;
+                    break 'scan;
+                }
+                match folded {
+                    Some(end) => {
+                        let common = key[..end].to_owned();
+                        cursor = Some(after_all_with(&common));
+                        page.last = Some(common.clone());
+                        page.prefixes.push(common);
+                        // Skip the rest of this prefix with a fresh range scan.
+                        continue 'scan;
+                    }
+                    None => {
+                        cursor = Some(key.clone());
+                        page.last = Some(key.clone());
+                        page.objects.push((key, object));
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(page)
+    }
 }
