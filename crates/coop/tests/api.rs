@@ -117,7 +117,19 @@ fn api_auth_errors_openapi_and_metrics() -> Result<()> {
     // The console page is served, and `coop console` points at it logged in.
     let resp = http_request(&addr, "GET", "/", &[], None)?;
     assert_eq!(resp.status, 200);
-    assert!(resp.body.contains("coop console"));
+    assert!(resp.body.contains("/console/app.js"), "{}", resp.body);
+    let csp = resp
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-security-policy"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let script = http_request(&addr, "GET", "/console/app.js", &[], None)?;
+    assert_eq!(script.status, 200);
+    assert!(script.body.contains("Authorization"), "the console's script");
+    let missing = http_request(&addr, "GET", "/console/nope.js", &[], None)?;
+    assert_eq!(missing.status, 404);
     let console = peer.cli_json(&["console"])?;
     assert_eq!(
         console["url"],
