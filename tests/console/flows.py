@@ -121,6 +121,8 @@ class Flows:
     def log_in(self):
         self.login(TOKEN)
         self.wait("three peers up on the overview", lambda: "3 of 3" in self.text("#main"))
+        self.wait("the joins among the last hour's events",
+                  lambda: len(self.els('#events tr[data-event="joined"]')) == 3)
         assert not self.el("#login").is_displayed()
         self.shot("overview")
         print("ok: logged in; the overview shows 3 of 3 peers up")
@@ -212,8 +214,16 @@ class Flows:
         self.shot("containers")
         self.row("data-container", "web1").find_element(By.TAG_NAME, "a").click()
         self.wait("web1's output in the live logs", lambda: "64 bytes from 127.0.0.1" in self.text("#logs"))
-        self.shot("container")
         print("ok: a container run from the form; its live logs show its output")
+        self.el("#open-shell").click()
+        self.wait("the shell's prompt in the terminal", lambda: self.els("#terminal .xterm-rows")
+                  and "#" in self.text("#terminal .xterm-rows"))
+        self.el("#terminal .xterm-helper-textarea").send_keys("echo $((6*7))coop\n")
+        self.wait("the command's output in the terminal",
+                  lambda: "42coop" in self.text("#terminal .xterm-rows"))
+        self.d.execute_script("arguments[0].scrollIntoView()", self.el("#terminal"))
+        self.shot("container")
+        print("ok: a command typed into the exec terminal printed its output")
         self.go("containers")
         self.wait("web1 listed", lambda: self.row("data-container", "web1"))
         self.click_in_row("data-container", "web1", "Stop")
@@ -281,6 +291,9 @@ class Flows:
         self.click_in_row("data-peer", REVOKE_PEER, "Yes, revoke")
         self.wait(f"{REVOKE_PEER} revoked", lambda: "revoked" in self.row("data-peer", REVOKE_PEER).text)
         self.shot("peer-revoked")
+        self.go("overview")
+        self.wait("the revocation and p2's silence among the events",
+                  lambda: self.els('#events tr[data-event="revoked"]'))
         print(f"ok: {REVOKE_PEER} revoked after a confirmation")
 
     def brand(self):

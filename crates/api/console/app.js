@@ -159,8 +159,8 @@ async function applyBrand() {
 // ----------------------------------------------------------------- pages
 
 async function overviewPage() {
-  const [status, peers, storage] = await Promise.all([
-    get("/v1/status"), loadPeers(), get("/v1/storage").catch(() => null),
+  const [status, peers, storage, events] = await Promise.all([
+    get("/v1/status"), loadPeers(), get("/v1/storage").catch(() => null), get("/v1/events"),
   ]);
   const cloud = status.cloud;
   const zones = new Map();
@@ -184,7 +184,12 @@ async function overviewPage() {
         h("div", { class: "card zone" },
           h("div", { class: "label" }, "zone"),
           h("div", { class: "value" }, zone),
-          h("ul", {}, members.map((p) => h("li", {}, p.name, " ", state(p.state))))))));
+          h("ul", {}, members.map((p) => h("li", {}, p.name, " ", state(p.state))))))),
+    h("h2", {}, "The last hour"),
+    h("div", { id: "events" },
+      table(["when", "what", "about", "message"], events.slice(0, 40).map((e) => h("tr", { "data-event": e.kind },
+        h("td", { title: new Date(e.at * 1000).toLocaleString() }, ago(e.at)),
+        h("td", {}, state(e.kind)), h("td", {}, e.subject), h("td", {}, e.message))), "nothing happened")));
 }
 
 async function peersPage() {
@@ -530,12 +535,58 @@ async function containerPage(name) {
   ];
   followLogs(name, logs);
   keep = true;
+  const terminal = h("div", { id: "terminal" });
+  const openShell = h("button", {
+    type: "button", class: "primary", id: "open-shell",
+    onclick: () => { openShell.disabled = true; openTerminal(name, terminal).catch(fail); },
+  }, "Open a shell");
   return h("section", {},
     h("h1", {}, "Container ", c.name),
     h("div", { class: "table-wrap" }, h("table", {}, h("tbody", {},
       fields.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))))),
     h("h2", {}, "Logs (live)"), logs,
+    h("h2", {}, "Terminal"),
+    c.state === "running" ? [openShell, terminal] : h("p", { class: "muted" }, "The container is not running."),
     h("p", {}, h("a", { href: "#/containers" }, "Back to the containers")));
+}
+
+/** The open terminal's socket, closed when the page changes. */
+let terminalSocket = null;
+
+/** A shell in the container, in an xterm.js terminal inside `where`. */
+async function openTerminal(name, where) {
+  const { Terminal } = await import("/console/vendor/xterm.mjs");
+  const term = new Terminal({ rows: 24, cols: 100, cursorBlink: true, scrollback: 2000 });
+  term.open(where);
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const url = `${scheme}//${location.host}/v1/containers/${enc(name)}/terminal?rows=${term.rows}&cols=${term.cols}`;
+  // The token travels as a subprotocol: a browser sends no Authorization
+  // header on a WebSocket, and a URL would carry it into logs.
+  const socket = new WebSocket(url, ["coop-exec", "bearer." + token()]);
+  socket.binaryType = "arraybuffer";
+  if (terminalSocket) terminalSocket.close();
+  terminalSocket = socket;
+  const encoder = new TextEncoder();
+  socket.addEventListener("open", () => term.focus());
+  socket.addEventListener("message", (ev) => {
+    if (typeof ev.data === "string") {
+      let exit = {};
+      try { exit = JSON.parse(ev.data); } catch { /* not JSON */ }
+      const how = exit.error ? `failed: ${exit.error}` : exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`;
+      term.write(`\r\n[the shell ${how}]\r\n`);
+    } else {
+      term.write(new Uint8Array(ev.data));
+    }
+  });
+  socket.addEventListener("close", (ev) => {
+    if (ev.code !== 1000 && ev.code !== 1005) term.write(`\r\n[connection closed: ${ev.reason || ev.code}]\r\n`);
+  });
+  term.onData((data) => {
+    if (socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));
+  });
+  term.onResize(({ rows, cols }) => {
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ resize: [rows, cols] }));
+  });
 }
 
 /** Streams a container's output into `where` until the page changes. */
@@ -759,6 +810,7 @@ async function render(background = false) {
     if (!background) {
       keep = false;
       if (logStream) { logStream.abort(); logStream = null; }
+      if (terminalSocket) { terminalSocket.close(); terminalSocket = null; }
       await applyBrand();
     }
     const content = await view();

@@ -1,5 +1,5 @@
-//! The web console: a page, a script and a style sheet, embedded in the
-//! binary and served on the API port. The script is a client of the public
+//! The web console: a page, a script and a style sheet (and the vendored
+//! terminal, xterm.js), embedded in the binary and served on the API port. The script is a client of the public
 //! `/v1` API like the CLI (see `console/app.js`); the server only hands out
 //! the files, with headers that keep the page to its own code: a
 //! Content-Security-Policy allowing scripts, styles and connections from
@@ -15,9 +15,11 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// The policy of every console response.
-pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
-     frame-ancestors 'none'";
+/// Styles may be inline: the terminal (xterm.js) writes its own `<style>`
+/// elements. Scripts may not.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The console's files: name, content type, bytes.
 const FILES: &[(&str, &str, &str)] = &[
@@ -30,6 +32,17 @@ const FILES: &[(&str, &str, &str)] = &[
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../console/style.css"),
+    ),
+    // Vendored, pinned: see console/vendor/README.md.
+    (
+        "vendor/xterm.mjs",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/vendor/xterm.mjs"),
+    ),
+    (
+        "vendor/xterm.css",
+        "text/css; charset=utf-8",
+        include_str!("../console/vendor/xterm.css"),
     ),
 ];
 
@@ -53,7 +66,7 @@ pub(crate) async fn page() -> Response {
     (headers("text/html; charset=utf-8"), INDEX).into_response()
 }
 
-/// `/console/{file}`: its script and style sheet.
+/// `/console/{*file}`: its scripts and style sheets.
 pub(crate) async fn file(Path(name): Path<String>) -> Response {
     match FILES.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => (headers(content_type), *body).into_response(),

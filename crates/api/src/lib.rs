@@ -8,12 +8,14 @@ mod cloud;
 pub mod compute;
 mod console;
 mod error;
+pub mod events;
 mod metrics;
 pub mod networks;
 pub mod objects;
 mod openapi;
 mod peers;
 mod storage;
+mod terminal;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub(crate) compute: Option<Orchestra>,
     /// The private networks' data plane, for its counters.
     pub(crate) networks: Option<coop_net::Forwarder>,
+    /// What this peer saw happen to the others (see [`events`]).
+    pub(crate) events: Arc<events::EventLog>,
 }
 
 impl AppState {
@@ -68,6 +72,7 @@ impl AppState {
             health: Arc::default(),
             compute: None,
             networks: None,
+            events: Arc::default(),
         }
     }
 
@@ -94,6 +99,11 @@ impl AppState {
     pub fn with_compute(mut self, compute: Orchestra) -> Self {
         self.compute = Some(compute);
         self
+    }
+
+    /// The log [`events::watch_peers`] fills, shown at `/v1/events`.
+    pub fn event_log(&self) -> Arc<events::EventLog> {
+        self.events.clone()
     }
 
     /// Shows the forwarder's counters in `/metrics`.
@@ -141,6 +151,7 @@ pub fn router(state: AppState) -> Router {
             get(objects::get).put(objects::put).delete(objects::remove),
         )
         .route("/storage", get(storage::status))
+        .route("/events", get(events::list))
         .route(
             "/templates",
             get(compute::templates::list).post(compute::templates::import),
@@ -202,12 +213,14 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ))
         .route("/openapi.json", get(openapi::serve))
-        .route("/brand", get(cloud::brand));
+        .route("/brand", get(cloud::brand))
+        // Its token comes as a WebSocket subprotocol, checked by itself.
+        .route("/containers/{name}/terminal", get(terminal::terminal));
     Router::new()
         .nest("/v1", v1)
         .route("/metrics", get(metrics::serve))
         .route("/", get(console::page))
-        .route("/console/{file}", get(console::file))
+        .route("/console/{*file}", get(console::file))
         .fallback(error::not_found)
         .with_state(state)
 }

@@ -30,6 +30,7 @@ impl Modify for BearerAuth {
         crate::cloud::set_config,
         crate::cloud::delete_config,
         crate::cloud::brand,
+        crate::events::list,
         crate::objects::list,
         crate::objects::put,
         crate::objects::get,

@@ -127,7 +127,10 @@ fn api_auth_errors_openapi_and_metrics() -> Result<()> {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     let script = http_request(&addr, "GET", "/console/app.js", &[], None)?;
     assert_eq!(script.status, 200);
-    assert!(script.body.contains("Authorization"), "the console's script");
+    assert!(
+        script.body.contains("Authorization"),
+        "the console's script"
+    );
     let missing = http_request(&addr, "GET", "/console/nope.js", &[], None)?;
     assert_eq!(missing.status, 404);
     let console = peer.cli_json(&["console"])?;

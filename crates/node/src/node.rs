@@ -202,6 +202,18 @@ impl Node {
         if let Some(forwarder) = networks {
             state = state.with_networks(forwarder);
         }
+        let watch = coop_api::events::watch_peers(
+            core.mesh.clone(),
+            core.control.clone(),
+            state.event_log(),
+        );
+        let watch_stop = cancel.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = watch_stop.cancelled() => {}
+                () = watch => {}
+            }
+        });
         let api_stop = cancel.clone();
         tasks.spawn(async move {
             let stopped = async move { api_stop.cancelled().await };
