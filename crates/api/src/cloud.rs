@@ -259,7 +259,7 @@ pub(crate) async fn set_config(
 
 /// How the cloud presents itself: `brand.*` settings, open to anyone who
 /// reaches the API (the console shows them before a login).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BrandView {
     /// `brand.name`, or `coop`.
     pub name: String,

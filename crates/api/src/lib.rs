@@ -32,7 +32,7 @@ use coop_orchestra::Orchestra;
 use coop_state::ControlPlane;
 use coop_store::{HealthBook, LocalDisks, StoreMetrics, Stripes};
 
-pub use cloud::{ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
+pub use cloud::{BrandView, ConfigValue, InviteCreated, InviteRequest, RevokeResult, StatusView};
 pub use error::ApiError;
 pub use openapi::openapi_json;
 pub use tokens::{TokenCreated, TokenView};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use coop_api::{InviteCreated, RevokeResult, StatusView, TokenCreated, TokenView};
+use coop_api::{BrandView, InviteCreated, RevokeResult, StatusView, TokenCreated, TokenView};
 use coop_types::PeerView;
 
 use crate::GlobalArgs;
@@ -227,6 +227,13 @@ pub async fn status(global: &GlobalArgs) -> Result<()> {
     if global.json {
         return print_json(&s);
     }
+    // The cloud's brand heads the report (`coop config set brand.name`).
+    let brand = client
+        .get::<BrandView>("/v1/brand")
+        .await
+        .map(|b| b.name)
+        .unwrap_or_else(|_| "coop".into());
+    println!("{brand}: {}", s.cloud.name);
     let leader = s.cloud.leader.as_deref().map(short).unwrap_or("none");
     println!(
         "peer     {} ({}) zone {}",

@@ -177,6 +177,24 @@ fn the_console_runs_the_cloud_from_a_browser() -> Result<()> {
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
     let config = hub.cli_json(&["config", "get"])?;
     assert_eq!(config["brand.color"], "#7a1fa2", "{config:#}");
+    // The CLI names the cloud by its brand too.
+    let status = hub.cli(&["status"])?;
+    let first = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        first.starts_with("<script>window.pwned=1</script> Acme & Co: "),
+        "{first}"
+    );
+    let refused = hub.cli(&["config", "set", "brand.color", "purple"])?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("#rgb or #rrggbb"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     for page in [
         "overview",
         "peers",

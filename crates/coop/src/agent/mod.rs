@@ -38,7 +38,16 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<()> {
 
 fn print_banner(node: &NodeHandle) {
     let s = node.settings();
-    println!("coop peer `{}` is up", s.name);
+    // The cloud's brand (`coop config set brand.name`), once this peer has
+    // the cloud's settings.
+    let brand = node
+        .control()
+        .store()
+        .config()
+        .ok()
+        .and_then(|c| c.get("brand.name").cloned())
+        .unwrap_or_else(|| "coop".into());
+    println!("{brand} peer `{}` is up", s.name);
     println!("  peer id   {}", node.id());
     println!("  cloud id  {}", node.cloud());
     println!("  zone      {}", s.zone);
