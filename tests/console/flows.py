@@ -93,13 +93,18 @@ class Flows:
         return found[0] if found else None
 
     def click_in_row(self, attr, name, label):
-        row = self.row(attr, name)
-        assert row is not None, f"no row {name}"
-        for button in row.find_elements(By.TAG_NAME, "button"):
-            if button.text.strip() == label:
-                button.click()
-                return
-        raise AssertionError(f"no button {label!r} in row {name}")
+        """Clicks the button `label` in the row `name`, looking again when the
+        page re-rendered under it (it refreshes every few seconds)."""
+        def attempt():
+            row = self.row(attr, name)
+            if row is None:
+                return False
+            for button in row.find_elements(By.TAG_NAME, "button"):
+                if button.text.strip() == label:
+                    button.click()
+                    return True
+            return False
+        self.wait(f"button {label!r} in row {name}", attempt, timeout=10)
 
     def login(self, token):
         self.wait("the login form", lambda: self.el("#login").is_displayed())
@@ -270,6 +275,16 @@ class Flows:
                   timeout=60)
         print("ok: the environment torn down")
 
+    def charts(self):
+        self.go("charts")
+        self.wait("six charts of this peer's last hour", lambda: len(self.els("#charts .chart .uplot")) == 6,
+                  timeout=60)
+        legend = self.text("#charts")
+        for word in ["CPU", "Memory", "Network", "Disk", "S3 requests", "S3 bytes"]:
+            assert word in legend, f"no {word} chart: {legend[:500]}"
+        self.shot("charts")
+        print("ok: charts of the peer's CPU, memory, network, disk and S3 over the last hour")
+
     def phone(self):
         self.d.set_window_size(390, 844)
         try:
@@ -336,7 +351,7 @@ def main():
     step = "start"
     try:
         for step in ["wrong_token", "log_in", "peers", "storage", "objects", "templates", "containers",
-                     "environment", "phone", "revoke", "brand", "token_revoked"]:
+                     "environment", "charts", "phone", "revoke", "brand", "token_revoked"]:
             getattr(flows, step)()
     except Exception:
         traceback.print_exc()

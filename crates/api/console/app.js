@@ -40,7 +40,7 @@ function bytes(n) {
   let v = Number(n);
   let i = 0;
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return (i === 0 ? String(v) : v.toFixed(v < 10 ? 1 : 0)) + " " + units[i];
+  return (i === 0 ? String(Math.round(v * 10) / 10) : v.toFixed(v < 10 ? 1 : 0)) + " " + units[i];
 }
 
 function ago(unixSecs) {
@@ -751,6 +751,82 @@ async function settingsPage() {
     table(["key", "value"], other.map(([k, v]) => h("tr", {}, h("td", { class: "mono" }, k), h("td", { class: "mono" }, v)))));
 }
 
+/** Loads uPlot (a classic script setting `window.uPlot`) once. */
+let uplotLoading = null;
+function loadUplot() {
+  if (!uplotLoading) {
+    uplotLoading = new Promise((resolve, reject) => {
+      const script = h("script", { src: "/console/vendor/uplot.min.js" });
+      script.addEventListener("load", () => resolve(window.uPlot));
+      script.addEventListener("error", () => reject(new Error("cannot load the chart library")));
+      document.head.append(script);
+    });
+  }
+  return uplotLoading;
+}
+
+const PALETTE = ["#2f6f4f", "#b35c1e", "#3a5fcd", "#a3268c", "#6b8e23", "#c0392b", "#008b8b", "#8b6914"];
+
+/** A line chart of `series` ([label, values]) over `xs` (unix seconds). */
+function lineChart(uPlot, title, xs, series, format) {
+  const box = h("div", { class: "chart", "data-chart": title });
+  // As wide as a cell of the charts' grid (columns of at least 420 px).
+  const room = ($("main").clientWidth || 800) - 32;
+  const columns = Math.max(1, Math.floor((room + 13) / (420 + 13)));
+  const width = Math.max(240, Math.floor((room - (columns - 1) * 13) / columns) - 14);
+  const options = {
+    title, width, height: 180,
+    series: [{}, ...series.map(([label], i) => ({
+      label, stroke: PALETTE[i % PALETTE.length], width: 1.5,
+      value: (_, v) => (v === null || v === undefined ? "" : format(v)),
+    }))],
+    axes: [{}, { values: (_, ticks) => ticks.map(format), size: 70 }],
+    scales: { y: { range: (_, min, max) => [0, Math.max(max, 1)] } },
+  };
+  new uPlot(options, [xs, ...series.map(([, values]) => values)], box);
+  return box;
+}
+
+const perSecond = (v) => bytes(v) + "/s";
+const percent = (v) => v.toFixed(v < 10 ? 1 : 0) + " %";
+
+async function chartsPage() {
+  const [history, uPlot] = await Promise.all([get("/v1/history"), loadUplot(), loadPeers()]);
+  const samples = history.samples;
+  const header = h("p", { class: "muted" },
+    `${peerName(history.peer)}, one sample every ${history.interval_secs} s over the last hour (kept in memory on this peer).`);
+  if (samples.length < 2) {
+    return h("section", {}, h("h1", {}, "Charts"), header,
+      h("p", { id: "charts-waiting" }, "Collecting: the first points come a few samples after the peer starts."));
+  }
+  const xs = samples.map((x) => x.at);
+  const col = (key) => samples.map((x) => x[key]);
+  const charts = [
+    lineChart(uPlot, "CPU", xs, [["cpu", col("cpu_pct")]], percent),
+    lineChart(uPlot, "Memory", xs, [["used", col("memory_used")], ["total", col("memory_total")]], bytes),
+    lineChart(uPlot, "Network", xs, [["in", col("net_rx_bps")], ["out", col("net_tx_bps")]], perSecond),
+    lineChart(uPlot, "Disk", xs, [["used by coop", col("disk_used")]], bytes),
+    lineChart(uPlot, "S3 requests", xs, [["requests/s", col("s3_requests_ps")]], (v) => v.toFixed(1) + "/s"),
+    lineChart(uPlot, "S3 bytes", xs, [["in", col("s3_in_bps")], ["out", col("s3_out_bps")]], perSecond),
+  ];
+  const names = Object.keys(history.containers);
+  const containerCharts = [];
+  if (names.length) {
+    // Each container's points on the peer's time axis (gaps where it did not run).
+    const at = (name, key) => {
+      const byTime = new Map(history.containers[name].map((p) => [p.at, p[key]]));
+      return xs.map((x) => (byTime.has(x) ? byTime.get(x) : null));
+    };
+    containerCharts.push(
+      lineChart(uPlot, "Containers: CPU (of one CPU)", xs, names.map((n) => [n, at(n, "cpu_pct")]), percent),
+      lineChart(uPlot, "Containers: memory", xs, names.map((n) => [n, at(n, "memory")]), bytes));
+  }
+  return h("section", {}, h("h1", {}, "Charts"), header,
+    h("div", { class: "charts", id: "charts" }, charts),
+    h("h2", {}, "Containers on this peer"),
+    containerCharts.length ? h("div", { class: "charts" }, containerCharts) : h("p", { class: "muted" }, "none ran in the last hour"));
+}
+
 // ---------------------------------------------------------------- routing
 
 const routes = {
@@ -762,6 +838,7 @@ const routes = {
   environments: environmentsPage,
   networks: networksPage,
   settings: settingsPage,
+  charts: chartsPage,
 };
 
 /** While true, the page is not refreshed under the user (a secret shown, an upload, logs). */

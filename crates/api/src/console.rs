@@ -44,6 +44,16 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("../console/vendor/xterm.css"),
     ),
+    (
+        "vendor/uplot.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/vendor/uplot.min.js"),
+    ),
+    (
+        "vendor/uplot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../console/vendor/uplot.min.css"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../console/index.html");

@@ -9,6 +9,7 @@ pub mod compute;
 mod console;
 mod error;
 pub mod events;
+pub mod history;
 mod metrics;
 pub mod networks;
 pub mod objects;
@@ -55,6 +56,10 @@ pub struct AppState {
     pub(crate) networks: Option<coop_net::Forwarder>,
     /// What this peer saw happen to the others (see [`events`]).
     pub(crate) events: Arc<events::EventLog>,
+    /// The last hour of this peer's load (see [`history`]).
+    pub(crate) history: Arc<history::History>,
+    /// What the S3 front served, for the history.
+    pub(crate) s3_counters: Option<Arc<coop_types::S3Counters>>,
 }
 
 impl AppState {
@@ -73,6 +78,8 @@ impl AppState {
             compute: None,
             networks: None,
             events: Arc::default(),
+            history: Arc::default(),
+            s3_counters: None,
         }
     }
 
@@ -104,6 +111,12 @@ impl AppState {
     /// The log [`events::watch_peers`] fills, shown at `/v1/events`.
     pub fn event_log(&self) -> Arc<events::EventLog> {
         self.events.clone()
+    }
+
+    /// Counts the S3 front's requests into the history's samples.
+    pub fn with_s3_counters(mut self, counters: Arc<coop_types::S3Counters>) -> Self {
+        self.s3_counters = Some(counters);
+        self
     }
 
     /// Shows the forwarder's counters in `/metrics`.
@@ -152,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/storage", get(storage::status))
         .route("/events", get(events::list))
+        .route("/history", get(history::show))
         .route(
             "/templates",
             get(compute::templates::list).post(compute::templates::import),

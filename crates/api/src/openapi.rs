@@ -31,6 +31,7 @@ impl Modify for BearerAuth {
         crate::cloud::delete_config,
         crate::cloud::brand,
         crate::events::list,
+        crate::history::show,
         crate::objects::list,
         crate::objects::put,
         crate::objects::get,

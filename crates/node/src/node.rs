@@ -184,6 +184,14 @@ impl Node {
         core.mesh.start_liveness(core.key.clone(), status);
 
         ensure_api_token(&core).await?;
+        let s3 = coop_s3::CoopS3::new(
+            core.control.clone(),
+            storage.stripes.clone(),
+            coop_s3::S3Limits {
+                max_body_bytes: settings.s3_max_body,
+                ..coop_s3::S3Limits::default()
+            },
+        );
         let mut state = AppState::new(
             core.key.clone(),
             core.cloud,
@@ -202,6 +210,15 @@ impl Node {
         if let Some(forwarder) = networks {
             state = state.with_networks(forwarder);
         }
+        state = state.with_s3_counters(s3.counters());
+        let history = coop_api::history::keep(state.clone());
+        let history_stop = cancel.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = history_stop.cancelled() => {}
+                () = history => {}
+            }
+        });
         let watch = coop_api::events::watch_peers(
             core.mesh.clone(),
             core.control.clone(),
@@ -221,14 +238,6 @@ impl Node {
                 tracing::error!(%err, "the API server failed");
             }
         });
-        let s3 = coop_s3::CoopS3::new(
-            core.control.clone(),
-            storage.stripes.clone(),
-            coop_s3::S3Limits {
-                max_body_bytes: settings.s3_max_body,
-                ..coop_s3::S3Limits::default()
-            },
-        );
         let s3_stop = cancel.clone();
         let domains = settings.s3_domains.clone();
         tasks.spawn(async move {

@@ -44,6 +44,8 @@ pub struct CoopS3 {
     pub(crate) control: ControlPlane,
     pub(crate) stripes: Stripes,
     pub(crate) limits: S3Limits,
+    /// Requests and bytes served, for the console's charts.
+    pub(crate) counters: Arc<coop_types::S3Counters>,
 }
 
 impl CoopS3 {
@@ -52,7 +54,13 @@ impl CoopS3 {
             control,
             stripes,
             limits,
+            counters: Arc::default(),
         }
+    }
+
+    /// What this front has served so far, updated as it serves.
+    pub fn counters(&self) -> Arc<coop_types::S3Counters> {
+        self.counters.clone()
     }
 
     pub(crate) fn store(&self) -> &StateStore {
@@ -66,11 +74,13 @@ struct Front {
     service: S3Service,
     slots: Arc<Semaphore>,
     max_body: u64,
+    counters: Arc<coop_types::S3Counters>,
 }
 
 /// The HTTP app: limits, then `s3s`.
 pub(crate) fn router(s3: Arc<CoopS3>, domains: Vec<String>) -> Router {
     let limits = s3.limits;
+    let counters = s3.counters.clone();
     let auth = KeyAuth::new(s3.control.clone());
     let mut builder = S3ServiceBuilder::new(Handler(s3));
     builder.set_auth(auth);
@@ -79,6 +89,7 @@ pub(crate) fn router(s3: Arc<CoopS3>, domains: Vec<String>) -> Router {
         service: builder.build(),
         slots: Arc::new(Semaphore::new(limits.max_in_flight)),
         max_body: limits.max_body_bytes,
+        counters,
     };
     Router::new().fallback(handle).with_state(front)
 }
@@ -107,7 +118,16 @@ async fn handle(State(front): State<Front>, request: Request) -> Response {
         );
     }
     let request = request.map(s3s::Body::http_body_unsync);
-    match front.service.call(request).await {
+    let answered = front.service.call(request).await;
+    let sent = answered
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    front.counters.count(declared.unwrap_or(0), sent);
+    match answered {
         Ok(response)
             if response.status().is_client_error() || response.status().is_server_error() =>
         {

@@ -2,6 +2,7 @@
 //! buckets with their grants, disks and the health of stored data.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -136,4 +137,22 @@ pub struct StorageView {
     /// rebuilt, moved and collected, degraded reads, scrubbed shards,
     /// repair passes, cache hits and misses.
     pub counters: BTreeMap<String, u64>,
+}
+
+/// What a peer's S3 front counts, for the console's charts: requests, and
+/// the body bytes their headers declare each way, since the peer started.
+#[derive(Debug, Default)]
+pub struct S3Counters {
+    pub requests: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+impl S3Counters {
+    /// Counts one request and the bytes its headers declare.
+    pub fn count(&self, bytes_in: u64, bytes_out: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
 }
