@@ -283,7 +283,10 @@ class Flows:
         for word in ["CPU", "Memory", "Network", "Disk", "S3 requests", "S3 bytes"]:
             assert word in legend, f"no {word} chart: {legend[:500]}"
         self.shot("charts")
-        print("ok: charts of the peer's CPU, memory, network, disk and S3 over the last hour")
+        Select(self.el("#chart-peer")).select_by_visible_text("p1")
+        self.wait("p1's charts, asked of p1 over the mesh", lambda: self.text("#chart-about").startswith("p1,")
+                  and len(self.els("#charts .chart .uplot")) == 6, timeout=60)
+        print("ok: charts of a peer's CPU, memory, network, disk and S3 over the last hour, this one's and another's")
 
     def phone(self):
         self.d.set_window_size(390, 844)

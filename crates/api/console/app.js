@@ -790,11 +790,19 @@ function lineChart(uPlot, title, xs, series, format) {
 const perSecond = (v) => bytes(v) + "/s";
 const percent = (v) => v.toFixed(v < 10 ? 1 : 0) + " %";
 
-async function chartsPage() {
-  const [history, uPlot] = await Promise.all([get("/v1/history"), loadUplot(), loadPeers()]);
+async function chartsPage(peer) {
+  const query = peer ? `?peer=${enc(peer)}` : "";
+  const [history, uPlot, peers] = await Promise.all([get("/v1/history" + query), loadUplot(), loadPeers()]);
   const samples = history.samples;
-  const header = h("p", { class: "muted" },
-    `${peerName(history.peer)}, one sample every ${history.interval_secs} s over the last hour (kept in memory on this peer).`);
+  const choose = h("select", {
+    id: "chart-peer",
+    onchange: (ev) => { location.hash = `#/charts/${enc(ev.target.value)}`; },
+  }, peers.filter((p) => p.state !== "revoked").map((p) =>
+    h("option", { value: p.name, selected: p.id === history.peer }, p.name)));
+  const header = h("div", {},
+    h("form", { class: "inline" }, h("label", {}, "Peer", choose)),
+    h("p", { class: "muted", id: "chart-about" },
+      `${peerName(history.peer)}, one sample every ${history.interval_secs} s over the last hour (kept in memory on that peer).`));
   if (samples.length < 2) {
     return h("section", {}, h("h1", {}, "Charts"), header,
       h("p", { id: "charts-waiting" }, "Collecting: the first points come a few samples after the peer starts."));
@@ -823,7 +831,7 @@ async function chartsPage() {
   }
   return h("section", {}, h("h1", {}, "Charts"), header,
     h("div", { class: "charts", id: "charts" }, charts),
-    h("h2", {}, "Containers on this peer"),
+    h("h2", {}, `Containers on ${peerName(history.peer)}`),
     containerCharts.length ? h("div", { class: "charts" }, containerCharts) : h("p", { class: "muted" }, "none ran in the last hour"));
 }
 
@@ -877,6 +885,7 @@ async function render(background = false) {
   let view;
   if (page === "containers" && arg) view = () => containerPage(arg);
   else if (page === "bucket" && arg) view = () => bucketPage(arg);
+  else if (page === "charts" && arg) view = () => chartsPage(arg);
   else if (page === "environments" && arg) view = () => environmentPage(arg);
   else view = routes[page] || overviewPage;
   for (const link of document.querySelectorAll("nav a")) {

@@ -14,12 +14,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use coop_mesh::{Protocol, Service};
 pub use coop_types::S3Counters;
-use coop_types::unix_now;
+use coop_types::{PeerId, unix_now};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -289,15 +291,88 @@ pub async fn keep(state: AppState) {
     }
 }
 
-/// The last hour of this peer and its containers.
+/// The ALPN of [`HistoryProtocol`].
+pub const HISTORY_ALPN: &[u8] = b"coop/history/1";
+/// How long another peer has to send its history.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `coop/history/1`: a peer's last hour, asked of it by another (the one
+/// whose console shows it).
+pub struct HistoryProtocol;
+
+impl Protocol for HistoryProtocol {
+    const ALPN: &'static [u8] = HISTORY_ALPN;
+    type Request = ();
+    type Response = HistoryView;
+    fn timeout(_: &()) -> Duration {
+        ASK_TIMEOUT
+    }
+}
+
+/// Answers `coop/history/1` from this peer's ring.
+pub struct HistoryService {
+    pub peer: PeerId,
+    pub history: std::sync::Arc<History>,
+}
+
+impl Service<HistoryProtocol> for HistoryService {
+    fn answer(&self, _from: PeerId, _request: ()) -> BoxFuture<'static, HistoryView> {
+        let view = self.history.view(self.peer.to_string());
+        Box::pin(async move { view })
+    }
+}
+
+/// Whose history.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct HistoryQuery {
+    /// A peer's name, id or unique id prefix; this peer when absent.
+    pub peer: Option<String>,
+}
+
+/// The last hour of a peer and its containers (this peer's, or one asked
+/// of another over the mesh).
 #[utoipa::path(
     get,
     path = "/v1/history",
+    params(HistoryQuery),
     responses((status = 200, body = HistoryView)),
     security(("bearer" = []))
 )]
-pub(crate) async fn show(State(state): State<AppState>) -> Result<Json<HistoryView>, ApiError> {
-    Ok(Json(state.history.view(state.key.id().to_string())))
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<HistoryView>, ApiError> {
+    let me = state.key.id();
+    let peer = match &query.peer {
+        None => me,
+        Some(wanted) => {
+            let peers = state.control.store().peers()?;
+            coop_state::find_peer(&peers, wanted)
+                .map_err(|e| ApiError::NotFound(e.to_string()))?
+                .id()
+        }
+    };
+    if peer == me {
+        return Ok(Json(state.history.view(me.to_string())));
+    }
+    let view = state
+        .mesh
+        .call::<HistoryProtocol>(peer, &())
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!("cannot ask {} for its history: {e}", peer.short()))
+        })?;
+    Ok(Json(view))
+}
+
+impl AppState {
+    /// The service that answers other peers' `coop/history/1` calls.
+    pub fn history_service(&self) -> HistoryService {
+        HistoryService {
+            peer: self.key.id(),
+            history: self.history.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

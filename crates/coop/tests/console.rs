@@ -167,6 +167,11 @@ fn the_console_runs_the_cloud_from_a_browser() -> Result<()> {
         assert_eq!(got.status, status, "{method} {path}: {}", got.body);
         assert!(got.body.contains(message), "{method} {path}: {}", got.body);
     }
+    // Another peer's history comes over the mesh.
+    let p1 = call("GET", "/v1/history?peer=p1", None)?;
+    assert_eq!(p1.status, 200, "{}", p1.body);
+    let p1: Value = serde_json::from_str(&p1.body)?;
+    assert_eq!(p1["peer"], cloud.peers[1].id().as_str(), "{p1:#}");
     let anonymous = coop_testkit::http_request(
         &hub.api_addr(),
         "GET",

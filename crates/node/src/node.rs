@@ -26,6 +26,7 @@ pub(crate) const SERVED_PROTOCOLS: &[&[u8]] = &[
     coop_orchestra::COMPUTE_ALPN,
     coop_orchestra::EXEC_ALPN,
     coop_net::NET_ALPN,
+    coop_api::history::HISTORY_ALPN,
 ];
 
 /// What the node's tasks share.
@@ -211,6 +212,7 @@ impl Node {
             state = state.with_networks(forwarder);
         }
         state = state.with_s3_counters(s3.counters());
+        core.mesh.serve(state.history_service());
         let history = coop_api::history::keep(state.clone());
         let history_stop = cancel.clone();
         tasks.spawn(async move {
