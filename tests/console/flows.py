@@ -48,6 +48,18 @@ def browser():
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
+def png(width, height):
+    """A plain red PNG image."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def api(method, path, body=None, token=TOKEN):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(URL + path, data=data, method=method)
@@ -216,6 +228,11 @@ class Flows:
         self.el("#run-form button").click()
         self.wait("web1 running", lambda: (self.row("data-container", "web1") is not None
                                           and "running" in self.row("data-container", "web1").text))
+        self.go("peers")
+        self.wait("web1's CPUs held on p0", lambda: self.row("data-peer", "p0") is not None
+                  and "0.2 of 2 CPUs" in self.row("data-peer", "p0").text)
+        self.go("containers")
+        self.wait("web1 listed", lambda: self.row("data-container", "web1"))
         self.shot("containers")
         self.row("data-container", "web1").find_element(By.TAG_NAME, "a").click()
         self.wait("web1's output in the live logs", lambda: "64 bytes from 127.0.0.1" in self.text("#logs"))
@@ -324,16 +341,26 @@ class Flows:
         color = self.el('#brand-form input[name="brand.color"]')
         color.clear()
         color.send_keys("#7a1fa2")
+        # A logo: a 4x4 PNG stored in the cloud, named by BUCKET/KEY.
+        request = urllib.request.Request(URL + "/v1/buckets/photos/objects/logo.png", data=png(4, 4), method="PUT")
+        request.add_header("Authorization", "Bearer " + TOKEN)
+        request.add_header("Content-Type", "image/png")
+        urllib.request.urlopen(request, timeout=10).read()
+        logo = self.el('#brand-form input[name="brand.logo"]')
+        logo.clear()
+        logo.send_keys("photos/logo.png")
         self.el("#brand-form button").click()
         self.wait("the brand name in the header", lambda: self.text("#brand-name") == name)
         self.wait("the brand colour", lambda: self.d.execute_script(
             "return getComputedStyle(document.querySelector('header')).backgroundColor") == "rgb(122, 31, 162)")
         assert self.d.title == name, self.d.title
+        self.wait("the logo in the header", lambda: self.d.execute_script(
+            "const i = document.querySelector('#brand-mark img'); return i && i.complete && i.naturalWidth") == 4)
         assert self.d.execute_script("return window.pwned === undefined"), "markup in a value ran"
         assert not self.d.execute_script(
             "return [...document.querySelectorAll('script')].some(s => s.textContent.includes('pwned'))")
         self.shot("brand")
-        print("ok: brand name and colour shown; markup in the name shows as text")
+        print("ok: brand name, colour and logo shown; markup in the name shows as text")
 
     def token_revoked(self):
         made = api("POST", "/v1/tokens", {"user": "visitor"})

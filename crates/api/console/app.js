@@ -154,6 +154,8 @@ async function applyBrand() {
   }
   const url = brand.url;
   $("brand").setAttribute("href", url && /^https?:\/\//.test(url) ? url : "#/overview");
+  // A fresh address each time, so a changed logo shows at once.
+  $("brand-mark").replaceChildren(...(brand.logo ? [h("img", { src: `/v1/brand/logo?at=${Date.now()}`, alt: "" })] : []));
 }
 
 // ----------------------------------------------------------------- pages
@@ -192,8 +194,12 @@ async function overviewPage() {
         h("td", {}, state(e.kind)), h("td", {}, e.subject), h("td", {}, e.message))), "nothing happened")));
 }
 
+/** CPUs from thousandths of a core. */
+const cpus = (milli) => (milli / 1000).toFixed(milli % 1000 === 0 ? 0 : 1);
+
 async function peersPage() {
-  const peers = await loadPeers();
+  const [peers, storage] = await Promise.all([loadPeers(), get("/v1/storage").catch(() => null)]);
+  const disksOf = (id) => (storage ? storage.disks.filter((d) => d.peer === id) : []);
   const invite = h("div", {});
   const rows = peers.map((p) => {
     const actions = h("div", { class: "actions" });
@@ -222,7 +228,10 @@ async function peersPage() {
       h("td", {}, labels),
       h("td", { class: "num" }, p.cpus),
       h("td", { class: "num" }, bytes(p.memory_bytes)),
-      h("td", { class: "num" }, bytes(p.disk_free_bytes)),
+      h("td", {}, p.lent
+        ? `${cpus(p.held.cpus_milli)} of ${cpus(p.lent.cpus_milli)} CPUs, ${bytes(p.held.memory_bytes)} of ${bytes(p.lent.memory_bytes)}, disk ${bytes(p.held.disk_bytes)} of ${bytes(p.lent.disk_bytes)}`
+        : "runs no containers"),
+      h("td", {}, disksOf(p.id).map((d) => h("div", { class: "mono" }, `${d.path}: ${bytes(d.used_bytes)} used, ${bytes(d.free_bytes)} free`))),
       h("td", { class: "num" }, p.load.toFixed(2)),
       h("td", {}, p.last_seen_secs === null ? "never" : duration(p.last_seen_secs) + " ago"),
       h("td", {}, actions));
@@ -244,7 +253,7 @@ async function peersPage() {
   }, h("label", {}, "Valid for", ttl), h("button", { class: "primary", type: "submit" }, "Create invite"));
   return h("section", {},
     h("h1", {}, "Peers"),
-    table(["name", "zone", "state", "connection", "rtt", "role", "labels", "cpus", "memory", "disk free", "load", "last seen", ""], rows),
+    table(["name", "zone", "state", "connection", "rtt", "role", "labels", "cpus", "memory", "containers hold of what it lends", "disks", "load", "last seen", ""], rows),
     h("h2", {}, "Invite a peer"),
     createInvite, invite);
 }
@@ -724,6 +733,7 @@ async function settingsPage() {
     ["brand.name", "Name shown in the console and the CLI", "coop"],
     ["brand.color", "Colour, #rgb or #rrggbb", "#2f6f4f"],
     ["brand.url", "Where the name links (http or https)", "https://example.org"],
+    ["brand.logo", "Logo: BUCKET/KEY of an image in the cloud", "photos/logo.png"],
   ];
   const inputs = fields.map(([key, label, placeholder]) =>
     [key, h("input", { name: key, value: config[key] || "", placeholder })]);

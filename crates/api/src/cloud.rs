@@ -247,6 +247,9 @@ pub(crate) async fn set_config(
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
     let Json(value) = body?;
     check_brand(&key, &value.value)?;
+    if key == "brand.logo" {
+        logo_object(&state, &value.value)?;
+    }
     state
         .control
         .write(Command::SetConfig {
@@ -267,6 +270,8 @@ pub struct BrandView {
     pub color: Option<String>,
     /// `brand.url` (where the console's name links), if set.
     pub url: Option<String>,
+    /// Whether `brand.logo` names an image, served at `/v1/brand/logo`.
+    pub logo: bool,
 }
 
 /// The cloud's brand, without a token.
@@ -280,11 +285,80 @@ pub(crate) async fn brand(State(state): State<AppState>) -> Result<Json<BrandVie
             .unwrap_or_else(|| "coop".into()),
         color: config.get("brand.color").cloned(),
         url: config.get("brand.url").cloned(),
+        logo: config.contains_key("brand.logo"),
     }))
 }
 
+/// The image types a logo may have. SVG is left out: opened on its own,
+/// it could run script in the console's origin.
+const LOGO_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+/// The largest logo served.
+const LOGO_MAX: u64 = 1 << 20;
+
+/// `brand.logo`'s object: `BUCKET/KEY` of a PNG, JPEG, GIF or WebP image
+/// of at most 1 MiB stored in the cloud.
+fn logo_object(state: &AppState, value: &str) -> Result<(String, String), ApiError> {
+    let bad = |why: String| ApiError::BadRequest(format!("brand.logo: {why}"));
+    let (bucket, key) = value
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| bad("give BUCKET/KEY of an image stored in the cloud".into()))?;
+    let object = state
+        .control
+        .store()
+        .object(bucket, key)?
+        .ok_or_else(|| bad(format!("no object `{key}` in bucket `{bucket}`")))?;
+    let kind = object.content_type.as_deref().unwrap_or("");
+    if !LOGO_TYPES.contains(&kind) {
+        return Err(bad(format!(
+            "the object is `{}`; a logo is one of {}",
+            if kind.is_empty() { "of no type" } else { kind },
+            LOGO_TYPES.join(", ")
+        )));
+    }
+    if object.size > LOGO_MAX {
+        return Err(bad(format!(
+            "the image has {} bytes; a logo has at most {LOGO_MAX}",
+            object.size
+        )));
+    }
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+/// The cloud's logo (`brand.logo`), without a token.
+#[utoipa::path(get, path = "/v1/brand/logo",
+    responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn brand_logo(
+    State(state): State<AppState>,
+) -> Result<axum::response::Response, ApiError> {
+    let config = state.control.store().config()?;
+    let value = config
+        .get("brand.logo")
+        .ok_or_else(|| ApiError::NotFound("this cloud has no logo (brand.logo)".into()))?;
+    let (bucket, key) = logo_object(&state, value)
+        .map_err(|e| ApiError::NotFound(format!("the logo is gone: {e}")))?;
+    let (object, body) = crate::objects::read(&state, &bucket, &key)?;
+    let kind = object.content_type.unwrap_or_default();
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (axum::http::header::CONTENT_TYPE, kind),
+            (axum::http::header::CONTENT_LENGTH, object.size.to_string()),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'".to_string(),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                "nosniff".to_string(),
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
+        body,
+    )))
+}
+
 /// The settings that brand the console and the CLI for the whole cloud.
-pub const BRAND_KEYS: [&str; 3] = ["brand.name", "brand.color", "brand.url"];
+pub const BRAND_KEYS: [&str; 4] = ["brand.name", "brand.color", "brand.url", "brand.logo"];
 
 /// Refuses a `brand.*` setting the console could not show as meant: an
 /// unknown key, a name that is empty, long or has control characters, a
@@ -307,6 +381,8 @@ fn check_brand(key: &str, value: &str) -> Result<(), ApiError> {
                 return bad("a colour as #rgb or #rrggbb, e.g. #0a6e3c");
             }
         }
+        // Checked against the store by `set_config`.
+        "brand.logo" => {}
         "brand.url" => {
             let web = value.starts_with("https://") || value.starts_with("http://");
             if !web || value.len() > 300 || value.chars().any(|c| c.is_control() || c == ' ') {

@@ -228,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .route("/openapi.json", get(openapi::serve))
         .route("/brand", get(cloud::brand))
+        .route("/brand/logo", get(cloud::brand_logo))
         // Its token comes as a WebSocket subprotocol, checked by itself.
         .route("/containers/{name}/terminal", get(terminal::terminal));
     Router::new()

@@ -219,18 +219,7 @@ pub(crate) async fn get(
     Path((name, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     check_key(&key)?;
-    bucket(&state, &name)?;
-    let stripes = stripes(&state)?;
-    let store = state.control.store();
-    let object = store
-        .object(&name, &key)?
-        .ok_or_else(|| ApiError::NotFound(format!("no object `{key}` in bucket `{name}`")))?;
-    let blocks = stripes.read_stream(
-        store,
-        spans(&object.blocks, &(0..object.size)),
-        READS_AHEAD,
-        true,
-    );
+    let (object, body) = read(&state, &name, &key)?;
     let file = key.rsplit('/').next().unwrap_or(&key);
     let disposition = format!("attachment; filename*=UTF-8''{}", percent_encode(file));
     let content_type = object
@@ -243,9 +232,30 @@ pub(crate) async fn get(
             (CONTENT_LENGTH, object.size.to_string()),
             (CONTENT_DISPOSITION, disposition),
         ],
-        Body::from_stream(blocks),
+        body,
     )
         .into_response())
+}
+
+/// An object's record and its bytes as a streaming body.
+pub(crate) fn read(
+    state: &AppState,
+    name: &str,
+    key: &str,
+) -> Result<(ObjectRecord, Body), ApiError> {
+    bucket(state, name)?;
+    let stripes = stripes(state)?;
+    let store = state.control.store();
+    let object = store
+        .object(name, key)?
+        .ok_or_else(|| ApiError::NotFound(format!("no object `{key}` in bucket `{name}`")))?;
+    let blocks = stripes.read_stream(
+        store,
+        spans(&object.blocks, &(0..object.size)),
+        READS_AHEAD,
+        true,
+    );
+    Ok((object, Body::from_stream(blocks)))
 }
 
 /// `text` with every byte but RFC 3986's unreserved ones as `%XX` (for

@@ -30,6 +30,7 @@ impl Modify for BearerAuth {
         crate::cloud::set_config,
         crate::cloud::delete_config,
         crate::cloud::brand,
+        crate::cloud::brand_logo,
         crate::events::list,
         crate::history::show,
         crate::objects::list,

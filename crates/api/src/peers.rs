@@ -74,6 +74,8 @@ fn view_of(
         relay: rec.cert.body.roles.contains(&coop_types::Role::Relay),
         labels: Default::default(),
         last_seen_secs: None,
+        lent: None,
+        held: held_on(state, id),
     };
     if let Some((s, age)) = status {
         view.cpus = s.cpus;
@@ -87,8 +89,24 @@ fn view_of(
             view.addrs = s.addrs;
         }
         view.last_seen_secs = Some(age.as_secs());
+        view.lent = s.lent;
     }
     view
+}
+
+/// The limits of the containers placed on `peer`, which its leases hold.
+fn held_on(state: &AppState, peer: PeerId) -> coop_types::Resources {
+    let containers = state.control.store().containers().unwrap_or_default();
+    containers
+        .iter()
+        .filter(|c| c.peer == peer)
+        .fold(coop_types::Resources::ZERO, |sum, c| {
+            coop_types::Resources {
+                cpus_milli: sum.cpus_milli + u64::from(c.limits.cpus_milli),
+                memory_bytes: sum.memory_bytes + c.limits.memory_bytes,
+                disk_bytes: sum.disk_bytes + c.limits.disk_bytes,
+            }
+        })
 }
 
 /// List every peer of the cloud.

@@ -193,6 +193,24 @@ fn the_console_runs_the_cloud_from_a_browser() -> Result<()> {
         first.starts_with("<script>window.pwned=1</script> Acme & Co: "),
         "{first}"
     );
+    let logo = coop_testkit::http_request(&hub.api_addr(), "GET", "/v1/brand/logo", &[], None)?;
+    assert_eq!(
+        logo.status, 200,
+        "the logo is open to anyone: {}",
+        logo.body
+    );
+    let not_image = hub.cli(&[
+        "config",
+        "set",
+        "brand.logo",
+        "photos/2026/summer/readme.txt",
+    ])?;
+    assert!(!not_image.status.success());
+    assert!(
+        String::from_utf8_lossy(&not_image.stderr).contains("a logo is one of image/png"),
+        "{}",
+        String::from_utf8_lossy(&not_image.stderr)
+    );
     let refused = hub.cli(&["config", "set", "brand.color", "purple"])?;
     assert!(!refused.status.success());
     assert!(

@@ -208,6 +208,10 @@ pub struct PeerView {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Seconds since the last status arrived, if one ever did.
     pub last_seen_secs: Option<u64>,
+    /// What it lends to containers, when it runs them.
+    pub lent: Option<crate::Resources>,
+    /// What the containers placed on it hold of that (their limits).
+    pub held: crate::Resources,
 }
 
 #[cfg(test)]

@@ -30,7 +30,9 @@ impl Limits {
 }
 
 /// Cpu (thousandths of a core), memory and disk (bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct Resources {
     pub cpus_milli: u64,
     pub memory_bytes: u64,
