@@ -11,6 +11,7 @@ screenshot of the page it failed on.
 """
 
 import json
+import re
 import os
 import sys
 import tempfile
@@ -216,6 +217,12 @@ class Flows:
         self.wait("the upload's progress bar", lambda: self.els("#template-form progress"))
         self.wait("the template listed", lambda: "busybox" in self.text("#main table"))
         self.shot("templates")
+        self.el('tr[data-template="busybox:latest"] a').click()
+        self.wait("the template's details", lambda: "busybox:latest" in self.text("#main h1")
+                  and re.search(r"\b[0-9a-f]{64}\b", self.text("#template"))
+                  and "not verified" not in self.text("#template")
+                  and "undefined" not in self.text("#template"))
+        self.go("templates")
         print("ok: a template imported from a file, with a progress bar")
 
     def containers(self):
@@ -228,6 +235,7 @@ class Flows:
         self.el("#run-form button").click()
         self.wait("web1 running", lambda: (self.row("data-container", "web1") is not None
                                           and "running" in self.row("data-container", "web1").text))
+        self.wait("web1's usage in the list", lambda: "CPU" in self.row("data-container", "web1").text)
         self.go("peers")
         self.wait("web1's CPUs held on p0", lambda: self.row("data-peer", "p0") is not None
                   and "0.2 of 2 CPUs" in self.row("data-peer", "p0").text)

@@ -424,8 +424,8 @@ async function templatesPage() {
   const name = h("input", { name: "name", placeholder: "name", required: true });
   const version = h("input", { name: "version", placeholder: "latest" });
   const progress = h("span", {});
-  const rows = templates.map((t) => h("tr", {},
-    h("td", {}, t.name), h("td", {}, t.version), h("td", { class: "num" }, bytes(t.size_bytes)),
+  const rows = templates.map((t) => h("tr", { "data-template": `${t.name}:${t.version}` },
+    h("td", {}, h("a", { href: `#/template/${enc(t.name)}/${enc(t.version)}` }, t.name)), h("td", {}, t.version), h("td", { class: "num" }, bytes(t.size_bytes)),
     h("td", {}, t.arch), h("td", {}, t.default_size), h("td", {}, ago(t.imported_at)),
     h("td", {}, t.verified ? "verified" : (t.error || "not verified")),
     h("td", {}, h("button", {
@@ -449,6 +449,27 @@ async function templatesPage() {
     h("h1", {}, "Templates"),
     table(["name", "version", "size", "arch", "default size", "imported", "check", ""], rows),
     h("h2", {}, "Import a template"), importForm);
+}
+
+/** One template: everything the API knows of it. */
+async function templatePage(path) {
+  const slash = path.lastIndexOf("/");
+  const name = path.slice(0, slash);
+  const version = path.slice(slash + 1);
+  const [[t]] = await Promise.all([get(`/v1/templates/${enc(name)}?version=${enc(version)}`), loadPeers()]);
+  const fields = [
+    ["name", t.name], ["version", t.version], ["description", t.description || ""],
+    ["architecture", t.arch], ["default size", t.default_size],
+    ["entrypoint", (t.entrypoint || []).join(" ")], ["size", bytes(t.size_bytes)],
+    ["content id", h("span", { class: "mono" }, t.content_id)],
+    ["imported", `${ago(t.imported_at)} by ${peerName(t.imported_by)}`],
+    ["check", t.verified ? "verified" : (t.error || "not verified")],
+  ];
+  return h("section", {},
+    h("h1", {}, "Template ", `${t.name}:${t.version}`),
+    h("div", { class: "table-wrap", id: "template" }, h("table", {}, h("tbody", {},
+      fields.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))))),
+    h("p", {}, h("a", { href: "#/templates" }, "Back to the templates")));
 }
 
 /** A request with upload progress (fetch has none), shown in `where`. */
@@ -481,6 +502,16 @@ function upload(method, path, blob, where, contentType) {
 
 async function containersPage() {
   const [containers, templates] = await Promise.all([get("/v1/containers?all=true"), get("/v1/templates"), loadPeers()]);
+  // Usage: each running container's last sample, from its peer's history.
+  const hosts = [...new Set(containers.filter((c) => c.state === "running").map((c) => c.peer))];
+  const histories = await Promise.all(hosts.map((p) => get(`/v1/history?peer=${enc(p)}`).catch(() => null)));
+  const usage = new Map();
+  for (const history of histories.filter(Boolean)) {
+    for (const [name, points] of Object.entries(history.containers)) {
+      const last = points[points.length - 1];
+      if (last) usage.set(name, last);
+    }
+  }
   const rows = containers.map((c) => {
     const running = c.state === "running";
     const post = (what) => () => act(() => api("POST", `/v1/containers/${enc(c.name)}/${what}`));
@@ -491,6 +522,8 @@ async function containersPage() {
       h("td", {}, c.template),
       h("td", {}, c.ports.join(", ")),
       h("td", { class: "mono" }, c.address || ""),
+      h("td", {}, usage.has(c.name) && c.state === "running"
+        ? `${percent(usage.get(c.name).cpu_pct)} CPU, ${bytes(usage.get(c.name).memory)}` : ""),
       h("td", {}, running ? duration(c.uptime_secs) : c.exit_code !== null ? `exit ${c.exit_code}` : ""),
       h("td", {}, h("div", { class: "actions" },
         running ? h("button", { type: "button", onclick: post("stop") }, "Stop")
@@ -525,7 +558,7 @@ async function containersPage() {
   h("button", { class: "primary", type: "submit" }, "Run"));
   return h("section", {},
     h("h1", {}, "Containers"),
-    table(["name", "peer", "state", "template", "ports", "address", "up / exit", ""], rows),
+    table(["name", "peer", "state", "template", "ports", "address", "usage", "up / exit", ""], rows),
     h("h2", {}, "Run a container"),
     templates.length ? runForm : h("p", { class: "muted" }, "Import a template first."));
 }
@@ -896,10 +929,11 @@ async function render(background = false) {
   if (page === "containers" && arg) view = () => containerPage(arg);
   else if (page === "bucket" && arg) view = () => bucketPage(arg);
   else if (page === "charts" && arg) view = () => chartsPage(arg);
+  else if (page === "template" && arg) view = () => templatePage(arg);
   else if (page === "environments" && arg) view = () => environmentPage(arg);
   else view = routes[page] || overviewPage;
   for (const link of document.querySelectorAll("nav a")) {
-    const section = page === "bucket" ? "storage" : routes[page] ? page : "overview";
+    const section = page === "bucket" ? "storage" : page === "template" ? "templates" : routes[page] ? page : "overview";
     link.classList.toggle("current", link.getAttribute("href") === "#/" + section);
   }
   try {

@@ -259,6 +259,34 @@ pub async fn status(global: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
+pub async fn events(global: &GlobalArgs, since: &str) -> Result<()> {
+    let since = crate::since::parse_since(since).map_err(anyhow::Error::msg)?;
+    let client = Client::new(global)?;
+    let events: Vec<coop_api::events::EventView> =
+        client.get(&format!("/v1/events?since={since}")).await?;
+    if global.json {
+        return print_json(&events);
+    }
+    if events.is_empty() {
+        println!("nothing happened since then");
+        return Ok(());
+    }
+    let now = coop_types::unix_now();
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(vec!["WHEN", "WHAT", "ABOUT", "MESSAGE"]);
+    for e in &events {
+        table.add_row(vec![
+            format!("{} s ago", now.saturating_sub(e.at)),
+            e.kind.clone(),
+            e.subject.clone(),
+            e.message.clone(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
 pub(crate) fn short(id: &str) -> &str {
     id.get(..10).unwrap_or(id)
 }

@@ -77,6 +77,19 @@ enum Command {
     Peers,
     /// Show this peer, the cloud, its stewards and leader, and health
     Status,
+    /// What happened in the cloud lately, newest first
+    ///
+    /// Joins and revocations, every environment's events (replicas placed,
+    /// started, moved, restarted, unhealthy, fenced), and the other peers'
+    /// liveness changes as this peer saw them (unreachable, down, back;
+    /// kept in its memory for an hour). The console's overview shows the
+    /// same.
+    #[command(verbatim_doc_comment)]
+    Events {
+        /// How far back: `90s`, `30m`, `1h`, `2d`, or an RFC 3339 time
+        #[arg(long, default_value = "1h")]
+        since: String,
+    },
     /// Act on one peer
     Peer {
         #[command(subcommand)]
@@ -364,6 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite { ttl } => client::invite(&global, ttl).await,
         Command::Peers => client::peers(&global).await,
         Command::Status => client::status(&global).await,
+        Command::Events { since } => client::events(&global, &since).await,
         Command::Peer {
             action: PeerAction::Revoke { peer },
         } => client::revoke(&global, &peer).await,

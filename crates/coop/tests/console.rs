@@ -180,6 +180,22 @@ fn the_console_runs_the_cloud_from_a_browser() -> Result<()> {
         None,
     )?;
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    // The events the overview showed, through the CLI.
+    let events = hub.cli_json(&["events", "--since", "1h"])?;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "joined").count(),
+        3,
+        "{events:#}"
+    );
+    assert!(kinds.contains(&"revoked"), "{events:#}");
+    let nonsense = hub.cli(&["events", "--since", "5 parsecs"])?;
+    assert!(!nonsense.status.success());
     let config = hub.cli_json(&["config", "get"])?;
     assert_eq!(config["brand.color"], "#7a1fa2", "{config:#}");
     // The CLI names the cloud by its brand too.
