@@ -918,11 +918,18 @@ async function act(change, then) {
   }
 }
 
+/** The number of the latest render; an older one still loading is dropped. */
+let renderSeq = 0;
+/** Whether a render is loading: no refresh starts meanwhile. */
+let rendering = false;
+
 async function render(background = false) {
   if (!token()) {
     showLogin("");
     return;
   }
+  const seq = ++renderSeq;
+  rendering = true;
   const [page, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
   const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
   let view;
@@ -944,11 +951,15 @@ async function render(background = false) {
       await applyBrand();
     }
     const content = await view();
+    // A newer render (the user went elsewhere meanwhile) shows its own page.
+    if (seq !== renderSeq) return;
     showApp();
     if (!background) $("banner").hidden = true;
     $("main").replaceChildren(content);
   } catch (e) {
-    fail(e);
+    if (seq === renderSeq) fail(e);
+  } finally {
+    if (seq === renderSeq) rendering = false;
   }
 }
 
@@ -977,7 +988,7 @@ function start() {
   applyBrand();
   window.addEventListener("hashchange", () => render());
   setInterval(() => {
-    if (token() && !busy() && document.visibilityState === "visible") render(true);
+    if (token() && !busy() && !rendering && document.visibilityState === "visible") render(true);
   }, REFRESH_MS);
   render();
 }

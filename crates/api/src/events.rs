@@ -1,76 +1,39 @@
 //! What happened in the cloud lately, for the console's overview and
 //! scripts: `GET /v1/events?since=SECS`.
 //!
-//! Three sources, merged newest first: joins and revocations from the
+//! Four sources, merged newest first: joins and revocations from the
 //! control plane's peer records; every environment's events (replicas
-//! placed, started, moved, restarted, unhealthy, fenced); and what this
-//! peer saw of the others' liveness (unreachable, down, back), which
-//! [`watch_peers`] notes in an [`EventLog`] kept in memory (the last hour,
-//! at most [`KEPT`] events; a restarted peer starts afresh).
+//! placed, started, moved, restarted, unhealthy, fenced); what this peer
+//! saw of the others' liveness (unreachable, down, back), which
+//! [`watch_peers`] notes in an [`EventLog`]; and what each peer did itself
+//! (repairs, rebalancing, corrupt shards found, containers restarted by
+//! their policy), kept in each peer's own log of actions and asked of the
+//! peers that are up over `coop/events/1`. Liveness stays local: every
+//! peer has its own view of the others, and the one asked answers with
+//! its own.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use coop_mesh::Mesh;
+use coop_mesh::{Mesh, Protocol, Service};
+pub use coop_types::{EVENTS_KEPT as KEPT, EVENTS_WINDOW_SECS as WINDOW_SECS, EventLog, EventView};
 use coop_types::{PeerId, PeerState, unix_now};
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Events kept in memory at most.
-pub const KEPT: usize = 1000;
-/// How far back events are kept and shown by default.
-pub const WINDOW_SECS: u64 = 3600;
 /// How often peers' liveness is looked at.
 const LOOK: Duration = Duration::from_secs(1);
-
-/// One event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct EventView {
-    /// Unix seconds.
-    pub at: u64,
-    /// `joined`, `revoked`, `unreachable`, `down`, `back`, or an
-    /// environment event's kind (`placed`, `started`, `moved`, ...).
-    pub kind: String,
-    /// What it is about: a peer's name, or `environment/replica`.
-    pub subject: String,
-    /// What happened, in a sentence.
-    pub message: String,
-}
-
-/// This peer's own observations, newest last.
-#[derive(Debug, Default)]
-pub struct EventLog(Mutex<VecDeque<EventView>>);
-
-impl EventLog {
-    /// Notes an event; the oldest go beyond [`KEPT`] or [`WINDOW_SECS`].
-    pub fn note(&self, event: EventView) {
-        let Ok(mut events) = self.0.lock() else {
-            return;
-        };
-        let oldest = event.at.saturating_sub(WINDOW_SECS);
-        while events
-            .front()
-            .is_some_and(|e| e.at < oldest || events.len() >= KEPT)
-        {
-            events.pop_front();
-        }
-        events.push_back(event);
-    }
-
-    fn since(&self, since: u64) -> Vec<EventView> {
-        self.0
-            .lock()
-            .map(|events| events.iter().filter(|e| e.at >= since).cloned().collect())
-            .unwrap_or_default()
-    }
-}
+/// How long another peer has to send its actions: a peer that is slow
+/// to answer is left out rather than holding up the page.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Notes every change of another peer's liveness as this peer judges it,
 /// until dropped.
@@ -139,6 +102,8 @@ pub(crate) async fn list(
         .unwrap_or_else(|| unix_now().saturating_sub(WINDOW_SECS));
     let store = state.control.store();
     let mut events = state.events.since(since);
+    events.extend(state.actions.since(since));
+    events.extend(others_actions(&state, since).await);
     for record in store.peers()? {
         let name = record.cert.body.name.clone();
         if record.joined_at >= since {
@@ -182,29 +147,58 @@ pub(crate) async fn list(
     Ok(Json(events))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The actions of every other peer that is up, since `since`; a peer that
+/// does not answer in [`ASK_TIMEOUT`] is left out.
+async fn others_actions(state: &AppState, since: u64) -> Vec<EventView> {
+    let me = state.key.id();
+    let Ok(peers) = state.control.store().peers() else {
+        return Vec::new();
+    };
+    let asks = peers
+        .iter()
+        .map(|record| record.id())
+        .filter(|id| *id != me && state.mesh.peer_state(id) == PeerState::Up)
+        .map(|peer| {
+            let mesh = state.mesh.clone();
+            async move {
+                match mesh.call::<EventsProtocol>(peer, &since).await {
+                    Ok(events) => events,
+                    Err(err) => {
+                        tracing::debug!(peer = %peer.short(), %err, "cannot ask a peer for its events");
+                        Vec::new()
+                    }
+                }
+            }
+        });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
 
-    fn event(at: u64) -> EventView {
-        EventView {
-            at,
-            kind: "down".into(),
-            subject: "p1".into(),
-            message: String::new(),
-        }
+/// The ALPN of [`EventsProtocol`].
+pub const EVENTS_ALPN: &[u8] = b"coop/events/1";
+
+/// `coop/events/1`: what a peer did itself since a time (unix seconds),
+/// asked of it by the peer whose API lists the cloud's events.
+pub struct EventsProtocol;
+
+impl Protocol for EventsProtocol {
+    const ALPN: &'static [u8] = EVENTS_ALPN;
+    type Request = u64;
+    type Response = Vec<EventView>;
+    fn timeout(_: &u64) -> Duration {
+        ASK_TIMEOUT
     }
+}
 
-    #[test]
-    fn the_log_keeps_the_last_hour_and_a_bounded_count() {
-        let log = EventLog::default();
-        log.note(event(100));
-        log.note(event(100 + WINDOW_SECS + 1));
-        assert_eq!(log.since(0).len(), 1, "the hour-old event went");
-        for i in 0..(KEPT as u64 + 10) {
-            log.note(event(10_000 + i));
-        }
-        assert_eq!(log.since(0).len(), KEPT);
-        assert_eq!(log.since(10_000 + KEPT as u64 + 5).len(), 5);
+/// Answers `coop/events/1` from this peer's log of actions.
+pub struct EventsService(pub Arc<EventLog>);
+
+impl Service<EventsProtocol> for EventsService {
+    fn answer(&self, _from: PeerId, since: u64) -> BoxFuture<'static, Vec<EventView>> {
+        let events = self.0.since(since);
+        Box::pin(async move { events })
     }
 }

@@ -56,6 +56,8 @@ pub struct AppState {
     pub(crate) networks: Option<coop_net::Forwarder>,
     /// What this peer saw happen to the others (see [`events`]).
     pub(crate) events: Arc<events::EventLog>,
+    /// What this peer did itself: repairs, restarts (see [`events`]).
+    pub(crate) actions: Arc<events::EventLog>,
     /// The last hour of this peer's load (see [`history`]).
     pub(crate) history: Arc<history::History>,
     /// What the S3 front served, for the history.
@@ -78,6 +80,7 @@ impl AppState {
             compute: None,
             networks: None,
             events: Arc::default(),
+            actions: Arc::default(),
             history: Arc::default(),
             s3_counters: None,
         }
@@ -111,6 +114,19 @@ impl AppState {
     /// The log [`events::watch_peers`] fills, shown at `/v1/events`.
     pub fn event_log(&self) -> Arc<events::EventLog> {
         self.events.clone()
+    }
+
+    /// Lists this peer's own actions (noted by its storage upkeep and
+    /// compute service) at `/v1/events`, and answers other peers'
+    /// `coop/events/1` from them.
+    pub fn with_actions(mut self, actions: Arc<events::EventLog>) -> Self {
+        self.actions = actions;
+        self
+    }
+
+    /// The service that answers other peers' `coop/events/1` calls.
+    pub fn events_service(&self) -> events::EventsService {
+        events::EventsService(self.actions.clone())
     }
 
     /// Counts the S3 front's requests into the history's samples.

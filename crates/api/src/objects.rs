@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use coop_state::{BucketRecord, Command, ObjectRecord};
-use coop_store::{BlockWriter, Policy, Stripes, WRITES_IN_FLIGHT, layout_of, spans};
+use coop_store::{BlockWriter, Stripes, WRITES_IN_FLIGHT, spans};
 use coop_types::{unix_now, unix_now_ms};
 
 use crate::AppState;
@@ -149,13 +149,9 @@ pub(crate) async fn put(
     check_key(&key)?;
     let bucket = bucket(&state, &name)?;
     let stripes = stripes(&state)?;
-    let layout = match &bucket.policy {
-        Some(text) => layout_of(
-            text.parse::<Policy>()
-                .map_err(|e| ApiError::Internal(format!("bucket {name}'s policy: {e}")))?,
-        ),
-        None => stripes.layout_for(None),
-    };
+    let layout = stripes
+        .layout_for_bucket(&bucket)
+        .map_err(|e| ApiError::Internal(format!("bucket {name}'s policy: {e}")))?;
     let mut writer = BlockWriter::new(stripes, layout, bucket.zone_spread, WRITES_IN_FLIGHT);
     let mut md5 = Md5::new();
     let mut size = 0u64;

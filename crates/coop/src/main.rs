@@ -7,7 +7,9 @@ mod container_cli;
 mod env_cli;
 mod env_logs_cli;
 mod env_replica_cli;
+mod history_cli;
 mod network_cli;
+mod object_cli;
 mod path_cli;
 mod probe;
 mod settings;
@@ -15,6 +17,7 @@ mod since;
 mod storage_cli;
 mod stream_cli;
 mod template_cli;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,15 +83,33 @@ enum Command {
     /// What happened in the cloud lately, newest first
     ///
     /// Joins and revocations, every environment's events (replicas placed,
-    /// started, moved, restarted, unhealthy, fenced), and the other peers'
-    /// liveness changes as this peer saw them (unreachable, down, back;
-    /// kept in its memory for an hour). The console's overview shows the
-    /// same.
+    /// started, moved, restarted, unhealthy, fenced), the other peers'
+    /// liveness changes as this peer saw them (unreachable, down, back),
+    /// and what every peer that is up did on its own: storage repairs
+    /// (repaired, rebalanced, corrupt) and containers started again by
+    /// their restart policy (restarted). Peers keep their events in memory
+    /// for an hour. The console's overview shows the same.
     #[command(verbatim_doc_comment)]
     Events {
         /// How far back: `90s`, `30m`, `1h`, `2d`, or an RFC 3339 time
         #[arg(long, default_value = "1h")]
         since: String,
+    },
+    /// A peer's load over the last hour, as the console's charts show it
+    ///
+    /// Each peer samples itself every 10 s and keeps an hour in memory:
+    /// CPU use, memory, traffic on its interfaces, coop's disks, the S3
+    /// requests and bytes it served, and each running container's CPU and
+    /// memory. Another peer's history is asked of it over the mesh.
+    #[command(verbatim_doc_comment)]
+    History {
+        /// A peer's name, id or unique id prefix; the peer the CLI talks to
+        /// when absent
+        #[arg(long)]
+        peer: Option<String>,
+        /// How far back: `90s`, `30m`, `1h` (an hour is all there is)
+        #[arg(long, default_value = "5m", value_parser = parse_duration_secs)]
+        last: u64,
     },
     /// Act on one peer
     Peer {
@@ -111,6 +132,11 @@ enum Command {
     Bucket {
         #[command(subcommand)]
         action: BucketAction,
+    },
+    /// A bucket's objects: list by folder, upload, download, delete
+    Object {
+        #[command(subcommand)]
+        action: object_cli::ObjectAction,
     },
     /// Storage health: disks per peer, layout, object and block health, repair progress
     Storage {
@@ -378,6 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers => client::peers(&global).await,
         Command::Status => client::status(&global).await,
         Command::Events { since } => client::events(&global, &since).await,
+        Command::History { peer, last } => history_cli::show(&global, peer.as_deref(), last).await,
         Command::Peer {
             action: PeerAction::Revoke { peer },
         } => client::revoke(&global, &peer).await,
@@ -443,6 +470,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Container { action } => container_cli::run(&global, action).await,
         Command::Env { action } => env_cli::run(&global, action).await,
         Command::Network { action } => network_cli::run(&global, action).await,
+        Command::Object { action } => object_cli::run(&global, action).await,
         Command::Shim { .. } => anyhow::bail!(
             "`coop shim` must be the first argument (it is started by the container runtime, not by people)"
         ),

@@ -31,6 +31,39 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// The date of the proleptic Gregorian calendar `days` after 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let days = days + 719_468;
+    let era = if days >= 0 { days } else { days - 146_096 } / 146_097;
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Unix seconds as an RFC 3339 time in UTC, e.g. `2026-12-03T21:16:39Z`.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let secs = secs as i64;
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
@@ -118,6 +151,15 @@ mod tests {
         assert_eq!(since_at("2025-05-01T10:00Z", 5), Ok(1_746_093_600));
         assert_eq!(since_at("2025-05-01", 5), Ok(1_746_057_600));
         assert_eq!(since_at("2024-02-29T00:00:00Z", 5), Ok(1_709_164_800));
+    }
+
+    #[test]
+    fn times_are_written_as_rfc3339_and_read_back() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        for secs in [0, 59, 951_868_799, 1_796_332_599, 4_107_542_400] {
+            assert_eq!(rfc3339_secs(&rfc3339(secs)), Ok(secs), "{secs}");
+        }
     }
 
     #[test]

@@ -1,24 +1,16 @@
 //! `coop template`: import a rootfs or OCI archive (streamed to the
 //! agent, never held in memory), list, show and remove templates.
 
-use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use tokio::sync::mpsc;
 
 use coop_api::compute::TemplateView;
 
 use crate::GlobalArgs;
 use crate::client::{Client, human_bytes, print_json, short, urlencode};
-
-/// Uploads smaller than this finish too quickly to need a progress line.
-const PROGRESS_FROM: u64 = 16 << 20;
-/// Bytes per chunk read from disk and sent.
-const CHUNK: usize = 256 * 1024;
 
 #[derive(Subcommand, Debug)]
 pub enum TemplateAction {
@@ -170,96 +162,6 @@ fn print_template(t: &TemplateView) {
     }
 }
 
-/// Reads `path` on a thread, as a tar stream if it is a directory, and
-/// hands the bytes over in chunks.
-fn spawn_reader(path: PathBuf, tx: mpsc::Sender<std::io::Result<bytes::Bytes>>) {
-    std::thread::spawn(move || {
-        let sender = ChunkSender { tx: tx.clone() };
-        let result = if path.is_dir() {
-            pack_dir(&path, sender)
-        } else {
-            copy_file(&path, sender)
-        };
-        if let Err(err) = result {
-            let _ = tx.blocking_send(Err(err));
-        }
-    });
-}
-
-fn pack_dir(path: &Path, sender: ChunkSender) -> std::io::Result<()> {
-    let mut builder = tar::Builder::new(std::io::BufWriter::with_capacity(CHUNK, sender));
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Complete);
-    builder.append_dir_all(".", path)?;
-    builder.into_inner()?.flush()
-}
-
-fn copy_file(path: &Path, mut sender: ChunkSender) -> std::io::Result<()> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        sender.write_all(&buf[..n])?;
-    }
-}
-
-/// A writer that sends what it is given as chunks to the upload.
-struct ChunkSender {
-    tx: mpsc::Sender<std::io::Result<bytes::Bytes>>,
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload ended"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Prints how much was sent, at most once a second, for large uploads.
-struct Progress {
-    label: String,
-    sent: u64,
-    last: Instant,
-    shown: bool,
-    tty: bool,
-}
-
-impl Progress {
-    fn add(&mut self, n: usize) {
-        self.sent += n as u64;
-        if self.sent >= PROGRESS_FROM && self.last.elapsed() >= Duration::from_secs(1) {
-            self.last = Instant::now();
-            self.shown = true;
-            let line = format!("uploading {}: {}", self.label, human_bytes(self.sent));
-            if self.tty {
-                eprint!("\r{line}   ");
-            } else {
-                eprintln!("{line}");
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if self.shown {
-            let line = format!("uploaded {}: {}", self.label, human_bytes(self.sent));
-            if self.tty {
-                eprintln!("\r{line}   ");
-            } else {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
 async fn import(
     global: &GlobalArgs,
     name: &str,
@@ -288,30 +190,11 @@ async fn import(
     if oci {
         query.push_str("&kind=oci");
     }
-    let (tx, rx) = mpsc::channel(8);
-    spawn_reader(path.to_path_buf(), tx);
-    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress {
-        label: name.to_string(),
-        sent: 0,
-        last: Instant::now(),
-        shown: false,
-        tty: std::io::stderr().is_terminal(),
-    }));
-    let counter = progress.clone();
-    let body = futures::stream::unfold(rx, move |mut rx| {
-        let counter = counter.clone();
-        async move {
-            let item = rx.recv().await?;
-            if let (Ok(chunk), Ok(mut p)) = (&item, counter.lock()) {
-                p.add(chunk.len());
-            }
-            Some((item, rx))
-        }
-    });
+    let (body, progress) = crate::upload::file_body(path, name);
     let request = client
         .streaming(reqwest::Method::POST, &query)?
         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(body));
+        .body(body);
     let result = client.send_streaming(request).await;
     if let Ok(p) = progress.lock() {
         p.finish();

@@ -167,7 +167,49 @@ fn the_console_runs_the_cloud_from_a_browser() -> Result<()> {
         assert_eq!(got.status, status, "{method} {path}: {}", got.body);
         assert!(got.body.contains(message), "{method} {path}: {}", got.body);
     }
-    // Another peer's history comes over the mesh.
+    // The same objects through the CLI: a folder's listing, an upload
+    // (20 MiB, so its progress shows) read back identical, a delete.
+    let folder = hub.cli_json(&["object", "ls", "photos/2026/"])?;
+    assert!(
+        folder["folders"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "2026/summer/")),
+        "{folder:#}"
+    );
+    let big = cloud.dir.path().join("big.bin");
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let bytes: Vec<u8> = (0..20 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&big, &bytes)?;
+    let big_arg = big.display().to_string();
+    let put = hub.cli_json(&["object", "put", "photos/cli/", &big_arg])?;
+    assert_eq!(put["key"], "cli/big.bin", "{put:#}");
+    assert_eq!(put["size"], 20 << 20, "{put:#}");
+    let back = cloud.dir.path().join("back.bin");
+    let back_arg = back.display().to_string();
+    hub.cli_json(&["object", "get", "photos/cli/big.bin", &back_arg])?;
+    assert!(std::fs::read(&back)? == bytes, "the download differs");
+    hub.cli_json(&["object", "rm", "photos/cli/big.bin"])?;
+    let gone = hub.cli(&["object", "get", "photos/cli/big.bin", &back_arg])?;
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("no object `cli/big.bin`"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    // Another peer's history comes over the mesh, to the CLI too.
+    let history = hub.cli_json(&["history", "--peer", "p1", "--last", "1h"])?;
+    assert_eq!(history["peer"], cloud.peers[1].id().as_str(), "{history:#}");
+    assert!(
+        history["samples"].as_array().is_some_and(|s| !s.is_empty()),
+        "{history:#}"
+    );
     let p1 = call("GET", "/v1/history?peer=p1", None)?;
     assert_eq!(p1.status, 200, "{}", p1.body);
     let p1: Value = serde_json::from_str(&p1.body)?;

@@ -393,6 +393,19 @@ fn restart_always_survives_an_agent_restart() -> Result<()> {
         let view = lab.show("keeper")?;
         Ok((view["state"] == "running" && view["pid"].as_i64() != Some(pid)).then_some(()))
     })?;
+    // The cloud's events say so, and why.
+    let events = lab.peer().cli_json(&["events"])?;
+    let restarted = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == "restarted" && e["subject"] == "keeper")
+        .with_context(|| format!("no restart among the events: {events}"))?;
+    let message = restarted["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("signal 9") && message.contains("always"),
+        "{message}"
+    );
     // Stopped on purpose: stays stopped.
     lab.cli(&["container", "stop", "keeper"])
         .map_err(anyhow::Error::msg)?;

@@ -334,11 +334,27 @@ fn six_peers_serve_s3_and_lose_nothing_when_two_die() -> Result<()> {
                 .then_some(()))
         },
     )?;
-    let moved: u64 = cloud.peers[..4]
+    let moved: Vec<(String, u64)> = cloud.peers[..4]
         .iter()
-        .map(|p| storage(p).map(|s| s["counters"]["moved_shards"].as_u64().unwrap_or(0)))
-        .sum::<Result<u64>>()?;
-    assert!(moved > 0, "repair moved no shard");
+        .map(|p| {
+            storage(p).map(|s| {
+                let n = s["counters"]["moved_shards"].as_u64().unwrap_or(0);
+                (p.name.clone(), n)
+            })
+        })
+        .collect::<Result<_>>()?;
+    assert!(moved.iter().any(|(_, n)| *n > 0), "repair moved no shard");
+    // Every peer that repaired says so in the cloud's events, whichever
+    // peer is asked: p0 gathers the others' over the mesh.
+    let events = cloud.peers[0].cli_json(&["events"])?;
+    for (name, _) in moved.iter().filter(|(_, n)| *n > 0) {
+        let said = events.as_array().into_iter().flatten().any(|e| {
+            e["kind"] == "repaired"
+                && e["subject"] == name.as_str()
+                && e["message"].as_str().is_some_and(|m| m.contains("shard"))
+        });
+        assert!(said, "no repair by {name} among the events: {events}");
+    }
     let new_url = cloud.peers[6].s3_url();
     verify_objects(&owner, &new_url, "durable", &manifest)?;
     Ok(())
@@ -493,6 +509,15 @@ fn one_box_with_six_disks_survives_two_wiped_disks_and_bit_rot() -> Result<()> {
         counters["scrubbed_shards"].as_u64().unwrap_or(0) > 0,
         "{counters}"
     );
+    let events = peer.cli_json(&["events"])?;
+    for kind in ["corrupt", "repaired"] {
+        let seen = events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["kind"] == kind && e["subject"] == "box");
+        assert!(seen, "no {kind} event: {events}");
+    }
 
     // An upload abandoned halfway is aborted after --upload-expiry (8 s
     // here); its parts' shards are collected with the rest below.

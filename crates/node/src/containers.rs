@@ -15,7 +15,11 @@ use crate::node::Core;
 /// Builds this peer's compute service, unless the settings turn
 /// containers off. A host that cannot run containers (not root, no
 /// cgroups) still serves templates, and the reason is logged once.
-pub(crate) fn start(core: &Core, stripes: Stripes) -> Result<Option<Orchestra>, NodeError> {
+pub(crate) fn start(
+    core: &Core,
+    stripes: Stripes,
+    events: Arc<coop_types::EventLog>,
+) -> Result<Option<Orchestra>, NodeError> {
     let Some(config) = core.settings.containers.clone() else {
         return Ok(None);
     };
@@ -35,6 +39,7 @@ pub(crate) fn start(core: &Core, stripes: Stripes) -> Result<Option<Orchestra>, 
         core.mesh.clone(),
         Arc::new(host),
         Arc::new(FitsInCapacity),
+        events,
     );
     orchestra.serve();
     Ok(Some(orchestra))

@@ -27,6 +27,7 @@ pub(crate) const SERVED_PROTOCOLS: &[&[u8]] = &[
     coop_orchestra::EXEC_ALPN,
     coop_net::NET_ALPN,
     coop_api::history::HISTORY_ALPN,
+    coop_api::events::EVENTS_ALPN,
 ];
 
 /// What the node's tasks share.
@@ -127,8 +128,11 @@ impl Node {
                 }
             });
         };
+        // What this peer does on its own (repairs, restarts), for the
+        // cloud's events.
+        let actions = Arc::new(coop_types::EventLog::default());
         let storage = crate::storage::start(&settings, &core.mesh)?;
-        let compute = crate::containers::start(&core, storage.stripes.clone())?;
+        let compute = crate::containers::start(&core, storage.stripes.clone(), actions.clone())?;
         let mut networks = None;
         if let Some(compute) = &compute {
             let reschedule_after = std::time::Duration::from_secs(settings.reschedule_after);
@@ -158,6 +162,7 @@ impl Node {
             &storage,
             &settings,
             &core.control,
+            actions.clone(),
         )));
         own(Box::pin(crate::loops::store_sync(core.clone())));
         own(Box::pin(crate::storage::keep_health(
@@ -212,7 +217,9 @@ impl Node {
             state = state.with_networks(forwarder);
         }
         state = state.with_s3_counters(s3.counters());
+        state = state.with_actions(actions);
         core.mesh.serve(state.history_service());
+        core.mesh.serve(state.events_service());
         let history = coop_api::history::keep(state.clone());
         let history_stop = cancel.clone();
         tasks.spawn(async move {

@@ -82,6 +82,7 @@ pub(crate) fn upkeep(
     storage: &Storage,
     settings: &NodeSettings,
     control: &ControlPlane,
+    events: Arc<coop_types::EventLog>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     coop_store::upkeep(
         storage.stripes.clone(),
@@ -93,6 +94,7 @@ pub(crate) fn upkeep(
             upload_expiry: Duration::from_secs(settings.upload_expiry.max(1)),
             ..UpkeepConfig::default()
         },
+        events,
     )
 }
 

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use coop_compute::runtime::ContainerState;
+use coop_compute::runtime::{ContainerState, ExitStatus};
 use coop_state::DesiredState;
-use coop_types::unix_now;
+use coop_types::{EventView, unix_now};
 
 use crate::host::should_restart;
 use crate::service::{Orchestra, STOP_GRACE};
@@ -144,6 +144,7 @@ impl Orchestra {
             let Ok(Some(entry)) = self.control().store().container(&name) else {
                 continue;
             };
+            let policy = entry.restart;
             let networks = match self.network_attaches(&entry) {
                 Ok(networks) => networks,
                 Err(err) => {
@@ -179,25 +180,34 @@ impl Orchestra {
                             }
                             Ok(None)
                         }
-                        Step::Start => match host.launch(&entry, &networks) {
-                            Ok(_) => {
-                                info!(container = %entry.name, policy = entry.restart.name(), "started container");
-                                Ok(Some(true))
+                        Step::Start => {
+                            let exited = match &actual {
+                                Some(ContainerState::Exited(exit)) => Some(exit.status),
+                                _ => None,
+                            };
+                            match host.launch(&entry, &networks) {
+                                Ok(_) => {
+                                    info!(container = %entry.name, policy = entry.restart.name(), "started container");
+                                    Ok(Some((true, exited)))
+                                }
+                                Err(err) => {
+                                    warn!(container = %entry.name, %err, "cannot start container");
+                                    Ok(Some((false, exited)))
+                                }
                             }
-                            Err(err) => {
-                                warn!(container = %entry.name, %err, "cannot start container");
-                                Ok(Some(false))
-                            }
-                        },
+                        }
                         Step::Nothing => Ok(None),
                     }
                 })
                 .await;
             match outcome {
-                Ok(Some(true)) => {
+                Ok(Some((true, exited))) => {
                     backoff.remove(&name);
+                    if let Some(status) = exited {
+                        self.note_restart(&name, policy, status);
+                    }
                 }
-                Ok(Some(false)) => {
+                Ok(Some((false, _))) => {
                     let wait = backoff
                         .get(&name)
                         .map(|(d, _)| (*d * 2).min(MAX_BACKOFF))
@@ -209,6 +219,31 @@ impl Orchestra {
             }
         }
         self.remove_orphans(&entries).await;
+    }
+
+    /// Notes in this peer's events that `entry`'s policy restarted it
+    /// after it ended with `status`.
+    fn note_restart(&self, name: &str, policy: coop_state::RestartPolicy, status: ExitStatus) {
+        let how = match status {
+            ExitStatus::Code(code) => format!("exited with code {code}"),
+            ExitStatus::Signal(signal) => format!("was killed by signal {signal}"),
+            ExitStatus::Unknown => "ended while nothing watched it".to_owned(),
+        };
+        let peer = self
+            .control()
+            .store()
+            .peer(&self.peer())
+            .ok()
+            .flatten()
+            .map_or_else(|| self.peer().short(), |p| p.cert.body.name.clone());
+        self.events().note(EventView::now(
+            "restarted",
+            name,
+            format!(
+                "{name} {how} and was started again on {peer} (restart policy {})",
+                policy.name()
+            ),
+        ));
     }
 
     /// Stops every environment replica this peer runs: it has been cut off

@@ -24,7 +24,7 @@ use coop_compute::runtime::{
 };
 use coop_mesh::Mesh;
 use coop_state::{Command, ContainerEntry, ControlPlane, DesiredState};
-use coop_types::{PeerId, PeerState, Resources};
+use coop_types::{EventLog, PeerId, PeerState, Resources};
 
 use crate::error::{ComputeError, runtime_error};
 use crate::exec::{ExecCall, RemoteSession};
@@ -214,6 +214,8 @@ struct Inner {
     /// Held by the leader while it moves or creates replicas of
     /// environments, so two of its tasks never race for one replica.
     healing: tokio::sync::Mutex<()>,
+    /// What this peer did that the cloud's events show (restarts).
+    events: Arc<EventLog>,
 }
 
 /// The compute service of this peer; cheap to clone.
@@ -221,12 +223,14 @@ struct Inner {
 pub struct Orchestra(Arc<Inner>);
 
 impl Orchestra {
-    /// The service over this peer's `host`, admitting leases with `policy`.
+    /// The service over this peer's `host`, admitting leases with `policy`
+    /// and noting what it does on its own (restarts) in `events`.
     pub fn new(
         control: ControlPlane,
         mesh: Mesh,
         host: Arc<ComputeHost>,
         policy: Arc<dyn LeasePolicy>,
+        events: Arc<EventLog>,
     ) -> Self {
         Orchestra(Arc::new(Inner {
             control,
@@ -238,6 +242,7 @@ impl Orchestra {
             health: Mutex::default(),
             setup: Mutex::default(),
             healing: tokio::sync::Mutex::new(()),
+            events,
         }))
     }
 
@@ -262,6 +267,10 @@ impl Orchestra {
 
     pub(crate) fn mesh(&self) -> &Mesh {
         &self.0.mesh
+    }
+
+    pub(crate) fn events(&self) -> &EventLog {
+        &self.0.events
     }
 
     pub(crate) fn locks(&self) -> &KeyedLocks {

@@ -7,7 +7,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use coop_state::{BucketRecord, Command, CommandError, ObjectRecord, StripeLayout, WriteError};
-use coop_store::{Policy, layout_of};
+
 use coop_types::unix_now;
 
 use crate::access::Need;
@@ -83,14 +83,7 @@ fn content_type_out(object: &ObjectRecord) -> Option<ContentType> {
 impl CoopS3 {
     /// The layout new blocks of `bucket` get now.
     pub(crate) fn layout(&self, bucket: &BucketRecord) -> S3Result<StripeLayout> {
-        let policy = match &bucket.policy {
-            Some(text) => Some(text.parse::<Policy>().map_err(internal)?),
-            None => None,
-        };
-        Ok(match policy {
-            Some(policy) => layout_of(policy),
-            None => self.stripes.layout_for(None),
-        })
+        self.stripes.layout_for_bucket(bucket).map_err(internal)
     }
 
     /// The object at `key`, after the caller's fresh read.

@@ -36,7 +36,7 @@ pub use local::{DiskSpec, LocalDisk, LocalDiskError, LocalDisks, parse_size};
 pub use metrics::StoreMetrics;
 pub use placement::{DiskRef, PlacementError, ShardPlacement, SpreadPlacement};
 pub use policy::{Policy, PolicyError, default_policy};
-pub use repair::{UpkeepConfig, upkeep};
+pub use repair::{RepairReport, UpkeepConfig, upkeep};
 pub use streams::{BlockStreamError, BlockWriter, WRITES_IN_FLIGHT, WrittenBlocks, spans};
 pub use stripes::{
     BLOCK_SIZE, ClusterDisk, ClusterView, StripeReadError, StripeWriteError, Stripes, code,

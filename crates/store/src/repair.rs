@@ -15,13 +15,14 @@
 //! pass sees as missing and rebuilds from the other shards.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
 use coop_state::{BlockId, Command, ControlPlane, ShardLocation, StripeRecord};
-use coop_types::PeerId;
+use coop_types::{EventLog, EventView, PeerId};
 
 use crate::disk::DiskError;
 use crate::placement::DiskRef;
@@ -136,14 +137,14 @@ impl Stripes {
         found
     }
 
-    /// One repair pass over the stripes this peer coordinates. Returns how
-    /// many shards it rebuilt or moved.
-    pub async fn repair_pass(&self, control: &ControlPlane, pause: Duration) -> usize {
+    /// One repair pass over the stripes this peer coordinates.
+    pub async fn repair_pass(&self, control: &ControlPlane, pause: Duration) -> RepairReport {
+        let mut report = RepairReport::default();
         let all = match control.store().stripes() {
             Ok(all) => all,
             Err(err) => {
                 warn!(%err, "repair cannot read the stripe table");
-                return 0;
+                return report;
             }
         };
         let mine: Vec<(BlockId, StripeRecord)> = all
@@ -216,17 +217,24 @@ impl Stripes {
         if repairs > 0 {
             info!(stripes = repairs, "repairing blocks that lost shards");
         }
-        let mut fixed = 0;
         for need in needs {
+            let balance = need.rebalance.is_some();
+            if !balance {
+                report.blocks += 1;
+            }
             match self.repair_stripe(control, &need).await {
-                Ok(n) => fixed += n,
-                Err(err) => warn!(%err, "could not repair a block; will retry next pass"),
+                Ok(n) if balance => report.rebalanced += n,
+                Ok(n) => report.shards += n,
+                Err(err) => {
+                    warn!(%err, "could not repair a block; will retry next pass");
+                    report.failed += 1;
+                }
             }
             self.metrics.repair_pending.fetch_sub(1, Ordering::Relaxed);
             tokio::time::sleep(pause).await;
         }
         self.metrics.repair_passes.fetch_add(1, Ordering::Relaxed);
-        fixed
+        report
     }
 
     async fn repair_stripe(&self, control: &ControlPlane, need: &Needs) -> Result<usize, String> {
@@ -411,6 +419,57 @@ impl Stripes {
     }
 }
 
+/// What one repair pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Blocks that had lost shards, or had some on a gone or crowded peer.
+    pub blocks: usize,
+    /// Shards rebuilt or moved for them.
+    pub shards: usize,
+    /// Shards moved from fuller disks to emptier ones.
+    pub rebalanced: usize,
+    /// Blocks that could not be repaired or moved this pass.
+    pub failed: usize,
+}
+
+impl RepairReport {
+    /// The events a pass is worth: none when it had nothing to do.
+    fn events(&self, peer: &str) -> Vec<EventView> {
+        let mut events = Vec::new();
+        if self.blocks > 0 {
+            let mut message = format!(
+                "{peer} rebuilt or moved {} shard(s) of {} block(s) that had lost redundancy",
+                self.shards, self.blocks
+            );
+            if self.failed > 0 {
+                message.push_str(&format!("; {} will be tried again", self.failed));
+            }
+            events.push(EventView::now("repaired", peer, message));
+        }
+        if self.rebalanced > 0 {
+            events.push(EventView::now(
+                "rebalanced",
+                peer,
+                format!(
+                    "{peer} moved {} shard(s) from fuller disks to emptier ones",
+                    self.rebalanced
+                ),
+            ));
+        }
+        events
+    }
+}
+
+/// This peer's name in the control plane, or its short id.
+fn name_of(control: &ControlPlane, me: PeerId) -> String {
+    control
+        .store()
+        .peer(&me)
+        .ok()
+        .flatten()
+        .map_or_else(|| me.short(), |p| p.cert.body.name.clone())
+}
+
 /// The candidates a moved shard may go to, keeping the stripe spread: those
 /// on peers without a kept shard of it first, then those in zones with the
 /// fewest kept shards; as few as still leave `needed` disks to choose from.
@@ -490,7 +549,12 @@ async fn expire_uploads(control: &ControlPlane, expiry: Duration) {
 }
 
 /// Runs repair and scrub passes until the task is aborted.
-pub async fn upkeep(stripes: Stripes, control: ControlPlane, config: UpkeepConfig) {
+pub async fn upkeep(
+    stripes: Stripes,
+    control: ControlPlane,
+    config: UpkeepConfig,
+    events: Arc<EventLog>,
+) {
     {
         let mut repair = tokio::time::interval(config.repair_interval);
         let mut scrub = tokio::time::interval(config.scrub_interval);
@@ -506,10 +570,21 @@ pub async fn upkeep(stripes: Stripes, control: ControlPlane, config: UpkeepConfi
         loop {
             tokio::select! {
                 _ = repair.tick() => {
-                    stripes.repair_pass(&control, config.repair_pause).await;
+                    let report = stripes.repair_pass(&control, config.repair_pause).await;
+                    for event in report.events(&name_of(&control, stripes.me)) {
+                        events.note(event);
+                    }
                 }
                 _ = scrub.tick() => {
-                    stripes.scrub_pass(config.scrub_pause).await;
+                    let corrupt = stripes.scrub_pass(config.scrub_pause).await;
+                    if corrupt > 0 {
+                        let peer = name_of(&control, stripes.me);
+                        events.note(EventView::now(
+                            "corrupt",
+                            peer.clone(),
+                            format!("{peer}'s scrub found {corrupt} corrupt shard(s) and deleted them; repair rebuilds them"),
+                        ));
+                    }
                 }
                 _ = gc.tick() => {
                     stripes.gc_pass(&control, config.gc_grace).await;

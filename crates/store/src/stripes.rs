@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use tracing::{debug, warn};
 
-use coop_state::{BlockId, NewStripe, ShardLocation, StripeLayout, StripeRecord};
+use coop_state::{BlockId, BucketRecord, NewStripe, ShardLocation, StripeLayout, StripeRecord};
 use coop_types::PeerId;
 
 use crate::blocks::{BlockClient, BlockError};
@@ -193,6 +193,20 @@ impl Stripes {
     pub fn layout_for(&self, policy: Option<Policy>) -> StripeLayout {
         let policy = policy.unwrap_or_else(|| default_policy(self.domains()));
         layout_of(policy)
+    }
+
+    /// The layout new blocks of `bucket` get now: its own policy's, or the
+    /// cloud's current default. Fails only on a stored policy that no
+    /// longer parses.
+    pub fn layout_for_bucket(
+        &self,
+        bucket: &BucketRecord,
+    ) -> Result<StripeLayout, crate::policy::PolicyError> {
+        let policy = match &bucket.policy {
+            Some(text) => Some(text.parse::<Policy>()?),
+            None => None,
+        };
+        Ok(self.layout_for(policy))
     }
 
     /// Codes `data` (at most [`BLOCK_SIZE`] bytes) into a new block and
