@@ -5,7 +5,7 @@
 #
 # Installs what the tests need on a fresh Debian machine: nftables, iproute2
 # and conntrack (for the NAT tests), busybox-static, runc and e2fsprogs (for
-# the container tests), curl, Debian's chromium and chromium-driver (the
+# the container tests), restic (it reads the backups coop writes), curl, Debian's chromium and chromium-driver (the
 # console's browser test), and a Python venv with boto3, aws-cli and pytest
 # for the S3 tests and Selenium for the browser test (target/s3-venv, from
 # tests/s3/requirements.txt). Rust comes with the machine.
@@ -21,6 +21,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+# Backups: restic reads the repositories coop writes.
+command -v restic >/dev/null 2>&1 || need+=(restic)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The console's browser test: headless Chromium through WebDriver.
 [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -4,6 +4,7 @@
 //! replica of the control plane and write through it.
 
 mod auth;
+pub mod backups;
 mod cloud;
 pub mod compute;
 mod console;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub(crate) history: Arc<history::History>,
     /// What the S3 front served, for the history.
     pub(crate) s3_counters: Option<Arc<coop_types::S3Counters>>,
+    /// The cloud's backups, as this peer runs them.
+    pub(crate) backups: Option<coop_backup::Backups>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             actions: Arc::default(),
             history: Arc::default(),
             s3_counters: None,
+            backups: None,
         }
     }
 
@@ -132,6 +136,12 @@ impl AppState {
     /// Counts the S3 front's requests into the history's samples.
     pub fn with_s3_counters(mut self, counters: Arc<coop_types::S3Counters>) -> Self {
         self.s3_counters = Some(counters);
+        self
+    }
+
+    /// Serves `/v1/backups` from this peer's backup service.
+    pub fn with_backups(mut self, backups: coop_backup::Backups) -> Self {
+        self.backups = Some(backups);
         self
     }
 
@@ -212,6 +222,16 @@ pub fn router(state: AppState) -> Router {
             "/environments/{name}/restart",
             post(compute::environments::restart),
         )
+        .route("/backups", get(backups::list).post(backups::create))
+        .route(
+            "/backups/{name}",
+            get(backups::show).delete(backups::remove),
+        )
+        .route("/backups/{name}/run", post(backups::run))
+        .route("/backups/{name}/snapshots", get(backups::snapshots))
+        .route("/backups/{name}/restore", post(backups::restore))
+        .route("/backups/{name}/check", post(backups::check))
+        .route("/backups/{name}/key", get(backups::key))
         .route("/networks", get(networks::list).post(networks::create))
         .route(
             "/networks/{name}",

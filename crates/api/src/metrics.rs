@@ -141,6 +141,95 @@ impl NetworkCounters {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackupLabel {
+    backup: String,
+}
+
+type BackupGauge = Family<BackupLabel, Gauge<u64, AtomicU64>>;
+
+/// The cloud's backups as the control plane records their last runs,
+/// refilled at every scrape (every peer shows every backup).
+struct BackupGauges {
+    last_success: BackupGauge,
+    last_ok: BackupGauge,
+    duration_ms: BackupGauge,
+    bytes_added: BackupGauge,
+    files_read: BackupGauge,
+}
+
+impl BackupGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let mut gauge = |name: &str, help: &str| {
+            let family = BackupGauge::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        BackupGauges {
+            last_success: gauge(
+                "backup_last_success_timestamp_seconds",
+                "When a backup last saved a snapshot (Unix seconds; 0: never)",
+            ),
+            last_ok: gauge(
+                "backup_last_run_ok",
+                "1 when a backup's last run saved a snapshot, 0 when it failed",
+            ),
+            duration_ms: gauge(
+                "backup_last_run_duration_milliseconds",
+                "How long a backup's last run took",
+            ),
+            bytes_added: gauge(
+                "backup_last_run_added_bytes",
+                "What a backup's last run added to its repository (compressed, encrypted)",
+            ),
+            files_read: gauge(
+                "backup_last_run_files_read",
+                "New or changed files a backup's last run read",
+            ),
+        }
+    }
+
+    fn fill(&self, records: &[coop_state::BackupRecord]) {
+        for family in [
+            &self.last_success,
+            &self.last_ok,
+            &self.duration_ms,
+            &self.bytes_added,
+            &self.files_read,
+        ] {
+            family.clear();
+        }
+        for record in records {
+            let label = BackupLabel {
+                backup: record.name.clone(),
+            };
+            self.last_success
+                .get_or_create(&label)
+                .set(record.last_success_ms.unwrap_or(0) / 1000);
+            let Some(run) = &record.last_run else {
+                continue;
+            };
+            self.duration_ms
+                .get_or_create(&label)
+                .set(run.finished_ms.saturating_sub(run.started_ms));
+            match &run.outcome {
+                coop_state::RunOutcome::Saved {
+                    bytes_added,
+                    files_read,
+                    ..
+                } => {
+                    self.last_ok.get_or_create(&label).set(1);
+                    self.bytes_added.get_or_create(&label).set(*bytes_added);
+                    self.files_read.get_or_create(&label).set(*files_read);
+                }
+                coop_state::RunOutcome::Failed { .. } => {
+                    self.last_ok.get_or_create(&label).set(0);
+                }
+            }
+        }
+    }
+}
+
 /// Per-container gauges of this peer's running containers, refilled at
 /// every scrape so removed containers disappear.
 struct ContainerGauges {
@@ -203,6 +292,7 @@ pub(crate) struct Metrics {
     store: Vec<(&'static str, Counter<u64, AtomicU64>)>,
     containers: ContainerGauges,
     networks: NetworkCounters,
+    backups: BackupGauges,
 }
 
 impl Metrics {
@@ -248,7 +338,9 @@ impl Metrics {
         }
         let containers = ContainerGauges::register(&mut registry);
         let networks = NetworkCounters::register(&mut registry);
+        let backups = BackupGauges::register(&mut registry);
         Metrics {
+            backups,
             networks,
             containers,
             store,
@@ -324,6 +416,9 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
             .map(|n| (n.id, n.name))
             .collect();
         m.networks.fill(&forwarder.stats(), &names);
+    }
+    if let Ok(records) = state.control.store().backups() {
+        m.backups.fill(&records);
     }
     let mut body = String::new();
     if encode(&mut body, &m.registry).is_err() {

@@ -75,6 +75,15 @@ impl Modify for BearerAuth {
         crate::networks::list,
         crate::networks::show,
         crate::networks::remove,
+        crate::backups::list,
+        crate::backups::create,
+        crate::backups::show,
+        crate::backups::remove,
+        crate::backups::snapshots,
+        crate::backups::key,
+        crate::backups::run,
+        crate::backups::restore,
+        crate::backups::check,
     ),
     components(schemas(
         coop_types::PeerView,
@@ -88,6 +97,9 @@ impl Modify for BearerAuth {
         coop_types::PathVerdict,
         coop_types::SpeedReport,
         crate::error::ErrorBody,
+        coop_backup::RunSummary,
+        coop_backup::RestoreSummary,
+        coop_backup::Keep,
     )),
     modifiers(&BearerAuth)
 )]

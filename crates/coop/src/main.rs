@@ -2,6 +2,7 @@
 //! other subcommand is a thin client of the agent's REST API).
 
 mod agent;
+mod backup_cli;
 mod client;
 mod container_cli;
 mod env_cli;
@@ -176,6 +177,20 @@ enum Command {
     Network {
         #[command(subcommand)]
         action: network_cli::NetworkAction,
+    },
+    /// Backups: encrypted, incremental copies of buckets in restic repositories
+    ///
+    /// A backup sends a bucket's objects, with their metadata, into a
+    /// restic repository at an S3 target (another coop cloud, Garage,
+    /// MinIO, AWS): encrypted and authenticated before they leave, cut
+    /// into content-defined chunks so each run sends only what changed.
+    /// The repository's password is kept sealed in the control plane;
+    /// `coop backup key export` prints it, and with it `restic` itself
+    /// reads and restores the repository.
+    #[command(verbatim_doc_comment)]
+    Backup {
+        #[command(subcommand)]
+        action: backup_cli::BackupAction,
     },
     /// Runs one container or holds its namespaces (the runtime starts it; not for people)
     #[command(hide = true)]
@@ -470,6 +485,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Container { action } => container_cli::run(&global, action).await,
         Command::Env { action } => env_cli::run(&global, action).await,
         Command::Network { action } => network_cli::run(&global, action).await,
+        Command::Backup { action } => backup_cli::run(&global, action).await,
         Command::Object { action } => object_cli::run(&global, action).await,
         Command::Shim { .. } => anyhow::bail!(
             "`coop shim` must be the first argument (it is started by the container runtime, not by people)"

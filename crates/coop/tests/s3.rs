@@ -651,3 +651,406 @@ fn a_joining_peer_takes_its_share_of_existing_data() -> Result<()> {
     assert_eq!(health["healthy"], 48, "{health}");
     Ok(())
 }
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t)
+                    if t.is_file()
+                        && std::fs::read(&path).is_ok_and(|bytes| {
+                            bytes.windows(needle.len()).any(|w| w == needle)
+                        }) =>
+                {
+                    found.push(path);
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+fn manifest_of(path: &Path) -> Result<serde_json::Map<String, Value>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(serde_json::from_str::<Value>(&text)?
+        .as_object()
+        .context("a manifest is an object")?
+        .clone())
+}
+
+fn write_manifest(path: &Path, manifest: &serde_json::Map<String, Value>) -> Result<()> {
+    std::fs::write(path, Value::Object(manifest.clone()).to_string())?;
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> Result<String> {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running sha256sum")?;
+    std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, bytes)?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// A home cloud backs a bucket up into a friend cloud's S3 through a
+/// repository restic can read; the second run sends only what changed;
+/// both snapshots restore object for object; the friend's disks hold no
+/// plaintext; bad input gets clear errors.
+#[test]
+fn a_bucket_backs_up_to_another_cloud_and_restores_object_for_object() -> Result<()> {
+    coop_testkit::s3_python()?;
+    let base = TempDir::new("backup")?;
+    let mut friend = Cloud::new(BIN, "backup-friend")?;
+    friend.found("f0", PeerOptions::default())?;
+    friend.join("f1", PeerOptions::default())?;
+    let vault_key = create_key(&friend.peers[0], "home", false)?;
+    friend.peers[0].cli_json(&["bucket", "create", "vault", "--owner", &vault_key.id])?;
+    let target = format!(
+        "s3://{}/vault/home",
+        friend.peers[0].s3_url().trim_start_matches("http://")
+    );
+
+    let mut home = Cloud::new(BIN, "backup-home")?;
+    home.found("h0", PeerOptions::default())?;
+    home.join("h1", PeerOptions::default())?;
+    let key = create_key(&home.peers[0], "photos", false)?;
+    home.peers[0].cli_json(&["bucket", "create", "photos", "--owner", &key.id])?;
+    let endpoint = home.peers[0].s3_url();
+    let (ok, first, stderr) = tool(
+        &key,
+        &endpoint,
+        "photos",
+        &["put", "--count", "199", "--meta", "--max-size", "200000"],
+    )?;
+    assert!(ok, "writing objects failed: {stderr}");
+    let mut first = first.as_object().context("manifest")?.clone();
+    // One object whose plaintext is easy to look for on disk.
+    let marker = b"coop-backup-marker: the friend must never hold this in the clear";
+    let marker_file = base.path().join("marker.txt");
+    std::fs::write(&marker_file, marker.repeat(64))?;
+    home.peers[0].cli_json(&[
+        "object",
+        "put",
+        "photos/notes/marker.txt",
+        &marker_file.display().to_string(),
+    ])?;
+    first.insert(
+        "notes/marker.txt".into(),
+        Value::String(sha256_hex(&marker.repeat(64))?),
+    );
+    let first_manifest = base.path().join("first.json");
+    write_manifest(&first_manifest, &first)?;
+
+    // h1 holds no cloud key (one steward for two peers): creating and
+    // running there seals and opens the secrets through the leader.
+    let h1 = &home.peers[1];
+    let created = h1.cli_json(&[
+        "backup",
+        "create",
+        "nightly",
+        "--source",
+        "bucket:photos",
+        "--to",
+        &target,
+        "--access-key",
+        &vault_key.id,
+        "--secret-key",
+        &vault_key.secret,
+        "--keep-last",
+        "5",
+    ])?;
+    assert_eq!(created["source"], "bucket:photos", "{created}");
+    let run1 = h1.cli_json(&["backup", "run", "nightly"])?;
+    assert_eq!(run1["ok"], true, "{run1}");
+    assert_eq!(run1["files"], 200, "{run1}");
+    assert_eq!(run1["files_read"], 200, "{run1}");
+    let added1 = run1["bytes_added"].as_u64().context("bytes added")?;
+
+    // Change 5, delete 2, add 3.
+    let (ok, changed, stderr) = tool(
+        &key,
+        &endpoint,
+        "photos",
+        &[
+            "put",
+            "--count",
+            "5",
+            "--seed",
+            "again",
+            "--meta",
+            "--max-size",
+            "200000",
+        ],
+    )?;
+    assert!(ok, "changing objects failed: {stderr}");
+    let gone = base.path().join("gone.json");
+    std::fs::write(&gone, r#"{"obj-0100": "", "obj-0101": ""}"#)?;
+    let (ok, _, stderr) = tool(
+        &key,
+        &endpoint,
+        "photos",
+        &["delete", "--manifest", &gone.display().to_string()],
+    )?;
+    assert!(ok, "deleting objects failed: {stderr}");
+    let (ok, added, stderr) = tool(
+        &key,
+        &endpoint,
+        "photos",
+        &[
+            "put",
+            "--count",
+            "3",
+            "--prefix",
+            "new-",
+            "--meta",
+            "--max-size",
+            "200000",
+        ],
+    )?;
+    assert!(ok, "adding objects failed: {stderr}");
+    let mut second = first.clone();
+    second.remove("obj-0100");
+    second.remove("obj-0101");
+    for (k, v) in changed.as_object().into_iter().flatten() {
+        second.insert(k.clone(), v.clone());
+    }
+    for (k, v) in added.as_object().into_iter().flatten() {
+        second.insert(k.clone(), v.clone());
+    }
+    let second_manifest = base.path().join("second.json");
+    write_manifest(&second_manifest, &second)?;
+
+    let run2 = home.peers[0].cli_json(&["backup", "run", "nightly"])?;
+    assert_eq!(run2["ok"], true, "{run2}");
+    assert_eq!(run2["files"], 201, "{run2}");
+    assert_eq!(
+        run2["files_read"], 8,
+        "only the changed and new objects are read: {run2}"
+    );
+    let added2 = run2["bytes_added"].as_u64().context("bytes added")?;
+    println!("backup: first run added {added1} bytes, the second {added2}");
+    assert!(
+        added2 * 5 < added1,
+        "the second run sent too much: {added2} of {added1}"
+    );
+
+    // Events and metrics tell how the runs went, on any peer (once its
+    // replica of the control plane has the second run).
+    eventually(
+        Duration::from_secs(10),
+        "the second run in h1's metrics",
+        || {
+            let metrics = coop_testkit::http_request(&h1.api_addr(), "GET", "/metrics", &[], None)?;
+            Ok((metrics
+                .body
+                .contains("coop_backup_last_run_ok{backup=\"nightly\"} 1")
+                && metrics
+                    .body
+                    .contains("coop_backup_last_run_files_read{backup=\"nightly\"} 8"))
+            .then_some(()))
+        },
+    )?;
+    let events = h1.cli_json(&["events"])?;
+    let saved = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "backed-up" && e["subject"] == "nightly")
+        .count();
+    assert_eq!(saved, 2, "{events}");
+
+    let snaps = h1.cli_json(&["backup", "snapshots", "nightly"])?;
+    let snaps = snaps.as_array().context("snapshots")?;
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    let first_id = snaps[0]["short_id"].as_str().context("id")?;
+
+    // Both snapshots come back object for object, metadata included.
+    let restored = h1.cli_json(&[
+        "backup",
+        "restore",
+        "nightly",
+        first_id,
+        "--to",
+        "bucket:then",
+    ])?;
+    assert_eq!(restored["objects"], 200, "{restored}");
+    home.peers[0].cli_json(&["bucket", "allow", "then", "--key", &key.id, "--read"])?;
+    verify_restored(&key, &endpoint, "then", &first_manifest)?;
+    let restored =
+        home.peers[0].cli_json(&["backup", "restore", "nightly", "--to", "bucket:now"])?;
+    assert_eq!(restored["objects"], 201, "{restored}");
+    home.peers[0].cli_json(&["bucket", "allow", "now", "--key", &key.id, "--read"])?;
+    verify_restored(&key, &endpoint, "now", &second_manifest)?;
+
+    let check = h1.cli_json(&["backup", "check", "nightly", "--read-data"])?;
+    assert_eq!(check["ok"], true, "{check}");
+
+    // restic itself reads the repository with the exported password.
+    let exported = h1.cli_json(&["backup", "key", "export", "nightly"])?;
+    let password = exported["password"].as_str().context("password")?;
+    let restic = |args: &[&str]| -> Result<Output> {
+        Command::new("restic")
+            .args(["-r", &format!("s3:{}/vault/home", friend.peers[0].s3_url())])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &vault_key.id)
+            .env("AWS_SECRET_ACCESS_KEY", &vault_key.secret)
+            .env("RESTIC_PASSWORD", password)
+            .env("RESTIC_CACHE_DIR", base.path().join("restic-cache"))
+            .stdin(Stdio::null())
+            .output()
+            .context("running restic (scripts/test.sh installs it)")
+    };
+    let listed = restic(&["snapshots", "--json"])?;
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&listed.stdout)?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let out = base.path().join("restic-out");
+    let restored = restic(&["restore", "latest", "--target", &out.display().to_string()])?;
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    for (k, want) in &second {
+        let bytes = std::fs::read(out.join("photos").join(k))
+            .with_context(|| format!("restic restored no {k}"))?;
+        assert_eq!(Some(sha256_hex(&bytes)?.as_str()), want.as_str(), "{k}");
+    }
+
+    // The friend holds only ciphertext; the home's own disks (a positive
+    // control for the search) hold the marker in the clear.
+    for peer in &friend.peers {
+        let found = files_holding(&peer.data_dir, marker);
+        assert!(
+            found.is_empty(),
+            "plaintext on the friend's disk: {found:?}"
+        );
+    }
+    let at_home: usize = home
+        .peers
+        .iter()
+        .map(|p| files_holding(&p.data_dir, marker).len())
+        .sum();
+    assert!(
+        at_home > 0,
+        "the search for the marker finds nothing even at home"
+    );
+
+    // Bad input: clear errors, nothing changed.
+    let refuse = |args: &[&str], expect: &str| -> Result<()> {
+        let out = h1.cli(args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "coop {args:?} succeeded");
+        assert!(stderr.contains(expect), "coop {args:?}: {stderr}");
+        Ok(())
+    };
+    let create = |name: &'static str, to: &str, secret: &str| -> Vec<String> {
+        [
+            "backup",
+            "create",
+            name,
+            "--source",
+            "bucket:photos",
+            "--to",
+            to,
+            "--access-key",
+            &vault_key.id,
+            "--secret-key",
+            secret,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args = create("nightly", &format!("{target}-2"), &vault_key.secret);
+    refuse(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "already exists",
+    )?;
+    let args = create("other", &target, &vault_key.secret);
+    refuse(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "already holds a restic repository",
+    )?;
+    let args = create("other", &format!("{target}-2"), "wrong-secret");
+    refuse(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "SignatureDoesNotMatch",
+    )?;
+    let args = create("other", "ftp://example/x", &vault_key.secret);
+    refuse(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "is not an S3 target",
+    )?;
+    refuse(&["backup", "run", "missing"], "no backup named `missing`")?;
+    refuse(
+        &["backup", "restore", "nightly", "--to", "bucket:now"],
+        "is not empty",
+    )?;
+    refuse(
+        &[
+            "backup",
+            "restore",
+            "nightly",
+            "feedbeef",
+            "--to",
+            "bucket:fresh",
+        ],
+        "snapshot",
+    )?;
+    let listed = h1.cli_json(&["backup", "ls"])?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    home.peers[0].cli_json(&["backup", "rm", "nightly"])?;
+    refuse(&["backup", "show", "nightly"], "no backup named")?;
+    Ok(())
+}
+
+/// Reads a restored bucket back against a manifest, metadata included.
+fn verify_restored(key: &Key, endpoint: &str, bucket: &str, manifest: &Path) -> Result<()> {
+    // The marker object carries no metadata; check it on its own.
+    let mut all = manifest_of(manifest)?;
+    let marker = all.remove("notes/marker.txt");
+    let with_meta = manifest.with_extension(format!("{bucket}.meta.json"));
+    write_manifest(&with_meta, &all)?;
+    let (ok, report, stderr) = tool(
+        key,
+        endpoint,
+        bucket,
+        &[
+            "verify",
+            "--meta",
+            "--manifest",
+            &with_meta.display().to_string(),
+        ],
+    )?;
+    assert!(ok, "restored objects differ: {report} {stderr}");
+    if let Some(marker) = marker {
+        let plain = manifest.with_extension(format!("{bucket}.marker.json"));
+        let mut one = serde_json::Map::new();
+        one.insert("notes/marker.txt".into(), marker);
+        write_manifest(&plain, &one)?;
+        verify_objects(key, endpoint, bucket, &plain)?;
+    }
+    Ok(())
+}

@@ -217,6 +217,16 @@ impl Node {
             state = state.with_networks(forwarder);
         }
         state = state.with_s3_counters(s3.counters());
+        let backups = coop_backup::Backups::new(
+            core.key.id(),
+            core.control.clone(),
+            storage.stripes.clone(),
+            Arc::new(crate::services::CloudSealer(core.clone())),
+            tokio::runtime::Handle::current(),
+            actions.clone(),
+        );
+        own(Box::pin(backups.clone().schedule()));
+        state = state.with_backups(backups);
         state = state.with_actions(actions);
         core.mesh.serve(state.history_service());
         core.mesh.serve(state.events_service());

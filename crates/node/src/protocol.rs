@@ -29,7 +29,7 @@ impl Protocol for JoinProtocol {
 }
 
 /// `coop/rpc/1`: requests between members' agents (forwarded joins, the
-/// cloud key for new stewards, probes).
+/// cloud key for new stewards, probes, backup secrets).
 pub struct AgentRpc;
 
 /// The ALPN of [`AgentRpc`].
@@ -47,7 +47,10 @@ impl Protocol for AgentRpc {
     fn timeout(request: &AgentRequest) -> Duration {
         match request {
             AgentRequest::Join { .. } => FORWARD_TIMEOUT,
-            AgentRequest::StewardKey { .. } | AgentRequest::Ping => RPC_TIMEOUT,
+            AgentRequest::StewardKey { .. }
+            | AgentRequest::Ping
+            | AgentRequest::SealSecret { .. }
+            | AgentRequest::OpenSecret { .. } => RPC_TIMEOUT,
         }
     }
 }
@@ -93,6 +96,11 @@ pub enum AgentRequest {
     StewardKey { secret: [u8; 32] },
     /// `coop debug probe` checks that this peer admits the caller.
     Ping,
+    /// A member without the cloud key asks one that holds it to seal a
+    /// backup secret (`label` names the backup and the secret).
+    SealSecret { label: String, secret: Vec<u8> },
+    /// ... or to open one, to run the backup.
+    OpenSecret { label: String, sealed: Vec<u8> },
 }
 
 /// The answer to an [`AgentRequest`].
@@ -106,4 +114,6 @@ pub enum AgentReply {
     Pong,
     /// The request was refused, and why.
     Error(String),
+    /// A sealed or opened secret.
+    Secret(Vec<u8>),
 }

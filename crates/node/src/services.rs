@@ -144,6 +144,63 @@ impl Core {
                 }
             }
             AgentRequest::Ping => AgentReply::Pong,
+            AgentRequest::SealSecret { label, secret } => match self.seal_key() {
+                Some(key) => AgentReply::Secret(key.seal(&label, &secret)),
+                None => AgentReply::Error("this peer holds no cloud key".into()),
+            },
+            AgentRequest::OpenSecret { label, sealed } => match self.seal_key() {
+                Some(key) => match key.open(&label, &sealed) {
+                    Ok(secret) => {
+                        info!(from = %from, label, "opened a backup secret for a member");
+                        AgentReply::Secret(secret)
+                    }
+                    Err(err) => AgentReply::Error(err.to_string()),
+                },
+                None => AgentReply::Error("this peer holds no cloud key".into()),
+            },
+        }
+    }
+
+    /// The key that seals backup secrets, on a peer with the cloud key.
+    pub(crate) fn seal_key(&self) -> Option<coop_backup::SealKey> {
+        self.cloud_key()
+            .map(|key| coop_backup::SealKey::from_cloud_secret(&key.secret_bytes()))
+    }
+
+    /// Seals (`open` false) or opens a backup secret: here with the cloud
+    /// key, else through the leader, which holds it.
+    pub(crate) async fn secret(
+        &self,
+        open: bool,
+        label: String,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        if let Some(key) = self.seal_key() {
+            return if open {
+                key.open(&label, &bytes).map_err(|e| e.to_string())
+            } else {
+                Ok(key.seal(&label, &bytes))
+            };
+        }
+        let Some(leader) = self.control.wait_for_leader(Duration::from_secs(5)).await else {
+            return Err("no control-plane leader to open the backup's secrets; try again".into());
+        };
+        let request = if open {
+            AgentRequest::OpenSecret {
+                label,
+                sealed: bytes,
+            }
+        } else {
+            AgentRequest::SealSecret {
+                label,
+                secret: bytes,
+            }
+        };
+        match self.mesh.call::<AgentRpc>(leader, &request).await {
+            Ok(AgentReply::Secret(secret)) => Ok(secret),
+            Ok(AgentReply::Error(err)) => Err(format!("the leader refused: {err}")),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(err) => Err(format!("cannot reach the leader: {err}")),
         }
     }
 
@@ -160,6 +217,21 @@ impl Core {
             Ok(other) => Err(format!("unexpected reply {other:?}")),
             Err(err) => Err(err.to_string()),
         }
+    }
+}
+
+/// Backup secrets sealed with the cloud key (see [`Core::secret`]).
+pub(crate) struct CloudSealer(pub Arc<Core>);
+
+impl coop_backup::Sealer for CloudSealer {
+    fn seal(&self, label: String, secret: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let core = self.0.clone();
+        Box::pin(async move { core.secret(false, label, secret).await })
+    }
+
+    fn open(&self, label: String, sealed: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let core = self.0.clone();
+        Box::pin(async move { core.secret(true, label, sealed).await })
     }
 }
 

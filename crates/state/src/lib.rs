@@ -7,6 +7,7 @@
 //! the storage, the apply logic and the choice of stewards; it does not know
 //! about HTTP or the CLI.
 
+mod backups;
 mod compute;
 mod control;
 mod environments;
@@ -17,6 +18,9 @@ mod records;
 mod stewards;
 mod store;
 
+pub use backups::{
+    BackupRecord, BackupRun, BackupSource, BackupTarget, KeepPolicy, RunOutcome, valid_backup_name,
+};
 pub use compute::{ContainerEntry, DesiredState, RestartPolicy, TemplateEntry};
 pub use control::{ControlPlane, StartError, WriteError};
 pub use environments::{

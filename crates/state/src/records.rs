@@ -269,6 +269,15 @@ pub enum Command {
     /// after a lost answer (leader died after committing) gets the first
     /// outcome back instead of applying the command twice.
     Once { id: [u8; 16], command: Box<Command> },
+    /// An operator creates a backup. Refused if the name is taken.
+    CreateBackup(crate::backups::BackupRecord),
+    /// An operator removes a backup (its repository stays where it is).
+    DeleteBackup { name: String },
+    /// The peer that ran a backup records how it went.
+    RecordBackupRun {
+        name: String,
+        run: crate::backups::BackupRun,
+    },
 }
 
 /// Why a command was refused by the state machine.
@@ -366,4 +375,8 @@ pub enum CommandError {
     },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    #[error("a backup named `{0}` already exists; list backups with `coop backup ls`")]
+    BackupExists(String),
+    #[error("no backup named `{0}`; list backups with `coop backup ls`")]
+    BackupUnknown(String),
 }

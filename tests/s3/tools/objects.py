@@ -4,8 +4,8 @@ Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the region
 is `coop`. Every command prints one JSON document on stdout and exits non-zero
 when something was wrong, so a test can assert on both.
 
-    put        write objects of assorted sizes with seeded content; prints
-               {key: sha256}
+    put        write objects of assorted sizes with seeded content (up to
+               --max-size bytes each, if given); prints {key: sha256}
     verify     read every object of a manifest back; prints what differed
     multipart  upload one object in parts (slowly, if asked); prints its
                sha256 and ETag
@@ -28,6 +28,8 @@ from botocore.config import Config
 MIB = 1024 * 1024
 # Sizes around the 1 MiB block boundary, empty, tiny and several blocks.
 SIZES = [0, 1, 4096, MIB - 1, MIB, MIB + 1, 3 * MIB + 12345, 200_000]
+# The content type `--meta` objects carry (with `origin` metadata: the key).
+META_TYPE = "application/x-coop-test"
 
 
 def client(endpoint):
@@ -52,11 +54,15 @@ def content(seed, key, size):
 def cmd_put(args):
     s3 = client(args.endpoint)
     manifest = {}
+    sizes = [s for s in SIZES if args.max_size is None or s <= args.max_size]
     for i in range(args.count):
         key = f"{args.prefix}obj-{i:04d}"
-        size = SIZES[i % len(SIZES)]
+        size = sizes[i % len(sizes)]
         body = content(args.seed, key, size)
-        s3.put_object(Bucket=args.bucket, Key=key, Body=body)
+        extra = {}
+        if args.meta:
+            extra = {"Metadata": {"origin": key}, "ContentType": META_TYPE}
+        s3.put_object(Bucket=args.bucket, Key=key, Body=body, **extra)
         manifest[key] = hashlib.sha256(body).hexdigest()
     json.dump(manifest, sys.stdout)
     return 0
@@ -69,12 +75,15 @@ def cmd_verify(args):
     bad = {}
     for key, want in manifest.items():
         try:
-            got = hashlib.sha256(s3.get_object(Bucket=args.bucket, Key=key)["Body"].read()).hexdigest()
+            got = s3.get_object(Bucket=args.bucket, Key=key)
+            digest = hashlib.sha256(got["Body"].read()).hexdigest()
         except Exception as exc:  # report every failure, keep checking
             bad[key] = f"error: {exc}"
             continue
-        if got != want:
-            bad[key] = f"sha256 {got}, expected {want}"
+        if digest != want:
+            bad[key] = f"sha256 {digest}, expected {want}"
+        elif args.meta and (got["Metadata"].get("origin") != key or got["ContentType"] != META_TYPE):
+            bad[key] = f"metadata {got['Metadata']}, content type {got['ContentType']}"
     json.dump({"checked": len(manifest), "bad": bad}, sys.stdout)
     return 1 if bad else 0
 
@@ -149,8 +158,12 @@ def main():
     put.add_argument("--count", type=int, default=len(SIZES))
     put.add_argument("--seed", default="coop")
     put.add_argument("--prefix", default="")
+    put.add_argument("--meta", action="store_true", help="give each object metadata and a content type")
+    put.add_argument("--max-size", type=int, default=None,
+                     help="only the sizes up to this many bytes")
     verify = sub.add_parser("verify")
     verify.add_argument("--manifest", required=True)
+    verify.add_argument("--meta", action="store_true", help="check the metadata `put --meta` gave")
     multi = sub.add_parser("multipart")
     multi.add_argument("--key", required=True)
     multi.add_argument("--parts", type=int, default=3)

@@ -306,6 +306,9 @@ fn apply_command(
         command @ (Command::CreateNetwork { .. } | Command::DeleteNetwork { .. }) => {
             return super::networks::apply(sm, command);
         }
+        command @ (Command::CreateBackup(_)
+        | Command::DeleteBackup { .. }
+        | Command::RecordBackupRun { .. }) => return super::backups::apply(sm, command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

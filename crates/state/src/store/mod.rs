@@ -15,6 +15,7 @@
 //! `sm` maps `cloud`, `peer/<hex id>`, `invite/<hex id>`, `token/<hex hash>`
 //! and `config/<key>` to postcard-encoded records.
 
+mod backups;
 mod compute;
 #[cfg(test)]
 mod compute_tests;

@@ -1,0 +1,773 @@
+//! [`Backups`]: the backups of a cloud as the API and the scheduler drive
+//! them: create (the repository is made at once, so a wrong target or key
+//! shows then), run, list snapshots, restore, check, remove, export the
+//! key; and the scheduler that runs each backup when it is due.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rustic_core::repofile::SnapshotFile;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+use utoipa::ToSchema;
+
+use coop_state::{
+    BackupRecord, BackupRun, BackupSource, BackupTarget, BucketRecord, Command, CommandError,
+    ControlPlane, KeepPolicy, RunOutcome, WriteError, valid_backup_name,
+};
+use coop_store::Stripes;
+use coop_types::{EventLog, EventView, PeerId};
+
+use crate::bucket::BucketSource;
+use crate::repo::{Meter, Repo, RepoAccess};
+use crate::s3::{S3Client, S3Location};
+use crate::{BackupError, unix_now_ms};
+
+/// The shortest period between scheduled runs.
+pub const MIN_EVERY_SECS: u64 = 60;
+/// How often the scheduler looks for backups that are due.
+const SCHEDULER_TICK: Duration = Duration::from_secs(15);
+
+/// Seals and opens backup secrets with the cloud key: directly on a
+/// steward, through a steward on other peers.
+pub trait Sealer: Send + Sync + 'static {
+    fn seal(&self, label: String, secret: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    fn open(&self, label: String, sealed: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+}
+
+/// How many snapshots of each period a backup keeps after a run (0: none
+/// for that period; all 0: every snapshot is kept).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Keep {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+impl From<Keep> for KeepPolicy {
+    fn from(k: Keep) -> Self {
+        KeepPolicy {
+            last: k.last,
+            hourly: k.hourly,
+            daily: k.daily,
+            weekly: k.weekly,
+            monthly: k.monthly,
+            yearly: k.yearly,
+        }
+    }
+}
+
+impl From<KeepPolicy> for Keep {
+    fn from(k: KeepPolicy) -> Self {
+        Keep {
+            last: k.last,
+            hourly: k.hourly,
+            daily: k.daily,
+            weekly: k.weekly,
+            monthly: k.monthly,
+            yearly: k.yearly,
+        }
+    }
+}
+
+/// A backup to create.
+#[derive(Clone, Debug)]
+pub struct NewBackup {
+    pub name: String,
+    /// The bucket to back up.
+    pub bucket: String,
+    /// `s3://HOST[:PORT]/BUCKET[/PREFIX]` or an `http(s)://` URL.
+    pub target: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub every_secs: Option<u64>,
+    pub keep: Keep,
+}
+
+/// How one run went, for people and scripts.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The peer that ran it.
+    pub peer: String,
+    /// Unix milliseconds.
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    pub ok: bool,
+    /// The snapshot saved (hex id), when the run saved one.
+    pub snapshot: Option<String>,
+    /// Files in the snapshot, and how many were read (new or changed).
+    pub files: u64,
+    pub files_read: u64,
+    /// Source bytes in the snapshot.
+    pub bytes: u64,
+    /// What the repository grew by (compressed, encrypted).
+    pub bytes_added: u64,
+    /// Snapshots the keep policy forgot after the run.
+    pub forgotten: u64,
+    /// Why the run failed.
+    pub error: Option<String>,
+}
+
+/// A backup, for people and scripts. Secrets never appear.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BackupView {
+    pub name: String,
+    /// `bucket:NAME` or `path:PEER:/DIR`.
+    pub source: String,
+    /// Where the repository lives (no credentials).
+    pub target: String,
+    /// The access key used for the target.
+    pub access_key: Option<String>,
+    /// Seconds between scheduled runs; none: runs only when asked.
+    pub every_secs: Option<u64>,
+    pub keep: Keep,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub last_run: Option<RunSummary>,
+    /// Unix milliseconds.
+    pub last_success_ms: Option<u64>,
+    /// When the next scheduled run is due (Unix milliseconds).
+    pub next_run_ms: Option<u64>,
+}
+
+/// One snapshot of a repository.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotView {
+    /// The full id (hex).
+    pub id: String,
+    /// The first 8 hex digits, as restic shows them.
+    pub short_id: String,
+    /// RFC 3339.
+    pub time: String,
+    pub host: String,
+    pub paths: Vec<String>,
+    pub files: u64,
+    pub bytes: u64,
+    pub bytes_added: u64,
+}
+
+/// What a restore wrote.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RestoreSummary {
+    pub snapshot: String,
+    pub bucket: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// The backups of a cloud, as one peer serves them.
+#[derive(Clone)]
+pub struct Backups(Arc<Inner>);
+
+struct Inner {
+    me: PeerId,
+    control: ControlPlane,
+    stripes: Stripes,
+    sealer: Arc<dyn Sealer>,
+    runtime: Handle,
+    events: Arc<EventLog>,
+    /// What runs on this peer now, by backup name.
+    running: Mutex<HashMap<String, Arc<Meter>>>,
+}
+
+/// Marks a backup running on this peer until dropped.
+struct Claim {
+    inner: Arc<Inner>,
+    name: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.inner.running.lock() {
+            running.remove(&self.name);
+        }
+    }
+}
+
+fn store_err(err: impl std::fmt::Display) -> BackupError {
+    BackupError::Store(err.to_string())
+}
+
+fn write_err(err: WriteError) -> BackupError {
+    match err {
+        WriteError::Rejected(CommandError::BackupExists(name)) => {
+            BackupError::Invalid(format!("a backup named `{name}` already exists"))
+        }
+        WriteError::Rejected(CommandError::BackupUnknown(name)) => BackupError::Unknown(name),
+        WriteError::Rejected(CommandError::InvalidRecord(why)) => BackupError::Invalid(why),
+        other => BackupError::Store(other.to_string()),
+    }
+}
+
+/// A fresh repository password: 256 random bits in base32 (52 letters and
+/// digits, easy to copy onto paper).
+fn new_password() -> String {
+    let bytes: [u8; 32] = rand::random();
+    data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase()
+}
+
+fn password_label(name: &str) -> String {
+    format!("{name}/password")
+}
+
+fn secret_label(name: &str) -> String {
+    format!("{name}/s3-secret")
+}
+
+/// What joins a backup's snapshots into one line of parents.
+fn snapshot_host(name: &str) -> String {
+    format!("coop-{name}")
+}
+
+impl Backups {
+    pub fn new(
+        me: PeerId,
+        control: ControlPlane,
+        stripes: Stripes,
+        sealer: Arc<dyn Sealer>,
+        runtime: Handle,
+        events: Arc<EventLog>,
+    ) -> Self {
+        Backups(Arc::new(Inner {
+            me,
+            control,
+            stripes,
+            sealer,
+            runtime,
+            events,
+            running: Mutex::default(),
+        }))
+    }
+
+    /// Backup `name` as the control plane holds it after every write
+    /// committed so far (a backup created through another peer a moment
+    /// ago is there).
+    async fn record(&self, name: &str) -> Result<BackupRecord, BackupError> {
+        self.0.control.read_barrier().await.map_err(store_err)?;
+        self.0
+            .control
+            .store()
+            .backup(name)
+            .map_err(store_err)?
+            .ok_or_else(|| BackupError::Unknown(name.to_owned()))
+    }
+
+    fn peer_name(&self, id: &PeerId) -> String {
+        self.0
+            .control
+            .store()
+            .peer(id)
+            .ok()
+            .flatten()
+            .map_or_else(|| id.to_string(), |p| p.cert.body.name)
+    }
+
+    /// A record as people see it.
+    pub fn view(&self, record: &BackupRecord) -> BackupView {
+        let (target, access_key) = match &record.target {
+            BackupTarget::S3 {
+                url, access_key, ..
+            } => (url.clone(), Some(access_key.clone())),
+        };
+        let source = match &record.source {
+            BackupSource::Bucket { bucket } => format!("bucket:{bucket}"),
+            BackupSource::Path { peer, path } => format!("path:{}:{path}", self.peer_name(peer)),
+        };
+        BackupView {
+            name: record.name.clone(),
+            source,
+            target,
+            access_key,
+            every_secs: record.every_secs,
+            keep: record.keep.into(),
+            created_at: record.created_at,
+            last_run: record.last_run.as_ref().map(|run| self.summary(run)),
+            last_success_ms: record.last_success_ms,
+            next_run_ms: next_run_ms(record),
+        }
+    }
+
+    fn summary(&self, run: &BackupRun) -> RunSummary {
+        let mut summary = RunSummary {
+            peer: self.peer_name(&run.peer),
+            started_ms: run.started_ms,
+            finished_ms: run.finished_ms,
+            ok: false,
+            snapshot: None,
+            files: 0,
+            files_read: 0,
+            bytes: 0,
+            bytes_added: 0,
+            forgotten: 0,
+            error: None,
+        };
+        match &run.outcome {
+            RunOutcome::Saved {
+                snapshot,
+                files,
+                files_read,
+                bytes,
+                bytes_added,
+                forgotten,
+            } => {
+                summary.ok = true;
+                summary.snapshot = Some(snapshot.clone());
+                summary.files = *files;
+                summary.files_read = *files_read;
+                summary.bytes = *bytes;
+                summary.bytes_added = *bytes_added;
+                summary.forgotten = *forgotten;
+            }
+            RunOutcome::Failed { error } => summary.error = Some(error.clone()),
+        }
+        summary
+    }
+
+    /// Every backup, by name.
+    pub async fn list(&self) -> Result<Vec<BackupView>, BackupError> {
+        self.0.control.read_barrier().await.map_err(store_err)?;
+        Ok(self
+            .0
+            .control
+            .store()
+            .backups()
+            .map_err(store_err)?
+            .iter()
+            .map(|r| self.view(r))
+            .collect())
+    }
+
+    /// One backup.
+    pub async fn get(&self, name: &str) -> Result<BackupView, BackupError> {
+        Ok(self.view(&self.record(name).await?))
+    }
+
+    /// What runs on this peer now for backup `name`.
+    pub fn progress(&self, name: &str) -> Option<Arc<Meter>> {
+        self.0.running.lock().ok()?.get(name).cloned()
+    }
+
+    fn claim(&self, name: &str, meter: Arc<Meter>) -> Result<Claim, BackupError> {
+        let mut running = self
+            .0
+            .running
+            .lock()
+            .map_err(|_| BackupError::Store("the run table is poisoned".into()))?;
+        if running.contains_key(name) {
+            return Err(BackupError::Busy(name.to_owned()));
+        }
+        running.insert(name.to_owned(), meter);
+        Ok(Claim {
+            inner: self.0.clone(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Creates a backup: checks the source, creates the repository at the
+    /// target with a new password, and records both sealed.
+    pub async fn create(&self, new: NewBackup) -> Result<BackupView, BackupError> {
+        if !valid_backup_name(&new.name) {
+            return Err(BackupError::Invalid(format!(
+                "backup name `{}`: use 1-63 characters of a-z, 0-9 and `-`, starting with a letter",
+                new.name
+            )));
+        }
+        self.0.control.read_barrier().await.map_err(store_err)?;
+        let store = self.0.control.store();
+        if store.backup(&new.name).map_err(store_err)?.is_some() {
+            return Err(BackupError::Invalid(format!(
+                "a backup named `{}` already exists",
+                new.name
+            )));
+        }
+        if store.bucket(&new.bucket).map_err(store_err)?.is_none() {
+            return Err(BackupError::NoBucket(new.bucket));
+        }
+        if let Some(every) = new.every_secs
+            && every < MIN_EVERY_SECS
+        {
+            return Err(BackupError::Invalid(format!(
+                "--every {every}s is too often; give {MIN_EVERY_SECS}s or more"
+            )));
+        }
+        let location = S3Location::parse(&new.target, &new.access_key, &new.secret_key)?;
+        let url = location.url();
+        // Reachable, and the key works: a clear error now rather than at
+        // the first scheduled run.
+        let client = S3Client::new(location.clone())?;
+        client.check_bucket().await?;
+        let password = new_password();
+        let access = RepoAccess {
+            location,
+            password: password.clone(),
+        };
+        let runtime = self.0.runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            Repo::create(&access, runtime, Arc::default()).map(|_| ())
+        })
+        .await
+        .map_err(|e| BackupError::Store(format!("the repository task failed: {e}")))??;
+        let sealer = &self.0.sealer;
+        let password_sealed = sealer
+            .open_or_seal(true, password_label(&new.name), password.into_bytes())
+            .await?;
+        let secret_sealed = sealer
+            .open_or_seal(true, secret_label(&new.name), new.secret_key.into_bytes())
+            .await?;
+        let record = BackupRecord {
+            name: new.name,
+            source: BackupSource::Bucket { bucket: new.bucket },
+            target: BackupTarget::S3 {
+                url,
+                access_key: new.access_key,
+                secret_sealed,
+            },
+            password_sealed,
+            every_secs: new.every_secs,
+            keep: new.keep.into(),
+            created_at: unix_now_ms() / 1000,
+            last_run: None,
+            last_success_ms: None,
+        };
+        self.0
+            .control
+            .write(Command::CreateBackup(record.clone()))
+            .await
+            .map_err(write_err)?;
+        Ok(self.view(&record))
+    }
+
+    /// Removes backup `name`; its repository stays at the target.
+    pub async fn remove(&self, name: &str) -> Result<(), BackupError> {
+        self.record(name).await?;
+        self.0
+            .control
+            .write(Command::DeleteBackup {
+                name: name.to_owned(),
+            })
+            .await
+            .map_err(write_err)
+    }
+
+    /// The repository password of backup `name`, for the drawer: with it,
+    /// `restic` reads the repository.
+    pub async fn export_key(&self, name: &str) -> Result<String, BackupError> {
+        let record = self.record(name).await?;
+        let password = self
+            .0
+            .sealer
+            .open_or_seal(false, password_label(name), record.password_sealed)
+            .await?;
+        String::from_utf8(password)
+            .map_err(|_| BackupError::Secrets("the password is not text".into()))
+    }
+
+    async fn access(&self, record: &BackupRecord) -> Result<RepoAccess, BackupError> {
+        let BackupTarget::S3 {
+            url,
+            access_key,
+            secret_sealed,
+        } = &record.target;
+        let sealer = &self.0.sealer;
+        let secret = sealer
+            .open_or_seal(false, secret_label(&record.name), secret_sealed.clone())
+            .await?;
+        let password = sealer
+            .open_or_seal(
+                false,
+                password_label(&record.name),
+                record.password_sealed.clone(),
+            )
+            .await?;
+        let text = |bytes: Vec<u8>| {
+            String::from_utf8(bytes)
+                .map_err(|_| BackupError::Secrets("a secret is not text".into()))
+        };
+        let location = S3Location::parse(url, access_key, &text(secret)?)?;
+        Ok(RepoAccess {
+            location,
+            password: text(password)?,
+        })
+    }
+
+    /// Runs backup `name` now on this peer and records how it went.
+    pub async fn run(&self, name: &str, meter: Arc<Meter>) -> Result<RunSummary, BackupError> {
+        let record = self.record(name).await?;
+        let _claim = self.claim(name, meter.clone())?;
+        let started_ms = unix_now_ms();
+        let result = self.run_once(&record, meter).await;
+        let finished_ms = unix_now_ms();
+        let outcome = match &result {
+            Ok((snap, forgotten)) => {
+                let summary = snap.summary.clone().unwrap_or_default();
+                RunOutcome::Saved {
+                    snapshot: snap.id.to_string(),
+                    files: summary.total_files_processed,
+                    files_read: summary.files_new + summary.files_changed,
+                    bytes: summary.total_bytes_processed,
+                    bytes_added: summary.data_added_packed,
+                    forgotten: *forgotten,
+                }
+            }
+            Err(err) => RunOutcome::Failed {
+                error: err.to_string(),
+            },
+        };
+        let run = BackupRun {
+            peer: self.0.me,
+            started_ms,
+            finished_ms,
+            outcome,
+        };
+        let summary = self.summary(&run);
+        let event = if summary.ok {
+            EventView::now(
+                "backed-up",
+                name,
+                format!(
+                    "backup {name} saved snapshot {} ({} files, {} read, {} bytes added) in {:.1} s",
+                    summary
+                        .snapshot
+                        .as_deref()
+                        .map_or("", |s| &s[..s.len().min(8)]),
+                    summary.files,
+                    summary.files_read,
+                    summary.bytes_added,
+                    (finished_ms - started_ms) as f64 / 1000.0
+                ),
+            )
+        } else {
+            EventView::now(
+                "backup-failed",
+                name,
+                format!(
+                    "backup {name} failed: {}",
+                    summary.error.as_deref().unwrap_or("")
+                ),
+            )
+        };
+        self.0.events.note(event);
+        if let Err(err) = self
+            .0
+            .control
+            .write(Command::RecordBackupRun {
+                name: name.to_owned(),
+                run,
+            })
+            .await
+        {
+            tracing::warn!(backup = name, %err, "cannot record how the backup run went");
+        }
+        result.map(|_| summary)
+    }
+
+    async fn run_once(
+        &self,
+        record: &BackupRecord,
+        meter: Arc<Meter>,
+    ) -> Result<(SnapshotFile, u64), BackupError> {
+        let access = self.access(record).await?;
+        let BackupSource::Bucket { bucket } = record.source.clone() else {
+            return Err(BackupError::Invalid(
+                "backups of a path are not supported by this peer".into(),
+            ));
+        };
+        let store = self.0.control.store().clone();
+        let stripes = self.0.stripes.clone();
+        let runtime = self.0.runtime.clone();
+        let host = snapshot_host(&record.name);
+        let keep = record.keep;
+        tokio::task::spawn_blocking(move || {
+            let source =
+                BucketSource::new(&bucket, store, stripes, runtime.clone()).map_err(store_err)?;
+            let repo = Repo::open(&access, runtime.clone(), meter.clone())?;
+            let snap = repo.backup_bucket(&source, &host)?;
+            let forgotten = Repo::open(&access, runtime, meter)?.forget(&keep)?;
+            Ok((snap, forgotten))
+        })
+        .await
+        .map_err(|e| BackupError::Store(format!("the backup task failed: {e}")))?
+    }
+
+    /// The snapshots of backup `name`'s repository, oldest first.
+    pub async fn snapshots(&self, name: &str) -> Result<Vec<SnapshotView>, BackupError> {
+        let record = self.record(name).await?;
+        let access = self.access(&record).await?;
+        let runtime = self.0.runtime.clone();
+        let snaps = tokio::task::spawn_blocking(move || {
+            Repo::open(&access, runtime, Arc::default())?.snapshots()
+        })
+        .await
+        .map_err(|e| BackupError::Store(format!("the snapshot listing failed: {e}")))??;
+        Ok(snaps.iter().map(snapshot_view).collect())
+    }
+
+    /// Checks backup `name`'s repository; with `read_data`, every pack.
+    /// Answers the problems found (none: healthy).
+    pub async fn check(
+        &self,
+        name: &str,
+        read_data: bool,
+        meter: Arc<Meter>,
+    ) -> Result<Vec<String>, BackupError> {
+        let record = self.record(name).await?;
+        let access = self.access(&record).await?;
+        let runtime = self.0.runtime.clone();
+        tokio::task::spawn_blocking(move || Repo::open(&access, runtime, meter)?.check(read_data))
+            .await
+            .map_err(|e| BackupError::Store(format!("the check failed: {e}")))?
+    }
+
+    /// Restores snapshot `snapshot` (default: the latest) of backup `name`
+    /// into bucket `to`, created if missing; an existing bucket must be
+    /// empty.
+    pub async fn restore(
+        &self,
+        name: &str,
+        snapshot: Option<String>,
+        to: &str,
+        meter: Arc<Meter>,
+    ) -> Result<RestoreSummary, BackupError> {
+        let record = self.record(name).await?;
+        if !matches!(record.source, BackupSource::Bucket { .. }) {
+            return Err(BackupError::Invalid(format!(
+                "backup `{name}` is of a path; restore it to a path"
+            )));
+        }
+        if !coop_state::valid_bucket_name(to) {
+            return Err(BackupError::Invalid(format!(
+                "`{to}` is not a valid bucket name"
+            )));
+        }
+        let store = self.0.control.store();
+        match store.bucket(to).map_err(store_err)? {
+            Some(_) => {
+                let some = store.list_objects(to, "", None, 1).map_err(store_err)?;
+                if !some.is_empty() {
+                    return Err(BackupError::Invalid(format!(
+                        "bucket `{to}` is not empty; restore into a new or empty bucket"
+                    )));
+                }
+            }
+            None => {
+                let bucket = BucketRecord {
+                    name: to.to_owned(),
+                    created_at: unix_now_ms() / 1000,
+                    policy: None,
+                    zone_spread: false,
+                    grants: Default::default(),
+                };
+                match self.0.control.write(Command::CreateBucket(bucket)).await {
+                    Ok(()) | Err(WriteError::Rejected(CommandError::BucketExists(_))) => {}
+                    Err(err) => return Err(store_err(err)),
+                }
+            }
+        }
+        let access = self.access(&record).await?;
+        let snapshot = snapshot.unwrap_or_else(|| "latest".to_owned());
+        let control = self.0.control.clone();
+        let stripes = self.0.stripes.clone();
+        let runtime = self.0.runtime.clone();
+        let bucket = to.to_owned();
+        let _claim = self.claim(name, meter.clone())?;
+        tokio::task::spawn_blocking(move || {
+            let repo = Repo::open(&access, runtime.clone(), meter.clone())?;
+            let (id, objects, bytes) =
+                repo.restore_to_bucket(&snapshot, &bucket, &control, &stripes, &runtime, &meter)?;
+            Ok(RestoreSummary {
+                snapshot: id,
+                bucket,
+                objects,
+                bytes,
+            })
+        })
+        .await
+        .map_err(|e| BackupError::Store(format!("the restore failed: {e}")))?
+    }
+
+    /// Runs every backup that is due, while this peer leads the control
+    /// plane (one peer schedules; a new leader takes over). Never returns.
+    pub async fn schedule(self) {
+        let mut tick = tokio::time::interval(SCHEDULER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !self.0.control.is_leader() {
+                continue;
+            }
+            let Ok(records) = self.0.control.store().backups() else {
+                continue;
+            };
+            let now = unix_now_ms();
+            for record in records {
+                let due = next_run_ms(&record).is_some_and(|at| at <= now);
+                if !due || self.progress(&record.name).is_some() {
+                    continue;
+                }
+                let backups = self.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = backups.run(&record.name, Arc::default()).await {
+                        tracing::warn!(backup = %record.name, %err, "a scheduled backup failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// When a scheduled backup is next due: its period after the last run
+/// (failed or not), or at once if it never ran.
+fn next_run_ms(record: &BackupRecord) -> Option<u64> {
+    let every = record.every_secs?;
+    Some(match &record.last_run {
+        Some(run) => run.finished_ms + every * 1000,
+        None => record.created_at * 1000,
+    })
+}
+
+fn snapshot_view(snap: &SnapshotFile) -> SnapshotView {
+    let id = snap.id.to_string();
+    let summary = snap.summary.clone().unwrap_or_default();
+    SnapshotView {
+        short_id: id.chars().take(8).collect(),
+        id,
+        time: snap.time.timestamp().to_string(),
+        host: snap.hostname.clone(),
+        paths: snap.paths.iter().map(|p| p.to_string()).collect(),
+        files: summary.total_files_processed,
+        bytes: summary.total_bytes_processed,
+        bytes_added: summary.data_added_packed,
+    }
+}
+
+/// Seals with `seal`, else opens, mapping errors to [`BackupError`].
+trait SealerExt {
+    async fn open_or_seal(
+        &self,
+        seal: bool,
+        label: String,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, BackupError>;
+}
+
+impl SealerExt for Arc<dyn Sealer> {
+    async fn open_or_seal(
+        &self,
+        seal: bool,
+        label: String,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, BackupError> {
+        let result = if seal {
+            self.seal(label, bytes).await
+        } else {
+            self.open(label, bytes).await
+        };
+        result.map_err(BackupError::Secrets)
+    }
+}
