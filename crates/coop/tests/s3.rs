@@ -1021,8 +1021,58 @@ fn a_bucket_backs_up_to_another_cloud_and_restores_object_for_object() -> Result
     let listed = h1.cli_json(&["backup", "ls"])?;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 
+    // The peer running a backup dies half-way: the repository stays one
+    // restic calls consistent, and the next run completes and restores.
+    let (ok, big, stderr) = tool(
+        &key,
+        &endpoint,
+        "photos",
+        &["put", "--count", "64", "--prefix", "big-", "--meta"],
+    )?;
+    assert!(ok, "writing objects failed: {stderr}");
+    let mut third = second.clone();
+    for (k, v) in big.as_object().into_iter().flatten() {
+        third.insert(k.clone(), v.clone());
+    }
+    let third_manifest = base.path().join("third.json");
+    write_manifest(&third_manifest, &third)?;
+    let mut cut_off = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&home.peers[1].data_dir)
+        .args(["backup", "run", "nightly"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(1500));
+    home.peers[1].kill();
+    let _ = cut_off.wait();
+    let listed = restic(&["snapshots", "--json"])?;
+    let listed: Value = serde_json::from_slice(&listed.stdout)?;
+    if listed.as_array().map(Vec::len) != Some(2) {
+        bail!("the run finished before its peer was killed; give it more to do: {listed}");
+    }
+    let checked = restic(&["check"])?;
+    assert!(
+        checked.status.success(),
+        "restic check after a cut-off run: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    home.peers[1].start(None)?;
+    let h1 = &home.peers[1];
+    let run3 = h1.cli_json(&["backup", "run", "nightly"])?;
+    assert_eq!(run3["ok"], true, "{run3}");
+    assert_eq!(run3["files"], 265, "{run3}");
+    let restored = h1.cli_json(&["backup", "restore", "nightly", "--to", "bucket:after"])?;
+    assert_eq!(restored["objects"], 265, "{restored}");
+    home.peers[0].cli_json(&["bucket", "allow", "after", "--key", &key.id, "--read"])?;
+    verify_restored(&key, &endpoint, "after", &third_manifest)?;
+
     home.peers[0].cli_json(&["backup", "rm", "nightly"])?;
-    refuse(&["backup", "show", "nightly"], "no backup named")?;
+    let out = h1.cli(&["backup", "show", "nightly"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backup named"));
     Ok(())
 }
 
