@@ -36,7 +36,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 pub struct BackupRequest {
     /// 1-63 characters of a-z, 0-9 and `-`, starting with a letter.
     pub name: String,
-    /// What to back up: `bucket:NAME`.
+    /// What to back up: `bucket:NAME` or `path:PEER:/DIR` (a directory of
+    /// a peer, named by name, id or id prefix).
     pub source: String,
     /// Where the repository goes: `s3://HOST[:PORT]/BUCKET[/PREFIX]` (plain
     /// HTTP) or `http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
@@ -60,7 +61,7 @@ pub struct RestoreRequest {
     #[serde(default)]
     pub snapshot: Option<String>,
     /// Where to: `bucket:NAME` (created if missing; an existing bucket must
-    /// be empty).
+    /// be empty) or `path:PEER:/DIR` (created if missing).
     pub to: String,
 }
 
@@ -103,6 +104,7 @@ impl From<BackupError> for ApiError {
             | BackupError::Repository { .. }
             | BackupError::Unreadable { .. }
             | BackupError::Secrets(_)
+            | BackupError::Remote(_)
             | BackupError::Store(_) => ApiError::Unavailable(message),
         }
     }
@@ -141,11 +143,10 @@ pub(crate) async fn create(
     body: Result<Json<BackupRequest>, JsonRejection>,
 ) -> Result<Json<BackupView>, ApiError> {
     let Json(req) = body?;
-    let bucket = bucket_of(&req.source, "source")?;
     let view = backups(&state)?
         .create(NewBackup {
             name: req.name,
-            bucket,
+            source: req.source,
             target: req.target,
             access_key: req.access_key,
             secret_key: req.secret_key,
@@ -154,19 +155,6 @@ pub(crate) async fn create(
         })
         .await?;
     Ok(Json(view))
-}
-
-/// `bucket:NAME` → `NAME`.
-fn bucket_of(spec: &str, what: &str) -> Result<String, ApiError> {
-    match spec.split_once(':') {
-        Some(("bucket", name)) if !name.is_empty() => Ok(name.to_owned()),
-        Some(("path" | "container", _)) => Err(ApiError::BadRequest(format!(
-            "{what} `{spec}`: only buckets can be backed up and restored so far (`bucket:NAME`)"
-        ))),
-        _ => Err(ApiError::BadRequest(format!(
-            "{what} `{spec}`: give `bucket:NAME`"
-        ))),
-    }
 }
 
 /// Show a backup.
@@ -285,7 +273,7 @@ pub(crate) async fn restore(
     body: Result<Json<RestoreRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let to = bucket_of(&req.to, "--to")?;
+    let to = req.to;
     let backups = backups(&state)?;
     backups.get(&name).await?;
     let meter = Arc::new(Meter::default());

@@ -12,11 +12,13 @@
 //!   writes it;
 //! - [`bucket`]: a bucket as a backup source and a restore target;
 //! - [`repo`]: the operations on one repository;
+//! - [`remote`]: `coop/backup/1`, work forwarded to the peer holding a path;
 //! - [`seal`]: the secrets of a backup, sealed with the cloud key;
 //! - [`service`]: [`Backups`], what the API and the scheduler drive.
 
 pub mod backend;
 pub mod bucket;
+pub mod remote;
 pub mod repo;
 pub mod s3;
 pub mod seal;
@@ -57,6 +59,8 @@ pub enum BackupError {
     Secrets(String),
     #[error("the control plane: {0}")]
     Store(String),
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl BackupError {
@@ -72,6 +76,7 @@ impl BackupError {
             BackupError::Unreadable { .. } => "unreadable",
             BackupError::Secrets(_) => "secrets",
             BackupError::Store(_) => "unavailable",
+            BackupError::Remote(_) => "remote",
         }
     }
 }

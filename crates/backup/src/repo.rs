@@ -6,7 +6,6 @@
 //! threads); callers run it on a blocking thread and hand in the runtime
 //! the S3 requests and the store's reads run on.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,9 +13,10 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use rustic_core::repofile::{NodeType, SnapshotFile};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions, LsOptions,
-    OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, Repository, RepositoryBackends,
-    RepositoryOptions, RusticProgress, SnapshotOptions,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
+    LocalDestination, LsOptions, OpenStatus, PathList, Progress, ProgressBars, ProgressType,
+    PruneOptions, Repository, RepositoryBackends, RepositoryOptions, RestoreOptions,
+    RusticProgress, SnapshotOptions,
 };
 use tokio::runtime::Handle;
 
@@ -231,6 +231,61 @@ impl Repo {
         Ok(snap)
     }
 
+    /// Backs up the directory `path` of this peer as a new snapshot under
+    /// `host`. Files that cannot be read are skipped with a warning, as
+    /// restic does.
+    pub fn backup_path(self, path: &str, host: &str) -> Result<SnapshotFile, BackupError> {
+        if !std::path::Path::new(path).is_dir() {
+            return Err(BackupError::Invalid(format!(
+                "there is no directory {path} on this peer"
+            )));
+        }
+        let repo = self
+            .repo
+            .to_indexed_ids()
+            .map_err(repo_err("reading the repository's index"))?;
+        let snap = SnapshotOptions::default()
+            .host(host.to_owned())
+            .to_snapshot()
+            .map_err(repo_err("preparing the snapshot"))?;
+        let source = PathList::from_string(path).map_err(repo_err("reading the path"))?;
+        repo.backup(&BackupOptions::default(), &source, snap)
+            .map_err(repo_err("backing up"))
+    }
+
+    /// Restores snapshot `id` (or `latest`) into the directory `dir` of
+    /// this peer, created if missing. Returns the snapshot's id, the files
+    /// and the bytes restored.
+    pub fn restore_to_path(self, id: &str, dir: &str) -> Result<(String, u64, u64), BackupError> {
+        let repo = self
+            .repo
+            .to_indexed()
+            .map_err(repo_err("reading the repository's index"))?;
+        let snap = repo
+            .get_snapshot_from_str(id, |_| true)
+            .map_err(repo_err("finding the snapshot"))?;
+        let root = repo
+            .node_from_snapshot_and_path(&snap, "")
+            .map_err(repo_err("reading the snapshot's tree"))?;
+        let listing = LsOptions::default().recursive(true);
+        let dest = LocalDestination::new(&format!("{}/", dir.trim_end_matches('/')), true, false)
+            .map_err(repo_err("preparing the directory"))?;
+        let opts = RestoreOptions::default();
+        let nodes = repo
+            .ls(&root, &listing)
+            .map_err(repo_err("listing the snapshot"))?;
+        let plan = repo
+            .prepare_restore(&opts, nodes, &dest, false)
+            .map_err(repo_err("planning the restore"))?;
+        let (files, bytes) = (plan.stats.files.restore, plan.restore_size);
+        let nodes = repo
+            .ls(&root, &listing)
+            .map_err(repo_err("listing the snapshot"))?;
+        repo.restore(plan, &opts, nodes, &dest)
+            .map_err(repo_err("restoring"))?;
+        Ok((snap.id.to_string(), files, bytes))
+    }
+
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotFile>, BackupError> {
         let mut snaps = self
@@ -418,9 +473,4 @@ fn keep_options(keep: &KeepPolicy) -> KeepOptions {
         .keep_weekly(n(keep.weekly))
         .keep_monthly(n(keep.monthly))
         .keep_yearly(n(keep.yearly))
-}
-
-/// Where a snapshot's files are, as `restic` would name the path.
-pub fn snapshot_paths(snap: &SnapshotFile) -> Vec<PathBuf> {
-    snap.paths.iter().map(PathBuf::from).collect()
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use utoipa::ToSchema;
 
+use coop_mesh::Mesh;
 use coop_state::{
     BackupRecord, BackupRun, BackupSource, BackupTarget, BucketRecord, Command, CommandError,
     ControlPlane, KeepPolicy, RunOutcome, WriteError, valid_backup_name,
@@ -21,6 +22,7 @@ use coop_store::Stripes;
 use coop_types::{EventLog, EventView, PeerId};
 
 use crate::bucket::BucketSource;
+use crate::remote::{BackupProtocol, RemoteReply, RemoteRequest};
 use crate::repo::{Meter, Repo, RepoAccess};
 use crate::s3::{S3Client, S3Location};
 use crate::{BackupError, unix_now_ms};
@@ -80,8 +82,8 @@ impl From<KeepPolicy> for Keep {
 #[derive(Clone, Debug)]
 pub struct NewBackup {
     pub name: String,
-    /// The bucket to back up.
-    pub bucket: String,
+    /// What to back up: `bucket:NAME` or `path:PEER:/DIR`.
+    pub source: String,
     /// `s3://HOST[:PORT]/BUCKET[/PREFIX]` or an `http(s)://` URL.
     pub target: String,
     pub access_key: String,
@@ -156,9 +158,17 @@ pub struct SnapshotView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RestoreSummary {
     pub snapshot: String,
-    pub bucket: String,
-    pub objects: u64,
+    /// Where it went: `bucket:NAME` or `path:PEER:/DIR`.
+    pub to: String,
+    /// Objects or files written.
+    pub files: u64,
     pub bytes: u64,
+}
+
+/// A place data comes from or goes to.
+enum Place {
+    Bucket(String),
+    Path { peer: PeerId, path: String },
 }
 
 /// The backups of a cloud, as one peer serves them.
@@ -168,6 +178,7 @@ pub struct Backups(Arc<Inner>);
 struct Inner {
     me: PeerId,
     control: ControlPlane,
+    mesh: Mesh,
     stripes: Stripes,
     sealer: Arc<dyn Sealer>,
     runtime: Handle,
@@ -229,6 +240,7 @@ impl Backups {
     pub fn new(
         me: PeerId,
         control: ControlPlane,
+        mesh: Mesh,
         stripes: Stripes,
         sealer: Arc<dyn Sealer>,
         runtime: Handle,
@@ -237,6 +249,7 @@ impl Backups {
         Backups(Arc::new(Inner {
             me,
             control,
+            mesh,
             stripes,
             sealer,
             runtime,
@@ -386,9 +399,15 @@ impl Backups {
                 new.name
             )));
         }
-        if store.bucket(&new.bucket).map_err(store_err)?.is_none() {
-            return Err(BackupError::NoBucket(new.bucket));
-        }
+        let source = match self.place(&new.source, "--source")? {
+            Place::Bucket(bucket) => {
+                if store.bucket(&bucket).map_err(store_err)?.is_none() {
+                    return Err(BackupError::NoBucket(bucket));
+                }
+                BackupSource::Bucket { bucket }
+            }
+            Place::Path { peer, path } => BackupSource::Path { peer, path },
+        };
         if let Some(every) = new.every_secs
             && every < MIN_EVERY_SECS
         {
@@ -422,7 +441,7 @@ impl Backups {
             .await?;
         let record = BackupRecord {
             name: new.name,
-            source: BackupSource::Bucket { bucket: new.bucket },
+            source,
             target: BackupTarget::S3 {
                 url,
                 access_key: new.access_key,
@@ -500,6 +519,18 @@ impl Backups {
     pub async fn run(&self, name: &str, meter: Arc<Meter>) -> Result<RunSummary, BackupError> {
         let record = self.record(name).await?;
         let _claim = self.claim(name, meter.clone())?;
+        if let BackupSource::Path { peer, .. } = &record.source
+            && *peer != self.0.me
+        {
+            // The peer that holds the path runs it and records it.
+            let request = RemoteRequest::Run {
+                name: name.to_owned(),
+            };
+            return match self.ask(*peer, request).await? {
+                RemoteReply::Ran(summary) => Ok(summary),
+                other => Err(BackupError::Remote(format!("unexpected answer {other:?}"))),
+            };
+        }
         let started_ms = unix_now_ms();
         let result = self.run_once(&record, meter).await;
         let finished_ms = unix_now_ms();
@@ -573,21 +604,22 @@ impl Backups {
         meter: Arc<Meter>,
     ) -> Result<(SnapshotFile, u64), BackupError> {
         let access = self.access(record).await?;
-        let BackupSource::Bucket { bucket } = record.source.clone() else {
-            return Err(BackupError::Invalid(
-                "backups of a path are not supported by this peer".into(),
-            ));
-        };
         let store = self.0.control.store().clone();
         let stripes = self.0.stripes.clone();
         let runtime = self.0.runtime.clone();
         let host = snapshot_host(&record.name);
         let keep = record.keep;
+        let source = record.source.clone();
         tokio::task::spawn_blocking(move || {
-            let source =
-                BucketSource::new(&bucket, store, stripes, runtime.clone()).map_err(store_err)?;
             let repo = Repo::open(&access, runtime.clone(), meter.clone())?;
-            let snap = repo.backup_bucket(&source, &host)?;
+            let snap = match source {
+                BackupSource::Bucket { bucket } => {
+                    let source = BucketSource::new(&bucket, store, stripes, runtime.clone())
+                        .map_err(store_err)?;
+                    repo.backup_bucket(&source, &host)?
+                }
+                BackupSource::Path { path, .. } => repo.backup_path(&path, &host)?,
+            };
             let forgotten = Repo::open(&access, runtime, meter)?.forget(&keep)?;
             Ok((snap, forgotten))
         })
@@ -625,8 +657,8 @@ impl Backups {
     }
 
     /// Restores snapshot `snapshot` (default: the latest) of backup `name`
-    /// into bucket `to`, created if missing; an existing bucket must be
-    /// empty.
+    /// to `to`: `bucket:NAME` (created if missing; an existing bucket must
+    /// be empty) or `path:PEER:/DIR` (on that peer).
     pub async fn restore(
         &self,
         name: &str,
@@ -635,16 +667,41 @@ impl Backups {
         meter: Arc<Meter>,
     ) -> Result<RestoreSummary, BackupError> {
         let record = self.record(name).await?;
-        if !matches!(record.source, BackupSource::Bucket { .. }) {
-            return Err(BackupError::Invalid(format!(
-                "backup `{name}` is of a path; restore it to a path"
-            )));
+        match self.place(to, "--to")? {
+            Place::Bucket(bucket) => {
+                if !matches!(record.source, BackupSource::Bucket { .. }) {
+                    return Err(BackupError::Invalid(format!(
+                        "backup `{name}` is of a path; restore it to a path (path:PEER:/DIR)"
+                    )));
+                }
+                self.restore_to_bucket(&record, snapshot, &bucket, meter)
+                    .await
+            }
+            Place::Path { peer, path } if peer == self.0.me => {
+                self.restore_here(name, snapshot, &path, meter).await
+            }
+            Place::Path { peer, path } => {
+                let _claim = self.claim(name, meter)?;
+                let request = RemoteRequest::RestoreToPath {
+                    name: name.to_owned(),
+                    snapshot,
+                    dir: path,
+                };
+                match self.ask(peer, request).await? {
+                    RemoteReply::Restored(summary) => Ok(summary),
+                    other => Err(BackupError::Remote(format!("unexpected answer {other:?}"))),
+                }
+            }
         }
-        if !coop_state::valid_bucket_name(to) {
-            return Err(BackupError::Invalid(format!(
-                "`{to}` is not a valid bucket name"
-            )));
-        }
+    }
+
+    async fn restore_to_bucket(
+        &self,
+        record: &BackupRecord,
+        snapshot: Option<String>,
+        to: &str,
+        meter: Arc<Meter>,
+    ) -> Result<RestoreSummary, BackupError> {
         let store = self.0.control.store();
         match store.bucket(to).map_err(store_err)? {
             Some(_) => {
@@ -669,26 +726,110 @@ impl Backups {
                 }
             }
         }
-        let access = self.access(&record).await?;
+        let access = self.access(record).await?;
         let snapshot = snapshot.unwrap_or_else(|| "latest".to_owned());
         let control = self.0.control.clone();
         let stripes = self.0.stripes.clone();
         let runtime = self.0.runtime.clone();
         let bucket = to.to_owned();
-        let _claim = self.claim(name, meter.clone())?;
+        let _claim = self.claim(&record.name, meter.clone())?;
         tokio::task::spawn_blocking(move || {
             let repo = Repo::open(&access, runtime.clone(), meter.clone())?;
-            let (id, objects, bytes) =
+            let (id, files, bytes) =
                 repo.restore_to_bucket(&snapshot, &bucket, &control, &stripes, &runtime, &meter)?;
             Ok(RestoreSummary {
                 snapshot: id,
-                bucket,
-                objects,
+                to: format!("bucket:{bucket}"),
+                files,
                 bytes,
             })
         })
         .await
         .map_err(|e| BackupError::Store(format!("the restore failed: {e}")))?
+    }
+
+    /// Restores a snapshot of backup `name` into directory `dir` of this
+    /// peer (created if missing).
+    pub async fn restore_here(
+        &self,
+        name: &str,
+        snapshot: Option<String>,
+        dir: &str,
+        meter: Arc<Meter>,
+    ) -> Result<RestoreSummary, BackupError> {
+        if !dir.starts_with('/') {
+            return Err(BackupError::Invalid(format!(
+                "`{dir}` is not an absolute path"
+            )));
+        }
+        let record = self.record(name).await?;
+        let access = self.access(&record).await?;
+        let snapshot = snapshot.unwrap_or_else(|| "latest".to_owned());
+        let runtime = self.0.runtime.clone();
+        let to = format!("path:{}:{dir}", self.peer_name(&self.0.me));
+        let dir = dir.to_owned();
+        let _claim = self.claim(name, meter.clone())?;
+        tokio::task::spawn_blocking(move || {
+            let repo = Repo::open(&access, runtime, meter)?;
+            let (id, files, bytes) = repo.restore_to_path(&snapshot, &dir)?;
+            Ok(RestoreSummary {
+                snapshot: id,
+                to,
+                files,
+                bytes,
+            })
+        })
+        .await
+        .map_err(|e| BackupError::Store(format!("the restore failed: {e}")))?
+    }
+
+    /// Reads `bucket:NAME` or `path:PEER:/DIR` (PEER by name, id or id
+    /// prefix).
+    fn place(&self, spec: &str, what: &str) -> Result<Place, BackupError> {
+        match spec.split_once(':') {
+            Some(("bucket", bucket)) if coop_state::valid_bucket_name(bucket) => {
+                Ok(Place::Bucket(bucket.to_owned()))
+            }
+            Some(("path", rest)) => {
+                let (peer, path) = rest.split_once(':').ok_or_else(|| {
+                    BackupError::Invalid(format!("{what} `{spec}`: give path:PEER:/DIR"))
+                })?;
+                if !path.starts_with('/') {
+                    return Err(BackupError::Invalid(format!(
+                        "{what} `{spec}`: the path must be absolute"
+                    )));
+                }
+                let peers = self.0.control.store().peers().map_err(store_err)?;
+                let record = coop_state::find_peer(&peers, peer)
+                    .map_err(|e| BackupError::Invalid(format!("{what} `{spec}`: {e}")))?;
+                let path = if path.len() > 1 {
+                    path.trim_end_matches('/')
+                } else {
+                    path
+                };
+                Ok(Place::Path {
+                    peer: record.id(),
+                    path: path.to_owned(),
+                })
+            }
+            _ => Err(BackupError::Invalid(format!(
+                "{what} `{spec}`: give bucket:NAME or path:PEER:/DIR"
+            ))),
+        }
+    }
+
+    /// Asks `peer` to do backup work and waits for it.
+    async fn ask(&self, peer: PeerId, request: RemoteRequest) -> Result<RemoteReply, BackupError> {
+        let name = self.peer_name(&peer);
+        match self.0.mesh.call::<BackupProtocol>(peer, &request).await {
+            Ok(RemoteReply::Failed { message }) => {
+                Err(BackupError::Remote(format!("peer {name}: {message}")))
+            }
+            Ok(reply) => Ok(reply),
+            Err(err) => Err(BackupError::Remote(format!(
+                "cannot reach peer {name}, which holds the path: {err}"
+            ))),
+        }
     }
 
     /// Runs every backup that is due, while this peer leads the control

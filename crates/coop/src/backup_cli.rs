@@ -17,7 +17,7 @@ use crate::client::{Client, human_bytes, print_json, urlencode};
 
 #[derive(Subcommand, Debug)]
 pub enum BackupAction {
-    /// Create a backup of a bucket into a restic repository at an S3 target
+    /// Create a backup of a bucket or a peer's directory into a restic repository at an S3 target
     ///
     /// The repository is created at the target at once, encrypted with a
     /// new random password that the control plane keeps sealed with the
@@ -32,7 +32,9 @@ pub enum BackupAction {
     Create {
         /// 1-63 characters of a-z, 0-9 and `-`, starting with a letter
         name: String,
-        /// What to back up: bucket:NAME (every object with its metadata)
+        /// What to back up: bucket:NAME (every object with its metadata) or
+        /// path:PEER:/DIR (a directory of a peer, by name or id; that peer
+        /// runs the backup)
         #[arg(long, value_name = "SOURCE")]
         source: String,
         /// Where the repository goes: s3://HOST[:PORT]/BUCKET[/PREFIX] (plain
@@ -81,19 +83,24 @@ pub enum BackupAction {
     Run { name: String },
     /// List a backup's snapshots, oldest first
     Snapshots { name: String },
-    /// Restore a snapshot into a bucket
+    /// Restore a snapshot into a bucket or a peer's directory
     ///
-    /// Objects come back with their exact keys, content types and
-    /// metadata. The bucket is created if it does not exist; an existing
-    /// one must be empty.
+    /// Into a bucket (a backup of a bucket): objects come back with their
+    /// exact keys, content types and metadata; the bucket is created if it
+    /// does not exist, and an existing one must be empty. Into a
+    /// directory (path:PEER:/DIR, created if missing): the snapshot's
+    /// files as restic would restore them, a bucket's objects under
+    /// DIR/BUCKET/KEY.
     ///
-    /// Example: coop backup restore photos 3f2a9c1e --to bucket:photos-restored
+    /// Examples:
+    ///   coop backup restore photos 3f2a9c1e --to bucket:photos-restored
+    ///   coop backup restore home --to path:nas:/srv/restored
     #[command(verbatim_doc_comment)]
     Restore {
         name: String,
         /// A snapshot id (or its first digits); the latest when omitted
         snapshot: Option<String>,
-        /// Where to: bucket:NAME
+        /// Where to: bucket:NAME or path:PEER:/DIR
         #[arg(long, value_name = "TARGET")]
         to: String,
     },
@@ -285,10 +292,10 @@ pub async fn run(global: &GlobalArgs, action: BackupAction) -> Result<()> {
                 return print_json(&summary);
             }
             println!(
-                "restored snapshot {} of {name} into bucket {}: {} objects, {}",
+                "restored snapshot {} of {name} to {}: {} files, {}",
                 short(&summary.snapshot),
-                summary.bucket,
-                summary.objects,
+                summary.to,
+                summary.files,
                 human_bytes(summary.bytes)
             );
             Ok(())

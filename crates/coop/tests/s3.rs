@@ -889,12 +889,12 @@ fn a_bucket_backs_up_to_another_cloud_and_restores_object_for_object() -> Result
         "--to",
         "bucket:then",
     ])?;
-    assert_eq!(restored["objects"], 200, "{restored}");
+    assert_eq!(restored["files"], 200, "{restored}");
     home.peers[0].cli_json(&["bucket", "allow", "then", "--key", &key.id, "--read"])?;
     verify_restored(&key, &endpoint, "then", &first_manifest)?;
     let restored =
         home.peers[0].cli_json(&["backup", "restore", "nightly", "--to", "bucket:now"])?;
-    assert_eq!(restored["objects"], 201, "{restored}");
+    assert_eq!(restored["files"], 201, "{restored}");
     home.peers[0].cli_json(&["bucket", "allow", "now", "--key", &key.id, "--read"])?;
     verify_restored(&key, &endpoint, "now", &second_manifest)?;
 
@@ -936,6 +936,67 @@ fn a_bucket_backs_up_to_another_cloud_and_restores_object_for_object() -> Result
             .with_context(|| format!("restic restored no {k}"))?;
         assert_eq!(Some(sha256_hex(&bytes)?.as_str()), want.as_str(), "{k}");
     }
+
+    // A directory of a peer: the peer asked forwards the run to the peer
+    // that holds it, and restores go into a directory of either peer.
+    let srv = base.path().join("srv");
+    std::fs::create_dir_all(srv.join("docs/deep"))?;
+    std::fs::write(srv.join("docs/letter.txt"), b"dear friend")?;
+    std::fs::write(
+        srv.join("docs/deep/numbers.bin"),
+        (0..=255u8).cycle().take(300_000).collect::<Vec<u8>>(),
+    )?;
+    std::fs::write(srv.join("top.txt"), b"top")?;
+    let srv_source = format!("path:h1:{}", srv.display());
+    home.peers[0].cli_json(&[
+        "backup",
+        "create",
+        "files",
+        "--source",
+        &srv_source,
+        "--to",
+        &format!("{target}-files"),
+        "--access-key",
+        &vault_key.id,
+        "--secret-key",
+        &vault_key.secret,
+    ])?;
+    let ran = home.peers[0].cli_json(&["backup", "run", "files"])?;
+    assert_eq!(ran["ok"], true, "{ran}");
+    assert_eq!(
+        ran["peer"], "h1",
+        "the peer holding the path runs it: {ran}"
+    );
+    assert_eq!(ran["files"], 3, "{ran}");
+    for (peer, dir) in [("h0", "files-at-h0"), ("h1", "files-at-h1")] {
+        let out = base.path().join(dir);
+        let to = format!("path:{peer}:{}", out.display());
+        let restored = home.peers[0].cli_json(&["backup", "restore", "files", "--to", &to])?;
+        assert_eq!(restored["files"], 3, "{restored}");
+        // A snapshot of a path holds it as an absolute path, as restic's do.
+        let inner = out.join(srv.strip_prefix("/")?);
+        for file in ["docs/letter.txt", "docs/deep/numbers.bin", "top.txt"] {
+            assert_eq!(
+                std::fs::read(inner.join(file))?,
+                std::fs::read(srv.join(file))?,
+                "{file} restored at {peer}"
+            );
+        }
+    }
+    // A bucket's snapshot restores into a directory too: BUCKET/KEY.
+    let out = base.path().join("bucket-files");
+    let restored = h1.cli_json(&[
+        "backup",
+        "restore",
+        "nightly",
+        "--to",
+        &format!("path:h1:{}", out.display()),
+    ])?;
+    assert_eq!(restored["files"], 201, "{restored}");
+    assert_eq!(
+        std::fs::read(out.join("photos/notes/marker.txt"))?,
+        marker.repeat(64)
+    );
 
     // The friend holds only ciphertext; the home's own disks (a positive
     // control for the search) hold the marker in the clear.
@@ -1003,6 +1064,16 @@ fn a_bucket_backs_up_to_another_cloud_and_restores_object_for_object() -> Result
         "is not an S3 target",
     )?;
     refuse(&["backup", "run", "missing"], "no backup named `missing`")?;
+    let args = create("other", &format!("{target}-3"), &vault_key.secret);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args[4] = "path:nobody:/srv";
+    refuse(&args, "nobody")?;
+    args[4] = "path:h1:relative";
+    refuse(&args, "must be absolute")?;
+    refuse(
+        &["backup", "restore", "files", "--to", "bucket:fromfiles"],
+        "is of a path",
+    )?;
     refuse(
         &["backup", "restore", "nightly", "--to", "bucket:now"],
         "is not empty",
@@ -1019,7 +1090,7 @@ fn a_bucket_backs_up_to_another_cloud_and_restores_object_for_object() -> Result
         "snapshot",
     )?;
     let listed = h1.cli_json(&["backup", "ls"])?;
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
 
     // The peer running a backup dies half-way: the repository stays one
     // restic calls consistent, and the next run completes and restores.
@@ -1065,7 +1136,7 @@ fn a_bucket_backs_up_to_another_cloud_and_restores_object_for_object() -> Result
     assert_eq!(run3["ok"], true, "{run3}");
     assert_eq!(run3["files"], 265, "{run3}");
     let restored = h1.cli_json(&["backup", "restore", "nightly", "--to", "bucket:after"])?;
-    assert_eq!(restored["objects"], 265, "{restored}");
+    assert_eq!(restored["files"], 265, "{restored}");
     home.peers[0].cli_json(&["bucket", "allow", "after", "--key", &key.id, "--read"])?;
     verify_restored(&key, &endpoint, "after", &third_manifest)?;
 

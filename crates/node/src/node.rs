@@ -28,6 +28,7 @@ pub(crate) const SERVED_PROTOCOLS: &[&[u8]] = &[
     coop_net::NET_ALPN,
     coop_api::history::HISTORY_ALPN,
     coop_api::events::EVENTS_ALPN,
+    coop_backup::remote::BACKUP_ALPN,
 ];
 
 /// What the node's tasks share.
@@ -220,12 +221,15 @@ impl Node {
         let backups = coop_backup::Backups::new(
             core.key.id(),
             core.control.clone(),
+            core.mesh.clone(),
             storage.stripes.clone(),
             Arc::new(crate::services::CloudSealer(core.clone())),
             tokio::runtime::Handle::current(),
             actions.clone(),
         );
         own(Box::pin(backups.clone().schedule()));
+        core.mesh
+            .serve(coop_backup::remote::BackupService(backups.clone()));
         state = state.with_backups(backups);
         state = state.with_actions(actions);
         core.mesh.serve(state.history_service());
