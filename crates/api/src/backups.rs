@@ -39,12 +39,15 @@ pub struct BackupRequest {
     /// What to back up: `bucket:NAME` or `path:PEER:/DIR` (a directory of
     /// a peer, named by name, id or id prefix).
     pub source: String,
-    /// Where the repository goes: `s3://HOST[:PORT]/BUCKET[/PREFIX]` (plain
-    /// HTTP) or `http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
+    /// Where the repository goes: `friend:NAME` (a friend cloud linked with
+    /// `coop friend add`), `s3://HOST[:PORT]/BUCKET[/PREFIX]` (plain HTTP)
+    /// or `http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
     pub target: String,
-    /// The target's S3 access key and secret.
-    pub access_key: String,
-    pub secret_key: String,
+    /// The target's S3 access key and secret (not for a friend).
+    #[serde(default)]
+    pub access_key: Option<String>,
+    #[serde(default)]
+    pub secret_key: Option<String>,
     /// Seconds between scheduled runs (at least 60); none: only when asked.
     #[serde(default)]
     pub every_secs: Option<u64>,

@@ -16,24 +16,71 @@ use rustic_core::{
 };
 use tokio::runtime::Handle;
 
-use crate::s3::{S3Client, S3Error};
+use crate::s3::{Listed, S3Client, S3Error};
+
+/// Where a repository's files are kept: an S3 bucket, or a friend's.
+pub trait RepoFiles: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The place, for people (no secrets).
+    fn url(&self) -> String;
+    fn put(&self, name: &str, body: Bytes) -> impl Future<Output = Result<(), S3Error>> + Send;
+    fn get(&self, name: &str) -> impl Future<Output = Result<Bytes, S3Error>> + Send;
+    fn get_range(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> impl Future<Output = Result<Bytes, S3Error>> + Send;
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), S3Error>> + Send;
+    fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<Listed>, S3Error>> + Send;
+    /// Whether the place answers and may be written.
+    fn check(&self) -> impl Future<Output = Result<(), S3Error>> + Send;
+}
+
+impl RepoFiles for S3Client {
+    fn url(&self) -> String {
+        self.location().url()
+    }
+    fn put(&self, name: &str, body: Bytes) -> impl Future<Output = Result<(), S3Error>> + Send {
+        S3Client::put(self, name, body)
+    }
+    fn get(&self, name: &str) -> impl Future<Output = Result<Bytes, S3Error>> + Send {
+        S3Client::get(self, name)
+    }
+    fn get_range(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> impl Future<Output = Result<Bytes, S3Error>> + Send {
+        S3Client::get_range(self, name, offset, length)
+    }
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), S3Error>> + Send {
+        S3Client::delete(self, name)
+    }
+    fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<Listed>, S3Error>> + Send {
+        S3Client::list(self, dir)
+    }
+    fn check(&self) -> impl Future<Output = Result<(), S3Error>> + Send {
+        S3Client::check_bucket(self)
+    }
+}
 
 /// Attempts of one request before the error goes to rustic.
 const ATTEMPTS: u32 = 4;
 /// Wait before the first retry; doubled each time.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 
-/// A repository on S3, for rustic.
+/// A repository on S3 or at a friend's, for rustic.
 #[derive(Clone, Debug)]
-pub struct S3Backend {
-    client: S3Client,
+pub struct S3Backend<F: RepoFiles> {
+    client: F,
     runtime: Handle,
 }
 
-impl S3Backend {
+impl<F: RepoFiles> S3Backend<F> {
     /// A backend whose requests run on `runtime` (call it from a thread
     /// that is not one of that runtime's workers: rustic blocks).
-    pub fn new(client: S3Client, runtime: Handle) -> Self {
+    pub fn new(client: F, runtime: Handle) -> Self {
         S3Backend { client, runtime }
     }
 
@@ -48,9 +95,9 @@ impl S3Backend {
 
     /// Runs `request` with retries of what may pass (the endpoint
     /// unreachable, a 5xx), not of what will not (refused, missing).
-    fn run<T, F, Fut>(&self, what: &str, request: F) -> RusticResult<T>
+    fn run<T, R, Fut>(&self, what: &str, request: R) -> RusticResult<T>
     where
-        F: Fn() -> Fut,
+        R: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, S3Error>>,
     {
         let mut wait = FIRST_RETRY;
@@ -71,7 +118,7 @@ impl S3Backend {
                     };
                     return Err(RusticError::with_source(
                         kind,
-                        format!("{what} at {}", self.client.location().url()),
+                        format!("{what} at {}", self.client.url()),
                         err,
                     ));
                 }
@@ -89,9 +136,9 @@ fn transient(err: &S3Error) -> bool {
     }
 }
 
-impl ReadBackend for S3Backend {
+impl<F: RepoFiles> ReadBackend for S3Backend<F> {
     fn location(&self) -> String {
-        self.client.location().url()
+        self.client.url()
     }
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
@@ -137,13 +184,13 @@ impl ReadBackend for S3Backend {
     }
 
     fn warmup_path(&self, tpe: FileType, id: &Id) -> String {
-        self.client.location().key(&Self::name(tpe, id))
+        Self::name(tpe, id)
     }
 }
 
-impl WriteBackend for S3Backend {
+impl<F: RepoFiles> WriteBackend for S3Backend<F> {
     fn create(&self) -> RusticResult<()> {
-        self.run("checking the target bucket", || self.client.check_bucket())
+        self.run("checking the target bucket", || self.client.check())
     }
 
     fn write_bytes(

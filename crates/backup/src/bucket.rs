@@ -27,8 +27,10 @@ use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustic_core::{ReadSource, ReadSourceEntry, ReadSourceOpen, RusticResult};
 use tokio::runtime::Handle;
 
-use coop_state::{ObjectRecord, StateStore};
-use coop_store::{Stripes, spans};
+use md5::{Digest, Md5};
+
+use coop_state::{BucketRecord, Command, ControlPlane, ObjectRecord, StateStore};
+use coop_store::{BlockWriter, Stripes, WRITES_IN_FLIGHT, spans};
 
 /// Blocks read ahead of the archiver while it chunks an object.
 const READS_AHEAD: usize = 4;
@@ -347,6 +349,90 @@ impl Read for ObjectReader {
         self.current.advance(n);
         Ok(n)
     }
+}
+
+/// Writes one object into a bucket: blocks as they come, then its record.
+pub(crate) struct ObjectWriter {
+    writer: BlockWriter,
+    md5: Md5,
+    size: u64,
+}
+
+impl ObjectWriter {
+    pub(crate) fn new(stripes: &Stripes, bucket: &BucketRecord) -> Result<Self, String> {
+        let layout = stripes
+            .layout_for_bucket(bucket)
+            .map_err(|e| format!("bucket {}'s policy: {e}", bucket.name))?;
+        Ok(ObjectWriter {
+            writer: BlockWriter::new(stripes, layout, bucket.zone_spread, WRITES_IN_FLIGHT),
+            md5: Md5::new(),
+            size: 0,
+        })
+    }
+
+    pub(crate) async fn push(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.md5.update(chunk);
+        self.size += chunk.len() as u64;
+        self.writer.push(chunk).await.map_err(|e| e.to_string())
+    }
+
+    /// Makes the object `key` of `bucket` (replacing one of that key).
+    pub(crate) async fn finish(
+        self,
+        control: &ControlPlane,
+        bucket: &str,
+        key: &str,
+        content_type: Option<String>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<u64, FinishError> {
+        let written = self.writer.finish().await.map_err(|e| FinishError::Store(e.to_string()))?;
+        let object = ObjectRecord {
+            size: self.size,
+            etag: data_encoding::HEXLOWER.encode(&self.md5.finalize()),
+            content_type,
+            metadata,
+            modified_ms: crate::unix_now_ms(),
+            blocks: written.blocks,
+            parts: Vec::new(),
+        };
+        control
+            .write(Command::PutObject {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                object,
+                stripes: written.stripes,
+                now: crate::unix_now_ms() / 1000,
+            })
+            .await
+            .map_err(FinishError::Refused)?;
+        Ok(self.size)
+    }
+}
+
+/// Why an object was not stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FinishError {
+    #[error("{0}")]
+    Store(String),
+    #[error("{0}")]
+    Refused(coop_state::WriteError),
+}
+
+/// The whole of `bytes` of an object (or a range of it), read into memory.
+pub(crate) async fn read_object(
+    stripes: &Stripes,
+    store: &StateStore,
+    object: &ObjectRecord,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<u8>, String> {
+    let mut stream = stripes
+        .read_stream(store, spans(&object.blocks, &range), READS_AHEAD, false)
+        .boxed();
+    let mut out = Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

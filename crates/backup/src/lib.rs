@@ -11,6 +11,7 @@
 //! - [`backend`]: the repository on such a target, as rustic reads and
 //!   writes it;
 //! - [`bucket`]: a bucket as a backup source and a restore target;
+//! - [`friend`]: `coop/friend/1`, a friend cloud keeping the repository;
 //! - [`repo`]: the operations on one repository;
 //! - [`remote`]: `coop/backup/1`, work forwarded to the peer holding a path;
 //! - [`seal`]: the secrets of a backup, sealed with the cloud key;
@@ -18,6 +19,7 @@
 
 pub mod backend;
 pub mod bucket;
+pub mod friend;
 pub mod remote;
 pub mod repo;
 pub mod s3;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
 use rustic_core::repofile::{NodeType, SnapshotFile};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
@@ -20,12 +19,13 @@ use rustic_core::{
 };
 use tokio::runtime::Handle;
 
-use coop_state::{Command, ControlPlane, KeepPolicy, ObjectRecord};
-use coop_store::{BlockWriter, Stripes, WRITES_IN_FLIGHT};
+use coop_state::{ControlPlane, KeepPolicy};
+use coop_store::Stripes;
 
 use crate::BackupError;
-use crate::backend::S3Backend;
-use crate::bucket::{BucketSource, ObjectAttributes};
+use crate::backend::{RepoFiles, S3Backend};
+use crate::friend::FriendClient;
+use crate::bucket::{BucketSource, ObjectAttributes, ObjectWriter};
 use crate::s3::{S3Client, S3Location};
 
 /// Bytes read from the repository per step of a restored object.
@@ -123,10 +123,17 @@ impl ProgressBars for MeterBars {
     }
 }
 
+/// Where a repository is.
+#[derive(Clone, Debug)]
+pub enum RepoTarget {
+    S3(S3Location),
+    Friend(FriendClient),
+}
+
 /// A repository's place and key.
 #[derive(Clone, Debug)]
 pub struct RepoAccess {
-    pub location: S3Location,
+    pub target: RepoTarget,
     pub password: String,
 }
 
@@ -150,9 +157,16 @@ impl Repo {
         runtime: Handle,
         meter: Arc<Meter>,
     ) -> Result<(Repository<()>, String, bool), BackupError> {
-        let client = S3Client::new(access.location.clone())?;
-        let location = client.location().url();
-        let backend = Arc::new(S3Backend::new(client, runtime));
+        let (backend, location): (Arc<dyn rustic_core::WriteBackend>, String) = match &access.target {
+            RepoTarget::S3(location) => {
+                let client = S3Client::new(location.clone())?;
+                (Arc::new(S3Backend::new(client, runtime)), location.url())
+            }
+            RepoTarget::Friend(friend) => {
+                let url = friend.url();
+                (Arc::new(S3Backend::new(friend.clone(), runtime)), url)
+            }
+        };
         let backends = RepositoryBackends::new(backend, None);
         // No local cache: peers come and go, and the index is read afresh
         // from the target (restic's own layout keeps it small).
@@ -369,9 +383,6 @@ impl Repo {
             .bucket(bucket)
             .map_err(|e| BackupError::Store(e.to_string()))?
             .ok_or_else(|| BackupError::NoBucket(bucket.to_owned()))?;
-        let layout = stripes
-            .layout_for_bucket(&record)
-            .map_err(|e| BackupError::Store(format!("bucket {bucket}'s policy: {e}")))?;
         let total = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
         meter.start("restoring", true);
         meter.length.store(total, Ordering::Relaxed);
@@ -392,9 +403,7 @@ impl Repo {
             let file = repo
                 .open_file(&node)
                 .map_err(repo_err("opening a file of the snapshot"))?;
-            let mut writer =
-                BlockWriter::new(stripes, layout, record.zone_spread, WRITES_IN_FLIGHT);
-            let mut md5 = Md5::new();
+            let mut writer = ObjectWriter::new(stripes, &record).map_err(BackupError::Store)?;
             let mut offset = 0usize;
             loop {
                 let chunk: Bytes = repo
@@ -404,7 +413,6 @@ impl Repo {
                     break;
                 }
                 offset += chunk.len();
-                md5.update(&chunk);
                 runtime
                     .block_on(writer.push(&chunk))
                     .map_err(|e| BackupError::Store(format!("storing `{key}`: {e}")))?;
@@ -412,27 +420,9 @@ impl Repo {
                     .position
                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
-            let written = runtime
-                .block_on(writer.finish())
-                .map_err(|e| BackupError::Store(format!("storing `{key}`: {e}")))?;
-            let object = ObjectRecord {
-                size: offset as u64,
-                etag: data_encoding::HEXLOWER.encode(&md5.finalize()),
-                content_type: attrs.content_type,
-                metadata: attrs.metadata,
-                modified_ms: crate::unix_now_ms(),
-                blocks: written.blocks,
-                parts: Vec::new(),
-            };
             runtime
-                .block_on(control.write(Command::PutObject {
-                    bucket: bucket.to_owned(),
-                    key: key.clone(),
-                    object,
-                    stripes: written.stripes,
-                    now: crate::unix_now_ms() / 1000,
-                }))
-                .map_err(|e| BackupError::Store(format!("recording `{key}`: {e}")))?;
+                .block_on(writer.finish(control, bucket, &key, attrs.content_type, attrs.metadata))
+                .map_err(|e| BackupError::Store(format!("storing `{key}`: {e}")))?;
             objects += 1;
             bytes += offset as u64;
         }

@@ -23,7 +23,9 @@ use coop_types::{EventLog, EventView, PeerId};
 
 use crate::bucket::BucketSource;
 use crate::remote::{BackupProtocol, RemoteReply, RemoteRequest};
-use crate::repo::{Meter, Repo, RepoAccess};
+use crate::backend::RepoFiles;
+use crate::friend::FriendClient;
+use crate::repo::{Meter, Repo, RepoAccess, RepoTarget};
 use crate::s3::{S3Client, S3Location};
 use crate::{BackupError, unix_now_ms};
 
@@ -84,10 +86,12 @@ pub struct NewBackup {
     pub name: String,
     /// What to back up: `bucket:NAME` or `path:PEER:/DIR`.
     pub source: String,
-    /// `s3://HOST[:PORT]/BUCKET[/PREFIX]` or an `http(s)://` URL.
+    /// `s3://HOST[:PORT]/BUCKET[/PREFIX]`, an `http(s)://` URL, or
+    /// `friend:NAME`.
     pub target: String,
-    pub access_key: String,
-    pub secret_key: String,
+    /// For an S3 target.
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
     pub every_secs: Option<u64>,
     pub keep: Keep,
 }
@@ -287,6 +291,7 @@ impl Backups {
             BackupTarget::S3 {
                 url, access_key, ..
             } => (url.clone(), Some(access_key.clone())),
+            BackupTarget::Friend { name } => (format!("friend:{name}"), None),
         };
         let source = match &record.source {
             BackupSource::Bucket { bucket } => format!("bucket:{bucket}"),
@@ -415,15 +420,38 @@ impl Backups {
                 "--every {every}s is too often; give {MIN_EVERY_SECS}s or more"
             )));
         }
-        let location = S3Location::parse(&new.target, &new.access_key, &new.secret_key)?;
-        let url = location.url();
-        // Reachable, and the key works: a clear error now rather than at
-        // the first scheduled run.
-        let client = S3Client::new(location.clone())?;
-        client.check_bucket().await?;
         let password = new_password();
+        let (target, secret) = match new.target.strip_prefix("friend:") {
+            Some(friend) => {
+                let link = store
+                    .friend_link(friend)
+                    .map_err(store_err)?
+                    .ok_or_else(|| {
+                        BackupError::Invalid(format!(
+                            "no friend named `{friend}`; add one with `coop friend add`"
+                        ))
+                    })?;
+                let client = FriendClient::new(self.0.mesh.clone(), link);
+                // The friend answers and admits this cloud.
+                client.check().await?;
+                (RepoTarget::Friend(client), None)
+            }
+            None => {
+                let (Some(access_key), Some(secret_key)) = (&new.access_key, &new.secret_key)
+                else {
+                    return Err(BackupError::Invalid(
+                        "an S3 target needs --access-key and --secret-key".into(),
+                    ));
+                };
+                let location = S3Location::parse(&new.target, access_key, secret_key)?;
+                // Reachable, and the key works: a clear error now rather
+                // than at the first scheduled run.
+                S3Client::new(location.clone())?.check_bucket().await?;
+                (RepoTarget::S3(location), Some(secret_key.clone()))
+            }
+        };
         let access = RepoAccess {
-            location,
+            target: target.clone(),
             password: password.clone(),
         };
         let runtime = self.0.runtime.clone();
@@ -436,17 +464,22 @@ impl Backups {
         let password_sealed = sealer
             .open_or_seal(true, password_label(&new.name), password.into_bytes())
             .await?;
-        let secret_sealed = sealer
-            .open_or_seal(true, secret_label(&new.name), new.secret_key.into_bytes())
-            .await?;
+        let target = match (target, secret) {
+            (RepoTarget::S3(location), Some(secret)) => BackupTarget::S3 {
+                url: location.url(),
+                access_key: location.access_key.clone(),
+                secret_sealed: sealer
+                    .open_or_seal(true, secret_label(&new.name), secret.into_bytes())
+                    .await?,
+            },
+            (_, _) => BackupTarget::Friend {
+                name: new.target.trim_start_matches("friend:").to_owned(),
+            },
+        };
         let record = BackupRecord {
             name: new.name,
             source,
-            target: BackupTarget::S3 {
-                url,
-                access_key: new.access_key,
-                secret_sealed,
-            },
+            target,
             password_sealed,
             every_secs: new.every_secs,
             keep: new.keep.into(),
@@ -488,15 +521,11 @@ impl Backups {
     }
 
     async fn access(&self, record: &BackupRecord) -> Result<RepoAccess, BackupError> {
-        let BackupTarget::S3 {
-            url,
-            access_key,
-            secret_sealed,
-        } = &record.target;
         let sealer = &self.0.sealer;
-        let secret = sealer
-            .open_or_seal(false, secret_label(&record.name), secret_sealed.clone())
-            .await?;
+        let text = |bytes: Vec<u8>| {
+            String::from_utf8(bytes)
+                .map_err(|_| BackupError::Secrets("a secret is not text".into()))
+        };
         let password = sealer
             .open_or_seal(
                 false,
@@ -504,13 +533,35 @@ impl Backups {
                 record.password_sealed.clone(),
             )
             .await?;
-        let text = |bytes: Vec<u8>| {
-            String::from_utf8(bytes)
-                .map_err(|_| BackupError::Secrets("a secret is not text".into()))
+        let target = match &record.target {
+            BackupTarget::S3 {
+                url,
+                access_key,
+                secret_sealed,
+            } => {
+                let secret = sealer
+                    .open_or_seal(false, secret_label(&record.name), secret_sealed.clone())
+                    .await?;
+                RepoTarget::S3(S3Location::parse(url, access_key, &text(secret)?)?)
+            }
+            BackupTarget::Friend { name } => {
+                let link = self
+                    .0
+                    .control
+                    .store()
+                    .friend_link(name)
+                    .map_err(store_err)?
+                    .ok_or_else(|| {
+                        BackupError::Invalid(format!(
+                            "backup `{}` goes to friend `{name}`, who is no longer linked",
+                            record.name
+                        ))
+                    })?;
+                RepoTarget::Friend(FriendClient::new(self.0.mesh.clone(), link))
+            }
         };
-        let location = S3Location::parse(url, access_key, &text(secret)?)?;
         Ok(RepoAccess {
-            location,
+            target,
             password: text(password)?,
         })
     }

@@ -48,7 +48,12 @@ pub(crate) const PATH_ALPN: &[u8] = b"coop/path/1";
 /// Status gossip (iroh-gossip under a coop-specific ALPN).
 pub const GOSSIP_ALPN: &[u8] = b"coop/gossip/1";
 
-/// ALPNs a peer may open without a certificate.
+/// Peers of a friend cloud store and fetch their backups here; open at the
+/// transport, and the service admits each call by the caller's certificate
+/// from a cloud this one keeps backups for (to that cloud's bucket only).
+pub const FRIEND_ALPN: &[u8] = b"coop/friend/1";
+
+/// ALPNs a peer may open without a certificate of this cloud.
 pub(crate) fn is_open_alpn(alpn: &[u8]) -> bool {
-    alpn == HELLO_ALPN || alpn == JOIN_ALPN
+    alpn == HELLO_ALPN || alpn == JOIN_ALPN || alpn == FRIEND_ALPN
 }

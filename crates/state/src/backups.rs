@@ -31,6 +31,8 @@ pub enum BackupTarget {
         /// The secret key, sealed.
         secret_sealed: Vec<u8>,
     },
+    /// A friend cloud (a `FriendLink` of that name) keeps it.
+    Friend { name: String },
 }
 
 /// How many snapshots of each period a backup keeps after a run (0: none

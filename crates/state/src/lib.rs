@@ -11,6 +11,7 @@ mod backups;
 mod compute;
 mod control;
 mod environments;
+mod friends;
 mod network;
 mod networks;
 mod objects;
@@ -27,6 +28,7 @@ pub use environments::{
     EnvEvent, EnvPhase, EnvVersion, EnvironmentRecord, MAX_ENV_EVENTS, ReplicaOf, ServiceEntry,
     valid_env_name,
 };
+pub use friends::{FriendLink, FriendRecord, valid_friend_name};
 pub use network::{RAFT_ALPN, RaftAnswer, RaftMessage, RaftProtocol};
 pub use networks::{Attachment, NETWORK_POOL, NetworkRecord, POOL_PREFIX, valid_network_name};
 pub use objects::{

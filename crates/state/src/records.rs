@@ -278,6 +278,22 @@ pub enum Command {
         name: String,
         run: crate::backups::BackupRun,
     },
+    /// An operator invites another cloud to keep its backups here.
+    CreateFriend(crate::friends::FriendRecord),
+    /// A peer of the invited cloud redeems the invite (its certificate,
+    /// checked by the peer that writes this, proves `cloud`).
+    RedeemFriend {
+        name: String,
+        secret_hash: [u8; 32],
+        cloud: CloudId,
+        now: u64,
+    },
+    /// An operator stops keeping a friend's backups (the bucket stays).
+    DeleteFriend { name: String },
+    /// An operator adds a friend that keeps this cloud's backups.
+    AddFriendLink(crate::friends::FriendLink),
+    /// An operator forgets such a friend.
+    DeleteFriendLink { name: String },
 }
 
 /// Why a command was refused by the state machine.
@@ -379,4 +395,8 @@ pub enum CommandError {
     BackupExists(String),
     #[error("no backup named `{0}`; list backups with `coop backup ls`")]
     BackupUnknown(String),
+    #[error("a friend named `{0}` already exists; list friends with `coop friend ls`")]
+    FriendExists(String),
+    #[error("no friend named `{0}`; list friends with `coop friend ls`")]
+    FriendUnknown(String),
 }

@@ -309,6 +309,11 @@ fn apply_command(
         command @ (Command::CreateBackup(_)
         | Command::DeleteBackup { .. }
         | Command::RecordBackupRun { .. }) => return super::backups::apply(sm, command),
+        command @ (Command::CreateFriend(_)
+        | Command::RedeemFriend { .. }
+        | Command::DeleteFriend { .. }
+        | Command::AddFriendLink(_)
+        | Command::DeleteFriendLink { .. }) => return super::friends::apply(sm, command),
         Command::InitCloud { cloud, founder } => {
             if exists(sm, CLOUD_KEY)? {
                 return Ok(Err(CommandError::AlreadyInitialized));

@@ -20,6 +20,7 @@ mod compute;
 #[cfg(test)]
 mod compute_tests;
 mod environments;
+mod friends;
 mod journal;
 mod log_store;
 mod machine;
