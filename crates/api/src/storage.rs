@@ -170,6 +170,7 @@ pub(crate) async fn create_bucket(
         policy: req.policy.clone(),
         zone_spread: req.zone_spread,
         grants,
+        quota: None,
     };
     state
         .control

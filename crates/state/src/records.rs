@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use coop_identity::{Certificate, CloudId};
-use coop_types::PeerId;
+use coop_types::{PeerId, human_bytes};
 
 use crate::compute::{ContainerEntry, DesiredState, TemplateEntry};
 use crate::environments::{EnvEvent, EnvironmentRecord};
@@ -269,6 +269,10 @@ pub enum Command {
     /// after a lost answer (leader died after committing) gets the first
     /// outcome back instead of applying the command twice.
     Once { id: [u8; 16], command: Box<Command> },
+    /// An operator sets a bucket's quota in bytes (`None`: unlimited).
+    /// Lowering it below what the bucket holds refuses new writes only;
+    /// nothing stored is removed.
+    SetBucketQuota { bucket: String, quota: Option<u64> },
 }
 
 /// Why a command was refused by the state machine.
@@ -366,4 +370,18 @@ pub enum CommandError {
     },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// `usage` is what counts against the quota: the bucket's objects, and
+    /// for a part also the parts its upload already holds.
+    #[error(
+        "bucket `{bucket}` is over its quota: {} used of {}, this write needs {} more; delete objects or raise the quota with `coop bucket set {bucket} --quota SIZE`",
+        human_bytes(*.usage),
+        human_bytes(*.quota),
+        human_bytes(*.needed)
+    )]
+    QuotaExceeded {
+        bucket: String,
+        quota: u64,
+        usage: u64,
+        needed: u64,
+    },
 }
