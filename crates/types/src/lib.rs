@@ -23,7 +23,7 @@ pub use peer::{
 };
 pub use resources::{Limits, Resources};
 pub use storage::{
-    BlockHealth, BucketRequest, BucketView, DiskView, GrantView, S3Counters, S3KeyCreated,
-    S3KeyRequest, S3KeyView, StorageView,
+    BlockHealth, BucketPatch, BucketRequest, BucketView, DiskView, GrantView, S3Counters,
+    S3KeyCreated, S3KeyRequest, S3KeyView, StorageView,
 };
 pub use time::{unix_now, unix_now_ms};
