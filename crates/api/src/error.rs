@@ -29,6 +29,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A write that would take a bucket past its quota.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -73,21 +77,28 @@ impl From<StoreError> for ApiError {
 impl From<WriteError> for ApiError {
     fn from(err: WriteError) -> Self {
         match err {
-            WriteError::Rejected(cmd) => match cmd {
-                CommandError::PeerUnknown(_)
-                | CommandError::TokenUnknown
-                | CommandError::S3KeyUnknown(_)
-                | CommandError::BucketUnknown(_)
-                | CommandError::TemplateUnknown(_)
-                | CommandError::ContainerUnknown(_)
-                | CommandError::EnvironmentUnknown(_)
-                | CommandError::NetworkUnknown(_) => ApiError::NotFound(cmd.to_string()),
-                CommandError::InvalidConfig(_)
-                | CommandError::InvalidRecord(_)
-                | CommandError::AddressOutside { .. } => ApiError::BadRequest(cmd.to_string()),
-                _ => ApiError::Conflict(cmd.to_string()),
-            },
+            WriteError::Rejected(cmd) => cmd.into(),
             WriteError::Unavailable { .. } => ApiError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(cmd: CommandError) -> Self {
+        match cmd {
+            CommandError::PeerUnknown(_)
+            | CommandError::TokenUnknown
+            | CommandError::S3KeyUnknown(_)
+            | CommandError::BucketUnknown(_)
+            | CommandError::TemplateUnknown(_)
+            | CommandError::ContainerUnknown(_)
+            | CommandError::EnvironmentUnknown(_)
+            | CommandError::NetworkUnknown(_) => ApiError::NotFound(cmd.to_string()),
+            CommandError::InvalidConfig(_)
+            | CommandError::InvalidRecord(_)
+            | CommandError::AddressOutside { .. } => ApiError::BadRequest(cmd.to_string()),
+            CommandError::QuotaExceeded { .. } => ApiError::QuotaExceeded(cmd.to_string()),
+            _ => ApiError::Conflict(cmd.to_string()),
         }
     }
 }

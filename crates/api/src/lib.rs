@@ -181,7 +181,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/buckets/{name}",
-            axum::routing::delete(storage::delete_bucket),
+            get(storage::show_bucket)
+                .patch(storage::update_bucket)
+                .delete(storage::delete_bucket),
         )
         .route("/buckets/{name}/grants/{key}", put(storage::set_grant))
         .route("/buckets/{name}/objects", get(objects::list))

@@ -132,12 +132,13 @@ pub(crate) async fn list(
 }
 
 /// Upload an object (the request body), replacing one of the same key.
+/// Refused with 403 `quota_exceeded` when the bucket's quota has no room.
 #[utoipa::path(
     put,
     path = "/v1/buckets/{name}/objects/{key}",
     params(("name" = String, Path), ("key" = String, Path, description = "The object's key; may hold `/`.")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, body = ObjectView)),
+    responses((status = 200, body = ObjectView), (status = 403, description = "The bucket's quota has no room for the object", body = crate::error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub(crate) async fn put(
@@ -149,6 +150,19 @@ pub(crate) async fn put(
     check_key(&key)?;
     let bucket = bucket(&state, &name)?;
     let stripes = stripes(&state)?;
+    // Refused now rather than after every byte is stored, when the length
+    // is known; the control plane decides again at the commit.
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        state
+            .control
+            .store()
+            .object_fits(&bucket, &key, len)?
+            .map_err(ApiError::from)?;
+    }
     let layout = stripes
         .layout_for_bucket(&bucket)
         .map_err(|e| ApiError::Internal(format!("bucket {name}'s policy: {e}")))?;

@@ -45,6 +45,8 @@ impl Modify for BearerAuth {
         crate::storage::delete_key,
         crate::storage::list_buckets,
         crate::storage::create_bucket,
+        crate::storage::show_bucket,
+        crate::storage::update_bucket,
         crate::storage::delete_bucket,
         crate::storage::set_grant,
         crate::storage::status,

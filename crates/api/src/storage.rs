@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use coop_state::{BucketRecord, Command, Grant, S3KeyRecord};
 use coop_store::{HealthCounts, Policy, layout_of};
 use coop_types::{
-    BlockHealth, BucketRequest, BucketView, DiskView, GrantView, PeerId, PeerState, S3KeyCreated,
-    S3KeyRequest, S3KeyView, StorageView, unix_now,
+    BlockHealth, BucketPatch, BucketRequest, BucketView, DiskView, GrantView, PeerId, PeerState,
+    S3KeyCreated, S3KeyRequest, S3KeyView, StorageView, unix_now,
 };
 
 use crate::AppState;
@@ -95,7 +95,10 @@ fn bucket_view(state: &AppState, bucket: BucketRecord) -> Result<BucketView, Api
             .map_or_else(|| "unknown".to_owned(), |s| s.layout_for(None).to_string()),
     };
     let (objects, bytes) = coop_store::bucket_usage(state.control.store(), &bucket.name)?;
+    let usage = state.control.store().bucket_usage(&bucket.name)?;
     Ok(BucketView {
+        quota: bucket.quota,
+        usage,
         policy: bucket.policy.clone().unwrap_or_else(|| "default".into()),
         layout,
         zone_spread: bucket.zone_spread,
@@ -120,7 +123,7 @@ fn bucket_view(state: &AppState, bucket: BucketRecord) -> Result<BucketView, Api
     })
 }
 
-/// List buckets with their policies, sizes and grants.
+/// List buckets with their policies, sizes, quotas and grants.
 #[utoipa::path(get, path = "/v1/buckets", responses((status = 200, body = [BucketView])), security(("bearer" = [])))]
 pub(crate) async fn list_buckets(
     State(state): State<AppState>,
@@ -170,12 +173,64 @@ pub(crate) async fn create_bucket(
         policy: req.policy.clone(),
         zone_spread: req.zone_spread,
         grants,
+        quota: req.quota,
     };
     state
         .control
         .write(Command::CreateBucket(record.clone()))
         .await?;
     Ok(Json(bucket_view(&state, record)?))
+}
+
+/// The bucket `name`, after a read barrier so a change just made on
+/// another peer shows.
+async fn fresh_bucket(state: &AppState, name: &str) -> Result<BucketView, ApiError> {
+    state.control.read_barrier().await?;
+    let bucket = state.control.store().bucket(name)?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no bucket `{name}`; list buckets with `coop bucket ls`"
+        ))
+    })?;
+    bucket_view(state, bucket)
+}
+
+/// One bucket with its policy, size, quota and grants.
+#[utoipa::path(get, path = "/v1/buckets/{name}", responses((status = 200, body = BucketView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn show_bucket(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<BucketView>, ApiError> {
+    Ok(Json(fresh_bucket(&state, &name).await?))
+}
+
+/// Change a bucket's settings: its quota (`null` for none). A quota below
+/// what the bucket holds refuses new writes only; nothing is deleted.
+#[utoipa::path(
+    patch,
+    path = "/v1/buckets/{name}",
+    request_body = BucketPatch,
+    responses((status = 200, body = BucketView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn update_bucket(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<BucketPatch>, JsonRejection>,
+) -> Result<Json<BucketView>, ApiError> {
+    let Json(patch) = body?;
+    let Some(quota) = patch.quota else {
+        return Err(ApiError::BadRequest(
+            "nothing to change: give `quota` (bytes, or null for no quota)".into(),
+        ));
+    };
+    state
+        .control
+        .write(Command::SetBucketQuota {
+            bucket: name.clone(),
+            quota,
+        })
+        .await?;
+    Ok(Json(fresh_bucket(&state, &name).await?))
 }
 
 /// Delete an empty bucket.
@@ -221,13 +276,7 @@ pub(crate) async fn set_grant(
             grant,
         })
         .await?;
-    state.control.read_barrier().await?;
-    let bucket = state
-        .control
-        .store()
-        .bucket(&name)?
-        .ok_or_else(|| ApiError::NotFound(format!("no bucket `{name}`")))?;
-    Ok(Json(bucket_view(&state, bucket)?))
+    Ok(Json(fresh_bucket(&state, &name).await?))
 }
 
 /// Disks, the default layout and the health of stored blocks.

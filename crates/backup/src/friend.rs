@@ -260,6 +260,7 @@ impl FriendService {
 fn rejection_code(err: &CommandError) -> &'static str {
     match err {
         CommandError::BucketUnknown(_) => "not_found",
+        CommandError::QuotaExceeded { .. } => "quota",
         _ => "denied",
     }
 }

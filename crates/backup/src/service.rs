@@ -770,6 +770,7 @@ impl Backups {
                     policy: None,
                     zone_spread: false,
                     grants: Default::default(),
+                    quota: None,
                 };
                 match self.0.control.write(Command::CreateBucket(bucket)).await {
                     Ok(()) | Err(WriteError::Rejected(CommandError::BucketExists(_))) => {}

@@ -151,20 +151,7 @@ pub(crate) fn output<T: Serialize>(
     }
 }
 
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use coop_types::human_bytes;
 
 pub async fn invite(global: &GlobalArgs, ttl: u64) -> Result<()> {
     let client = Client::new(global)?;

@@ -313,8 +313,24 @@ enum BucketAction {
         /// An access key id that owns the bucket (read, write, delete)
         #[arg(long)]
         owner: Option<String>,
+        /// The most bytes the bucket's objects may hold together: 500G,
+        /// 10MiB, 1T, 1048576 (units are powers of 1024). Writes past it
+        /// are refused (S3: 403 QuotaExceeded). Without it: no quota
+        #[arg(long, value_name = "SIZE", value_parser = storage_cli::parse_quota_bytes)]
+        quota: Option<u64>,
     },
-    /// List buckets with policy, size and the keys that may use them
+    /// Change a bucket's settings: its quota
+    Set {
+        /// The bucket's name
+        name: String,
+        /// The most bytes the bucket's objects may hold together: 500G,
+        /// 10MiB, 1T, 1048576 (units are powers of 1024), or `none`.
+        /// A quota below what the bucket holds refuses new writes only;
+        /// nothing is deleted
+        #[arg(long, value_name = "SIZE|none", value_parser = storage_cli::parse_quota)]
+        quota: storage_cli::QuotaArg,
+    },
+    /// List buckets with policy, usage, quota and the keys that may use them
     Ls,
     /// Delete an empty bucket (uploads in progress are aborted)
     Rm { name: String },
@@ -445,6 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 policy,
                 zone_spread,
                 owner,
+                quota,
             } => {
                 storage_cli::bucket_create(
                     &global,
@@ -452,8 +469,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     policy.as_deref(),
                     zone_spread,
                     owner.as_deref(),
+                    quota,
                 )
                 .await
+            }
+            BucketAction::Set { name, quota } => {
+                storage_cli::bucket_set(&global, &name, quota).await
             }
             BucketAction::Ls => storage_cli::bucket_list(&global).await,
             BucketAction::Rm { name } => storage_cli::bucket_remove(&global, &name).await,

@@ -68,12 +68,49 @@ pub async fn key_remove(global: &GlobalArgs, id: &str) -> Result<()> {
     output(global, &out, |_| format!("deleted S3 key {id}"))
 }
 
+/// A bucket quota as typed after `--quota`: an amount of bytes, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaArg(pub Option<u64>);
+
+/// Parses `--quota`: `500G`, `10MiB`, `1T`, `1048576` (units are powers of
+/// 1024, as for a container's `--disk`).
+pub fn parse_quota_bytes(text: &str) -> Result<u64, String> {
+    coop_compute::parse_bytes(text).map_err(|e| e.to_string())
+}
+
+/// Parses `--quota` of `coop bucket set`: an amount of bytes, or `none`.
+pub fn parse_quota(text: &str) -> Result<QuotaArg, String> {
+    if matches!(
+        text.trim().to_ascii_lowercase().as_str(),
+        "none" | "unlimited"
+    ) {
+        return Ok(QuotaArg(None));
+    }
+    parse_quota_bytes(text)
+        .map(|bytes| QuotaArg(Some(bytes)))
+        .map_err(|e| format!("{e}; or `none` for no quota"))
+}
+
+/// How full a bucket is, for a table cell: `12.0 MiB of 500.0 MiB (2%)`.
+fn quota_cell(usage: u64, quota: Option<u64>) -> String {
+    match quota {
+        None => "none".to_owned(),
+        Some(0) => human_bytes(0),
+        Some(quota) => format!(
+            "{} ({}%)",
+            human_bytes(quota),
+            u128::from(usage) * 100 / u128::from(quota)
+        ),
+    }
+}
+
 pub async fn bucket_create(
     global: &GlobalArgs,
     name: &str,
     policy: Option<&str>,
     zone_spread: bool,
     owner: Option<&str>,
+    quota: Option<u64>,
 ) -> Result<()> {
     let client = Client::new(global)?;
     let bucket: BucketView = client
@@ -85,14 +122,42 @@ pub async fn bucket_create(
                 "policy": policy,
                 "zone_spread": zone_spread,
                 "owner": owner,
+                "quota": quota,
             })),
         )
         .await?;
     output(global, &bucket, |b| {
+        let quota = b
+            .quota
+            .map_or_else(String::new, |q| format!(", quota {}", human_bytes(q)));
         format!(
-            "created bucket {} (policy {}, new objects stored as {})",
+            "created bucket {} (policy {}, new objects stored as {}{quota})",
             b.name, b.policy, b.layout
         )
+    })
+}
+
+pub async fn bucket_set(global: &GlobalArgs, name: &str, quota: QuotaArg) -> Result<()> {
+    let client = Client::new(global)?;
+    let bucket: BucketView = client
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/buckets/{}", urlencode(name)),
+            Some(json!({ "quota": quota.0 })),
+        )
+        .await?;
+    output(global, &bucket, |b| match b.quota {
+        Some(q) => format!(
+            "bucket {} may hold {}; it holds {}",
+            b.name,
+            human_bytes(q),
+            human_bytes(b.usage)
+        ),
+        None => format!(
+            "bucket {} has no quota; it holds {}",
+            b.name,
+            human_bytes(b.usage)
+        ),
     })
 }
 
@@ -115,7 +180,8 @@ pub async fn bucket_list(global: &GlobalArgs) -> Result<()> {
         "POLICY",
         "LAYOUT NOW",
         "OBJECTS",
-        "SIZE",
+        "USED",
+        "QUOTA",
         "KEYS",
     ]);
     for b in &buckets {
@@ -129,7 +195,8 @@ pub async fn bucket_list(global: &GlobalArgs) -> Result<()> {
             b.policy.clone(),
             b.layout.clone(),
             b.objects.to_string(),
-            human_bytes(b.bytes),
+            human_bytes(b.usage),
+            quota_cell(b.usage, b.quota),
             keys.join(" "),
         ]);
     }

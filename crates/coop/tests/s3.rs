@@ -1175,3 +1175,161 @@ fn verify_restored(key: &Key, endpoint: &str, bucket: &str, manifest: &Path) -> 
     }
     Ok(())
 }
+
+const MIB: u64 = 1 << 20;
+
+/// The bucket `name` as `coop bucket ls --json` lists it.
+fn listed_bucket(peer: &Peer, name: &str) -> Result<Value> {
+    let buckets = peer.cli_json(&["bucket", "ls"])?;
+    buckets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .with_context(|| format!("no bucket {name} in {buckets}"))
+}
+
+/// Writes 1 MiB objects `fill-0000`, `fill-0001`, ... into `bucket` until a
+/// PUT is refused; returns the manifest of those stored and the refusal.
+fn fill(key: &Key, endpoint: &str, bucket: &str, max: usize) -> Result<(Value, Value)> {
+    let (ok, filled, stderr) = tool(
+        key,
+        endpoint,
+        bucket,
+        &[
+            "fill",
+            "--size",
+            &MIB.to_string(),
+            "--max",
+            &max.to_string(),
+        ],
+    )?;
+    if !ok {
+        bail!("filling {bucket} failed: {stderr}");
+    }
+    Ok((filled["stored"].clone(), filled["refused"].clone()))
+}
+
+/// A bucket quota set with the CLI: S3 writes past it are refused with
+/// `403 QuotaExceeded` (parts of a multipart upload too), the API's upload
+/// with `403 quota_exceeded`; what was stored stays readable, overwrites
+/// that do not grow the bucket still go through, and raising the quota
+/// lets the refused write in.
+#[test]
+fn a_bucket_quota_refuses_writes_past_it_until_raised() -> Result<()> {
+    coop_testkit::s3_python()?;
+    let base = TempDir::new("s3quota")?;
+    let mut cloud = Cloud::new(BIN, "s3quota")?;
+    cloud.found("q0", PeerOptions::default())?;
+    let peer = &cloud.peers[0];
+    let key = create_key(peer, "quota", false)?;
+    let created = peer.cli_json(&[
+        "bucket", "create", "capped", "--owner", &key.id, "--quota", "3MiB",
+    ])?;
+    assert_eq!(created["quota"], 3 * MIB, "{created}");
+    let endpoint = peer.s3_url();
+
+    // Three 1 MiB objects fit; the fourth does not.
+    let (stored, refused) = fill(&key, &endpoint, "capped", 10)?;
+    assert_eq!(stored.as_object().map(|m| m.len()), Some(3), "{stored}");
+    assert_eq!(refused["key"], "fill-0003", "{refused}");
+    assert_eq!(refused["code"], "QuotaExceeded", "{refused}");
+    assert_eq!(refused["status"], 403, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "bucket `capped` is over its quota: 3.0 MiB used of 3.0 MiB, this write needs 1.0 MiB more"
+        ),
+        "{message}"
+    );
+    let manifest = base.path().join("capped.manifest.json");
+    std::fs::write(&manifest, stored.to_string())?;
+    verify_objects(&key, &endpoint, "capped", &manifest)?;
+
+    // Parts count too: a 5 MiB part is refused.
+    let (ok, _, stderr) = tool(
+        &key,
+        &endpoint,
+        "capped",
+        &[
+            "multipart",
+            "--key",
+            "big",
+            "--parts",
+            "1",
+            "--part-mib",
+            "5",
+        ],
+    )?;
+    assert!(
+        !ok && stderr.contains("QuotaExceeded"),
+        "a part past the quota: {stderr}"
+    );
+
+    // So does an upload through the API.
+    let auth = format!("Bearer {}", peer.token()?);
+    let body = "x".repeat(MIB as usize);
+    let put_api = || {
+        coop_testkit::http_request(
+            &peer.api_addr(),
+            "PUT",
+            "/v1/buckets/capped/objects/api/one",
+            &[("Authorization", &auth)],
+            Some(&body),
+        )
+    };
+    let answer = put_api()?;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let error = answer.json()?;
+    assert_eq!(error["error"], "quota_exceeded", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("over its quota")),
+        "{error}"
+    );
+
+    let listed = listed_bucket(peer, "capped")?;
+    assert_eq!(
+        (&listed["usage"], &listed["quota"]),
+        (&Value::from(3 * MIB), &Value::from(3 * MIB)),
+        "{listed}"
+    );
+    let table = peer.cli(&["bucket", "ls"])?;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("3.0 MiB (100%)"), "{table}");
+
+    // Raised to 5 MiB: the first three are overwritten in place (no
+    // growth), the refused fourth and a fifth go in, the sixth is refused.
+    let raised = peer.cli_json(&["bucket", "set", "capped", "--quota", "5MiB"])?;
+    assert_eq!(
+        (&raised["quota"], &raised["usage"]),
+        (&Value::from(5 * MIB), &Value::from(3 * MIB)),
+        "{raised}"
+    );
+    let (stored, refused) = fill(&key, &endpoint, "capped", 10)?;
+    assert_eq!(stored.as_object().map(|m| m.len()), Some(5), "{stored}");
+    assert_eq!(refused["key"], "fill-0005", "{refused}");
+    assert_eq!(refused["code"], "QuotaExceeded", "{refused}");
+    std::fs::write(&manifest, stored.to_string())?;
+    verify_objects(&key, &endpoint, "capped", &manifest)?;
+
+    // The API describes how to change it.
+    let doc = coop_testkit::http_request(&peer.api_addr(), "GET", "/v1/openapi.json", &[], None)?
+        .json()?;
+    let bucket_ops = &doc["paths"]["/v1/buckets/{name}"];
+    for verb in ["get", "patch", "delete"] {
+        assert!(bucket_ops.get(verb).is_some(), "{verb}: {bucket_ops}");
+    }
+
+    // No quota at all: the API's upload goes in.
+    let lifted = peer.cli_json(&["bucket", "set", "capped", "--quota", "none"])?;
+    assert_eq!(lifted["quota"], Value::Null, "{lifted}");
+    let answer = put_api()?;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let listed = listed_bucket(peer, "capped")?;
+    assert_eq!(listed["usage"], 6 * MIB, "{listed}");
+    verify_objects(&key, &endpoint, "capped", &manifest)?;
+    Ok(())
+}

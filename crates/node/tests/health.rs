@@ -86,6 +86,7 @@ async fn kept_counts_equal_a_full_scan() -> Result<()> {
             policy: None,
             zone_spread: false,
             grants: BTreeMap::new(),
+            quota: None,
         }))
         .await?;
     let put = |key: &str, blocks: &[u8], stripes: Vec<NewStripe>| Command::PutObject {

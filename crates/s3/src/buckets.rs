@@ -57,6 +57,7 @@ pub(crate) async fn create(
         policy: None,
         zone_spread: false,
         grants: BTreeMap::from([(key.id.clone(), Grant::ALL)]),
+        quota: None,
     };
     if !key.create_bucket {
         return Err(s3_error!(

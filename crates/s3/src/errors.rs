@@ -28,6 +28,9 @@ pub(crate) fn write_error(err: WriteError) -> S3Error {
 
 /// A refusal by the state machine.
 pub(crate) fn command_error(refusal: CommandError) -> S3Error {
+    if let CommandError::QuotaExceeded { .. } = refusal {
+        return quota_exceeded(&refusal);
+    }
     let code = match &refusal {
         CommandError::BucketUnknown(_) => S3ErrorCode::NoSuchBucket,
         CommandError::BucketExists(_) => S3ErrorCode::BucketAlreadyExists,
@@ -41,6 +44,15 @@ pub(crate) fn command_error(refusal: CommandError) -> S3Error {
         _ => S3ErrorCode::InternalError,
     };
     S3Error::with_message(code, refusal.to_string())
+}
+
+/// `403 QuotaExceeded`: S3 has no code of its own for a full bucket (AWS
+/// has no bucket quotas); MinIO and Ceph answer this one.
+fn quota_exceeded(refusal: &CommandError) -> S3Error {
+    let code = S3ErrorCode::Custom("QuotaExceeded".into());
+    let mut err = S3Error::with_message(code, refusal.to_string());
+    err.set_status_code(http::StatusCode::FORBIDDEN);
+    err
 }
 
 /// A block could not be stored durably.
@@ -70,4 +82,31 @@ pub(crate) fn no_such_bucket(bucket: &str) -> S3Error {
 
 pub(crate) fn no_such_key(key: &str) -> S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist: {key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_bucket_is_403_quota_exceeded() {
+        let refusal = CommandError::QuotaExceeded {
+            bucket: "photos".into(),
+            quota: 500 << 20,
+            usage: 500 << 20,
+            needed: 3 << 20,
+        };
+        let err = write_error(WriteError::Rejected(refusal.clone()));
+        assert_eq!(err.code().as_str(), "QuotaExceeded");
+        assert_eq!(err.status_code(), Some(http::StatusCode::FORBIDDEN));
+        assert_eq!(err.message(), Some(refusal.to_string().as_str()));
+        assert!(
+            refusal
+                .to_string()
+                .contains("500.0 MiB used of 500.0 MiB, this write needs 3.0 MiB more")
+        );
+        // Other refusals keep their S3 codes.
+        let err = command_error(CommandError::BucketUnknown("photos".into()));
+        assert_eq!(err.code().as_str(), "NoSuchBucket");
+    }
 }

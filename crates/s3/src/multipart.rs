@@ -17,7 +17,7 @@ use coop_types::unix_now;
 use crate::access::{self, Need};
 use crate::body;
 use crate::buckets::timestamp_ms;
-use crate::errors::internal;
+use crate::errors::{command_error, internal};
 use crate::objects::{check_key, content_md5_matches, copy_source, now_ms, user_metadata};
 use crate::service::CoopS3;
 
@@ -111,6 +111,13 @@ pub(crate) async fn upload_part(
         .bucket_for(&req.credentials, &input.bucket, Need::Write)
         .await?;
     upload_of(s3, &bucket.name, &input.key, &input.upload_id)?;
+    // As for a PUT: refused before a shard is stored when the length says so.
+    if let Some(len) = input.content_length.and_then(|len| u64::try_from(len).ok()) {
+        s3.store()
+            .part_fits(&bucket, &input.upload_id, number, len)
+            .map_err(internal)?
+            .map_err(command_error)?;
+    }
     let layout = s3.layout(&bucket)?;
     let stored = body::store_body(
         &s3.stripes,
@@ -176,6 +183,10 @@ pub(crate) async fn upload_part_copy(
         Some(text) => source_range(text, source.size)?,
         None => 0..source.size,
     };
+    s3.store()
+        .part_fits(&bucket, &input.upload_id, number, range.end - range.start)
+        .map_err(internal)?
+        .map_err(command_error)?;
     // A range rarely falls on block boundaries, so the part gets its own
     // blocks: read the source and store it again.
     let chunks = body::read_all(&s3.stripes, s3.store(), &source, range).await?;

@@ -14,7 +14,7 @@ use crate::access::Need;
 use crate::body;
 use crate::buckets::timestamp_ms;
 use crate::conditions::Conditions;
-use crate::errors::{internal, no_such_key, write_error};
+use crate::errors::{command_error, internal, no_such_key, write_error};
 use crate::service::CoopS3;
 
 /// S3's longest key, in UTF-8 bytes.
@@ -137,6 +137,14 @@ pub(crate) async fn put(
             PreconditionFailed,
             "At least one of the pre-conditions you specified did not hold"
         ));
+    }
+    // A write bound to go past the quota is refused before a shard is
+    // stored; the control plane decides again at the commit.
+    if let Some(len) = input.content_length.and_then(|len| u64::try_from(len).ok()) {
+        s3.store()
+            .object_fits(&bucket, &input.key, len)
+            .map_err(internal)?
+            .map_err(command_error)?;
     }
     let layout = s3.layout(&bucket)?;
     let stored = body::store_body(

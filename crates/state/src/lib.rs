@@ -33,7 +33,7 @@ pub use network::{RAFT_ALPN, RaftAnswer, RaftMessage, RaftProtocol};
 pub use networks::{Attachment, NETWORK_POOL, NetworkRecord, POOL_PREFIX, valid_network_name};
 pub use objects::{
     BlockId, BlockRef, BucketRecord, Completion, Grant, MIN_PART_SIZE, NewStripe, ObjectRecord,
-    PartRecord, S3KeyRecord, ShardLocation, StripeLayout, StripeRecord, UploadRecord,
+    PartRecord, S3KeyRecord, ShardLocation, StripeLayout, StripeRecord, UploadRecord, check_quota,
     valid_bucket_name,
 };
 pub use records::{

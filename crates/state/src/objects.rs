@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use coop_types::PeerId;
 
+use crate::records::CommandError;
+
 /// The id of a block: random, so equal bytes written twice are two blocks
 /// and deleting one object never touches another's data.
 pub type BlockId = [u8; 32];
@@ -103,6 +105,38 @@ pub struct BucketRecord {
     pub zone_spread: bool,
     /// Access key id → what it may do here.
     pub grants: BTreeMap<String, Grant>,
+    /// The most bytes its objects may hold together; `None` is unlimited.
+    /// Writes that would go past it are refused ([`check_quota`]).
+    pub quota: Option<u64>,
+}
+
+/// Whether a write may go into `bucket`: `usage` bytes are counted against
+/// its quota now, the write replaces `replaced` bytes of them and brings
+/// `new` bytes. Only a write that grows the count can be refused, so a
+/// bucket over a lowered quota can still shrink or be overwritten in place.
+///
+/// The state machine decides with this (every replica the same way); the
+/// front ends call it before storing a body they know the length of, so a
+/// write bound to be refused writes no shard.
+pub fn check_quota(
+    bucket: &BucketRecord,
+    usage: u64,
+    replaced: u64,
+    new: u64,
+) -> Result<(), CommandError> {
+    let Some(quota) = bucket.quota else {
+        return Ok(());
+    };
+    let needed = new.saturating_sub(replaced);
+    if needed > 0 && usage.saturating_add(needed) > quota {
+        return Err(CommandError::QuotaExceeded {
+            bucket: bucket.name.clone(),
+            quota,
+            usage,
+            needed,
+        });
+    }
+    Ok(())
 }
 
 /// How a stripe is coded.

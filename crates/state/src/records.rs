@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use coop_identity::{Certificate, CloudId};
-use coop_types::PeerId;
+use coop_types::{PeerId, human_bytes};
 
 use crate::compute::{ContainerEntry, DesiredState, TemplateEntry};
 use crate::environments::{EnvEvent, EnvironmentRecord};
@@ -294,6 +294,10 @@ pub enum Command {
     AddFriendLink(crate::friends::FriendLink),
     /// An operator forgets such a friend.
     DeleteFriendLink { name: String },
+    /// An operator sets a bucket's quota in bytes (`None`: unlimited).
+    /// Lowering it below what the bucket holds refuses new writes only;
+    /// nothing stored is removed.
+    SetBucketQuota { bucket: String, quota: Option<u64> },
 }
 
 /// Why a command was refused by the state machine.
@@ -399,4 +403,18 @@ pub enum CommandError {
     FriendExists(String),
     #[error("no friend named `{0}`; list friends with `coop friend ls`")]
     FriendUnknown(String),
+    /// `usage` is what counts against the quota: the bucket's objects, and
+    /// for a part also the parts its upload already holds.
+    #[error(
+        "bucket `{bucket}` is over its quota: {} used of {}, this write needs {} more; delete objects or raise the quota with `coop bucket set {bucket} --quota SIZE`",
+        human_bytes(*.usage),
+        human_bytes(*.quota),
+        human_bytes(*.needed)
+    )]
+    QuotaExceeded {
+        bucket: String,
+        quota: u64,
+        usage: u64,
+        needed: u64,
+    },
 }

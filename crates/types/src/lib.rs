@@ -3,6 +3,7 @@
 //! clock and [`fs::usage`], the one filesystem query several rooms share;
 //! every type here is serializable and cheap to clone.
 
+mod bytes;
 mod events;
 pub mod fs;
 mod net;
@@ -12,6 +13,7 @@ mod resources;
 mod storage;
 mod time;
 
+pub use bytes::human_bytes;
 pub use events::{EVENTS_KEPT, EVENTS_WINDOW_SECS, EventLog, EventView};
 pub use net::{Ipv4Subnet, NetworkId, SubnetError};
 pub use path::{NatMapping, NatReport, PathLine, PathReport, PathVerdict, Sighting, SpeedReport};
@@ -21,7 +23,7 @@ pub use peer::{
 };
 pub use resources::{Limits, Resources};
 pub use storage::{
-    BlockHealth, BucketRequest, BucketView, DiskView, GrantView, S3Counters, S3KeyCreated,
-    S3KeyRequest, S3KeyView, StorageView,
+    BlockHealth, BucketPatch, BucketRequest, BucketView, DiskView, GrantView, S3Counters,
+    S3KeyCreated, S3KeyRequest, S3KeyView, StorageView,
 };
 pub use time::{unix_now, unix_now_ms};

@@ -53,6 +53,36 @@ pub struct BucketRequest {
     /// An access key that owns the new bucket (read, write and delete).
     #[serde(default)]
     pub owner: Option<String>,
+    /// The most bytes the bucket's objects may hold together; omitted or
+    /// null: unlimited.
+    #[serde(default)]
+    pub quota: Option<u64>,
+}
+
+/// Body of `PATCH /v1/buckets/{name}`: the settings to change; a field left
+/// out keeps its value.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketPatch {
+    /// The new quota in bytes, or null for none. Lowering it below what the
+    /// bucket holds refuses new writes only; nothing is deleted.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>)]
+    pub quota: Option<Option<u64>>,
+}
+
+/// A field that is present, null or not: `Some(None)` for `null`, so that
+/// an absent field (`None`, by `default`) can mean "keep".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// What a key may do in a bucket.
@@ -79,6 +109,12 @@ pub struct BucketView {
     pub zone_spread: bool,
     pub objects: u64,
     pub bytes: u64,
+    /// The most bytes the objects may hold together; `None`: unlimited.
+    pub quota: Option<u64>,
+    /// The bytes counted against the quota: the sizes of the objects, as
+    /// the control plane keeps them (a copy counts again, although it
+    /// shares the blocks of its source).
+    pub usage: u64,
     /// Access key id → rights.
     pub grants: BTreeMap<String, GrantView>,
 }
@@ -154,5 +190,20 @@ impl S3Counters {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BucketPatch;
+
+    #[test]
+    fn a_patch_tells_null_from_absent() {
+        let parse = |text: &str| serde_json::from_str::<BucketPatch>(text).map(|p| p.quota);
+        assert_eq!(parse(r#"{"quota": 1024}"#).unwrap(), Some(Some(1024)));
+        assert_eq!(parse(r#"{"quota": null}"#).unwrap(), Some(None));
+        assert_eq!(parse("{}").unwrap(), None);
+        assert!(parse(r#"{"quota": -1}"#).is_err());
+        assert!(parse(r#"{"qouta": 1}"#).is_err());
     }
 }

@@ -12,6 +12,9 @@ when something was wrong, so a test can assert on both.
                (with --abandon, never completes it; prints the upload id)
     uploads    how many multipart uploads the bucket has in progress
     exists     whether a key is visible to HEAD and to a listing
+    fill       write objects of --size bytes until a PUT is refused (at most
+               --max); prints {"stored": {key: sha256}, "refused": the
+               error's code, status and message, or null}
     delete     delete every object of a manifest
 """
 
@@ -113,6 +116,28 @@ def cmd_multipart(args):
     return 0
 
 
+def cmd_fill(args):
+    s3 = client(args.endpoint)
+    stored = {}
+    refused = None
+    for i in range(args.max):
+        key = f"{args.prefix}fill-{i:04d}"
+        body = content(args.seed, key, args.size)
+        try:
+            s3.put_object(Bucket=args.bucket, Key=key, Body=body)
+        except s3.exceptions.ClientError as exc:
+            refused = {
+                "key": key,
+                "code": exc.response["Error"].get("Code"),
+                "status": exc.response["ResponseMetadata"]["HTTPStatusCode"],
+                "message": exc.response["Error"].get("Message"),
+            }
+            break
+        stored[key] = hashlib.sha256(body).hexdigest()
+    json.dump({"stored": stored, "refused": refused}, sys.stdout)
+    return 0
+
+
 def cmd_delete(args):
     s3 = client(args.endpoint)
     with open(args.manifest) as f:
@@ -174,6 +199,11 @@ def main():
     exists = sub.add_parser("exists")
     exists.add_argument("--key", required=True)
     sub.add_parser("uploads")
+    fill = sub.add_parser("fill")
+    fill.add_argument("--size", type=int, default=MIB)
+    fill.add_argument("--max", type=int, default=100)
+    fill.add_argument("--seed", default="coop")
+    fill.add_argument("--prefix", default="")
     delete = sub.add_parser("delete")
     delete.add_argument("--manifest", required=True)
     args = parser.parse_args()
@@ -184,6 +214,7 @@ def main():
         "exists": cmd_exists,
         "delete": cmd_delete,
         "uploads": cmd_uploads,
+        "fill": cmd_fill,
     }
     return commands[args.command](args)
 

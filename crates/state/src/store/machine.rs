@@ -294,7 +294,8 @@ fn apply_command(
         | Command::CompleteUpload { .. }
         | Command::AbortUpload { .. }
         | Command::MoveShards { .. }
-        | Command::ForgetStripes { .. }) => return super::objects::apply(sm, command),
+        | Command::ForgetStripes { .. }
+        | Command::SetBucketQuota { .. }) => return super::objects::apply(sm, command),
         command @ (Command::PutTemplate { .. }
         | Command::DeleteTemplate { .. }
         | Command::PutContainer(_)

@@ -13,7 +13,8 @@
 //! Layout: table `log` maps a log index to a postcard-encoded entry; table
 //! `meta` maps a fixed name to postcard bytes (see the `META_*` names); table
 //! `sm` maps `cloud`, `peer/<hex id>`, `invite/<hex id>`, `token/<hex hash>`
-//! and `config/<key>` to postcard-encoded records.
+//! and `config/<key>` to postcard-encoded records; the S3 rows are listed
+//! in `objects`, and each bucket's byte count (`usage/<bucket>`) in `usage`.
 
 mod backups;
 mod compute;
@@ -29,7 +30,10 @@ mod objects;
 #[cfg(test)]
 mod objects_tests;
 #[cfg(test)]
+mod quota_tests;
+#[cfg(test)]
 mod tests;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -80,8 +84,9 @@ const META_FORMAT: &str = "format";
 /// blocks in the store, objects their part sizes. 3: containers name the
 /// environment replica they are; environments and their events. 4:
 /// environments keep the version before their last update. 5: private
-/// networks, and the addresses containers hold on them.
-pub const FORMAT: u32 = 5;
+/// networks, and the addresses containers hold on them. 6: buckets have a
+/// quota, and each bucket's usage is kept under `usage/<bucket>`.
+pub const FORMAT: u32 = 6;
 
 const CLOUD_KEY: &str = "cloud";
 const PEER_PREFIX: &str = "peer/";

@@ -3,7 +3,8 @@
 //!
 //! Rows of the `sm` table: `s3key/<id>`, `bucket/<name>`,
 //! `obj/<bucket>/<key>`, `upload/<id>`, `part/<upload id>/<number>` and
-//! `stripe/<hex block id>`. Bucket names never hold `/`, so the objects of a
+//! `stripe/<hex block id>`; each bucket's byte count, `usage/<bucket>`, is
+//! kept by `usage`. Bucket names never hold `/`, so the objects of a
 //! bucket are one contiguous range in key order, which is S3's listing
 //! order (UTF-8 bytes).
 //!
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
+use super::usage;
 use super::{
     StateStore, StoreError, StrTable, db_err, get_value, hex, put_value, scan, scan_values,
 };
@@ -114,6 +116,7 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
                     sm.remove(row.as_str())
                         .map_err(db_err("removing an object"))?;
                     super::journal::note(&row);
+                    usage::account(sm, &bucket, old.size, 0)?;
                 }
             }
             Ok(Ok(()))
@@ -166,6 +169,7 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
             }
             Ok(Ok(()))
         }
+        Command::SetBucketQuota { bucket, quota } => usage::set_quota(sm, &bucket, quota),
         Command::MoveShards { block, moves } => {
             let row = stripe_key(&block);
             let Some(mut stripe) = get_value::<StripeRecord>(sm, &row)? else {
@@ -273,6 +277,7 @@ fn delete_bucket(sm: &mut StrTable<'_>, name: &str, now: u64) -> Applied {
     }
     sm.remove(row.as_str())
         .map_err(db_err("removing a bucket"))?;
+    usage::forget(sm, name)?;
     Ok(Ok(()))
 }
 
@@ -363,19 +368,25 @@ fn put_object(
     stripes: Vec<NewStripe>,
     now: u64,
 ) -> Applied {
-    if !exists(sm, &bucket_key(bucket))? {
+    let Some(record) = get_value::<BucketRecord>(sm, &bucket_key(bucket))? else {
         return Ok(Err(CommandError::BucketUnknown(bucket.to_owned())));
-    }
+    };
     if let Err(refusal) = check_blocks(object.size, &object.blocks) {
+        return Ok(Err(refusal));
+    }
+    let row = object_key(bucket, key);
+    let old = get_value::<ObjectRecord>(sm, &row)?;
+    let replaced = old.as_ref().map_or(0, |old| old.size);
+    if let Err(refusal) = usage::object_fits(sm, &record, replaced, object.size)? {
         return Ok(Err(refusal));
     }
     if let Err(refusal) = acquire(sm, &object.blocks, stripes)? {
         return Ok(Err(refusal));
     }
-    let row = object_key(bucket, key);
-    if let Some(old) = get_value::<ObjectRecord>(sm, &row)? {
+    if let Some(old) = old {
         release(sm, &old.blocks, now)?;
     }
+    usage::account(sm, bucket, replaced, object.size)?;
     put_value(sm, &row, &object)?;
     Ok(Ok(()))
 }
@@ -387,10 +398,16 @@ fn put_part(
     stripes: Vec<NewStripe>,
     now: u64,
 ) -> Applied {
-    if !exists(sm, &upload_key(upload))? {
+    let Some(record) = get_value::<UploadRecord>(sm, &upload_key(upload))? else {
         return Ok(Err(CommandError::UploadUnknown(upload.to_owned())));
-    }
+    };
     if let Err(refusal) = check_blocks(part.size, &part.blocks) {
+        return Ok(Err(refusal));
+    }
+    // Deleting a bucket drops its uploads, so the bucket is there.
+    if let Some(bucket) = get_value::<BucketRecord>(sm, &bucket_key(&record.bucket))?
+        && let Err(refusal) = usage::part_fits(sm, &bucket, upload, part.number, part.size)?
+    {
         return Ok(Err(refusal));
     }
     if let Err(refusal) = acquire(sm, &part.blocks, stripes)? {
@@ -413,9 +430,9 @@ fn complete_upload(
     let Some(upload) = get_value::<UploadRecord>(sm, &upload_key(upload_id))? else {
         return Ok(Err(CommandError::UploadUnknown(upload_id.to_owned())));
     };
-    if !exists(sm, &bucket_key(&upload.bucket))? {
+    let Some(bucket) = get_value::<BucketRecord>(sm, &bucket_key(&upload.bucket))? else {
         return Ok(Err(CommandError::BucketUnknown(upload.bucket)));
-    }
+    };
     let stored: BTreeMap<u32, PartRecord> =
         scan_values::<PartRecord>(sm, &parts_prefix(upload_id))?
             .into_iter()
@@ -463,6 +480,12 @@ fn complete_upload(
         blocks,
         parts: chosen.iter().map(|part| part.size).collect(),
     };
+    let object_row = object_key(&upload.bucket, &upload.key);
+    let old = get_value::<ObjectRecord>(sm, &object_row)?;
+    let replaced = old.as_ref().map_or(0, |old| old.size);
+    if let Err(refusal) = usage::object_fits(sm, &bucket, replaced, object.size)? {
+        return Ok(Err(refusal));
+    }
     // The object takes over the chosen parts' references; the parts left
     // out lose theirs when the upload is dropped below.
     for block in &object.blocks {
@@ -472,11 +495,11 @@ fn complete_upload(
             put_value(sm, &row, &stripe)?;
         }
     }
-    let row = object_key(&upload.bucket, &upload.key);
-    if let Some(old) = get_value::<ObjectRecord>(sm, &row)? {
+    if let Some(old) = old {
         release(sm, &old.blocks, now)?;
     }
-    put_value(sm, &row, &object)?;
+    usage::account(sm, &upload.bucket, replaced, object.size)?;
+    put_value(sm, &object_row, &object)?;
     drop_upload(sm, upload_id, now)?;
     Ok(Ok(()))
 }

@@ -12,7 +12,7 @@ use crate::objects::{
 };
 use crate::records::{Command, CommandError};
 
-fn key(id: &str) -> Command {
+pub(super) fn key(id: &str) -> Command {
     Command::CreateS3Key(S3KeyRecord {
         id: id.into(),
         secret: "secret".into(),
@@ -22,17 +22,18 @@ fn key(id: &str) -> Command {
     })
 }
 
-fn bucket(name: &str, owner: &str) -> Command {
+pub(super) fn bucket(name: &str, owner: &str) -> Command {
     Command::CreateBucket(BucketRecord {
         name: name.into(),
         created_at: 1,
         policy: None,
         zone_spread: false,
         grants: BTreeMap::from([(owner.to_owned(), Grant::ALL)]),
+        quota: None,
     })
 }
 
-fn stripe(n: u8, len: u32) -> NewStripe {
+pub(super) fn stripe(n: u8, len: u32) -> NewStripe {
     NewStripe {
         id: [n; 32],
         stripe: StripeRecord {
@@ -68,7 +69,7 @@ fn object(blocks: &[(u8, u32)]) -> ObjectRecord {
     }
 }
 
-fn put(bucket: &str, key: &str, blocks: &[(u8, u32)], new: &[u8]) -> Command {
+pub(super) fn put(bucket: &str, key: &str, blocks: &[(u8, u32)], new: &[u8]) -> Command {
     Command::PutObject {
         bucket: bucket.into(),
         key: key.into(),
@@ -84,7 +85,7 @@ fn put(bucket: &str, key: &str, blocks: &[(u8, u32)], new: &[u8]) -> Command {
     }
 }
 
-fn refs(h: &Harness, n: u8) -> (u32, Option<u64>) {
+pub(super) fn refs(h: &Harness, n: u8) -> (u32, Option<u64>) {
     let s = h.store.stripe(&[n; 32]).unwrap().expect("stripe exists");
     (s.refs, s.dead_since)
 }
@@ -173,7 +174,7 @@ async fn listing_is_in_key_order_within_a_bucket() {
     );
 }
 
-fn part(number: u32, size: u64, block: u8) -> Command {
+pub(super) fn part(number: u32, size: u64, block: u8) -> Command {
     Command::PutPart {
         upload: "u1".into(),
         part: PartRecord {
@@ -191,7 +192,7 @@ fn part(number: u32, size: u64, block: u8) -> Command {
     }
 }
 
-fn complete(parts: &[(u32, &str)]) -> Command {
+pub(super) fn complete(parts: &[(u32, &str)]) -> Command {
     Command::CompleteUpload {
         upload: "u1".into(),
         completion: Completion {

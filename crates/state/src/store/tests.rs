@@ -187,6 +187,25 @@ impl Harness {
         }
     }
 
+    /// Closes the database and opens it again, as a restart of the peer does.
+    pub(super) fn reopen(self) -> Self {
+        let Harness {
+            store,
+            sm,
+            next,
+            _dir,
+        } = self;
+        drop((store, sm));
+        let store = StateStore::open(&_dir.db()).expect("reopen the store");
+        let sm = store.state_machine();
+        Harness {
+            store,
+            sm,
+            next,
+            _dir,
+        }
+    }
+
     pub(super) async fn run(&mut self, command: Command) -> Result<(), CommandError> {
         self.next += 1;
         let mut responses = self
