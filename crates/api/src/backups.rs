@@ -80,9 +80,10 @@ pub struct CheckRequest {
 /// What `check` found.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CheckView {
+    /// No errors (warnings may remain).
     pub ok: bool,
     pub read_data: bool,
-    /// Each problem, in restic's words.
+    /// Each problem, `Error: ...` or `Warn: ...`, in rustic's words.
     pub problems: Vec<String>,
 }
 
@@ -100,7 +101,9 @@ impl From<BackupError> for ApiError {
         let message = err.to_string();
         match err {
             BackupError::Invalid(_) => ApiError::BadRequest(message),
-            BackupError::Unknown(_) | BackupError::NoBucket(_) => ApiError::NotFound(message),
+            BackupError::Unknown(_) | BackupError::NoBucket(_) | BackupError::NoFriend(_) => {
+                ApiError::NotFound(message)
+            }
             BackupError::Busy(_) | BackupError::Occupied(_) => ApiError::Conflict(message),
             BackupError::Target(_)
             | BackupError::NoRepository(_)
@@ -317,7 +320,9 @@ pub(crate) async fn check(
         Box::pin(async move {
             let problems = backups.check(&name, req.read_data, meter).await?;
             Ok(to_json(CheckView {
-                ok: problems.is_empty(),
+                // Warnings (packs no index names, left by a run cut off
+                // half-way) do not make a repository unhealthy.
+                ok: !problems.iter().any(|p| p.starts_with("Error")),
                 read_data: req.read_data,
                 problems,
             }))
@@ -384,4 +389,105 @@ fn line_of(line: &ProgressLine) -> String {
     let mut text = serde_json::to_string(line).unwrap_or_else(|_| "{}".into());
     text.push('\n');
     text
+}
+
+/// Body of `POST /v1/friends/invites`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FriendInviteRequest {
+    /// This cloud's name for the friend: 1-63 characters of a-z, 0-9 and
+    /// `-`, starting with a letter. Its bucket is `friend-NAME`.
+    pub name: String,
+    /// The most the friend may store here, in bytes; none: no limit.
+    #[serde(default)]
+    pub quota: Option<u64>,
+    /// Seconds the invite stays valid (default a day).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// Body of `POST /v1/friends`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FriendAddRequest {
+    /// This cloud's name for the friend.
+    pub name: String,
+    /// The token the friend's `coop friend invite` printed.
+    pub token: String,
+}
+
+/// A friend invite lasts a day unless told otherwise.
+const FRIEND_INVITE_TTL: u64 = 24 * 3600;
+
+/// Invite another cloud to keep its backups here: a bucket of its own with
+/// a quota, and a single-use token shown once.
+#[utoipa::path(
+    post,
+    path = "/v1/friends/invites",
+    tag = "friends",
+    request_body = FriendInviteRequest,
+    responses((status = 200, body = coop_backup::FriendInvite)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn invite_friend(
+    State(state): State<AppState>,
+    body: Result<Json<FriendInviteRequest>, JsonRejection>,
+) -> Result<Json<coop_backup::FriendInvite>, ApiError> {
+    let Json(req) = body?;
+    let ttl = req.ttl_secs.unwrap_or(FRIEND_INVITE_TTL);
+    Ok(Json(
+        backups(&state)?
+            .invite_friend(&req.name, req.quota, ttl)
+            .await?,
+    ))
+}
+
+/// Link a friend that keeps this cloud's backups, from its invite token.
+#[utoipa::path(
+    post,
+    path = "/v1/friends",
+    tag = "friends",
+    request_body = FriendAddRequest,
+    responses((status = 200, body = coop_backup::FriendView)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn add_friend(
+    State(state): State<AppState>,
+    body: Result<Json<FriendAddRequest>, JsonRejection>,
+) -> Result<Json<coop_backup::FriendView>, ApiError> {
+    let Json(req) = body?;
+    Ok(Json(
+        backups(&state)?.add_friend(&req.name, &req.token).await?,
+    ))
+}
+
+/// Friend links both ways, with state and use.
+#[utoipa::path(
+    get,
+    path = "/v1/friends",
+    tag = "friends",
+    responses((status = 200, body = [coop_backup::FriendView])),
+    security(("bearer" = []))
+)]
+pub(crate) async fn friends(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<coop_backup::FriendView>>, ApiError> {
+    Ok(Json(backups(&state)?.friends().await?))
+}
+
+/// Cut a friend off (either way); buckets and repositories stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/friends/{name}",
+    tag = "friends",
+    params(("name" = String, Path)),
+    responses((status = 200), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn remove_friend(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    backups(&state)?.remove_friend(&name).await?;
+    Ok(Json(serde_json::json!({ "friend": name, "removed": true })))
 }

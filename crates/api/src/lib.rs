@@ -234,6 +234,12 @@ pub fn router(state: AppState) -> Router {
         .route("/backups/{name}/restore", post(backups::restore))
         .route("/backups/{name}/check", post(backups::check))
         .route("/backups/{name}/key", get(backups::key))
+        .route("/friends", get(backups::friends).post(backups::add_friend))
+        .route("/friends/invites", post(backups::invite_friend))
+        .route(
+            "/friends/{name}",
+            axum::routing::delete(backups::remove_friend),
+        )
         .route("/networks", get(networks::list).post(networks::create))
         .route(
             "/networks/{name}",

@@ -86,6 +86,10 @@ impl Modify for BearerAuth {
         crate::backups::run,
         crate::backups::restore,
         crate::backups::check,
+        crate::backups::invite_friend,
+        crate::backups::add_friend,
+        crate::backups::friends,
+        crate::backups::remove_friend,
     ),
     components(schemas(
         coop_types::PeerView,

@@ -385,7 +385,11 @@ impl ObjectWriter {
         content_type: Option<String>,
         metadata: BTreeMap<String, String>,
     ) -> Result<u64, FinishError> {
-        let written = self.writer.finish().await.map_err(|e| FinishError::Store(e.to_string()))?;
+        let written = self
+            .writer
+            .finish()
+            .await
+            .map_err(|e| FinishError::Store(e.to_string()))?;
         let object = ObjectRecord {
             size: self.size,
             etag: data_encoding::HEXLOWER.encode(&self.md5.finalize()),

@@ -49,15 +49,25 @@ pub struct FriendCall {
 pub enum FriendOp {
     /// Redeem the invite `name` with its secret: the caller's cloud
     /// becomes the friend of that name.
-    Redeem { name: String, secret: [u8; 32] },
-    Put { name: String, body: Vec<u8> },
+    Redeem {
+        name: String,
+        secret: [u8; 32],
+    },
+    Put {
+        name: String,
+        body: Vec<u8>,
+    },
     /// The object `name`, whole or `(offset, length)`.
     Get {
         name: String,
         range: Option<(u64, u64)>,
     },
-    Delete { name: String },
-    List { prefix: String },
+    Delete {
+        name: String,
+    },
+    List {
+        prefix: String,
+    },
     /// The bucket's use and quota; also tells the caller it is admitted.
     Usage,
 }
@@ -72,10 +82,17 @@ pub enum FriendReply {
     Done,
     Bytes(Vec<u8>),
     Listed(Vec<(String, u64)>),
-    Usage { objects: u64, bytes: u64 },
+    Usage {
+        objects: u64,
+        bytes: u64,
+        quota: Option<u64>,
+    },
     /// Not allowed, or not possible; `code` is `denied`, `not_found`,
     /// `quota` or `unavailable`.
-    Refused { code: String, message: String },
+    Refused {
+        code: String,
+        message: String,
+    },
 }
 
 impl Protocol for FriendProtocol {
@@ -100,6 +117,8 @@ pub struct FriendService {
     pub control: ControlPlane,
     pub stripes: Stripes,
     pub mesh: Mesh,
+    /// When this peer last heard from each friend, by name.
+    pub contacts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 impl Service<FriendProtocol> for FriendService {
@@ -127,6 +146,9 @@ impl FriendService {
             }
             Err(err) => return refused("unavailable", err),
         };
+        if let Ok(mut contacts) = self.contacts.lock() {
+            contacts.insert(friend.name.clone(), crate::unix_now_ms());
+        }
         match self.serve(&friend, call.op).await {
             Ok(reply) => reply,
             Err(reply) => reply,
@@ -159,7 +181,10 @@ impl FriendService {
             Err(err) => return refused("unavailable", err.to_string()),
         }
         let Ok(Some(friend)) = self.control.store().friend(&name) else {
-            return refused("unavailable", "the friend record is not here yet; try again");
+            return refused(
+                "unavailable",
+                "the friend record is not here yet; try again",
+            );
         };
         FriendReply::Redeemed {
             bucket: friend.bucket,
@@ -236,20 +261,15 @@ impl FriendService {
                 Ok(FriendReply::Listed(listed))
             }
             FriendOp::Usage => {
-                let listed = match Box::pin(self.serve(
-                    friend,
-                    FriendOp::List {
-                        prefix: String::new(),
-                    },
-                ))
-                .await?
-                {
-                    FriendReply::Listed(listed) => listed,
-                    other => return Err(other),
-                };
+                let record = store
+                    .bucket(bucket)
+                    .map_err(|e| unavailable(&e))?
+                    .ok_or_else(|| refused("not_found", format!("the bucket {bucket} is gone")))?;
+                let bytes = store.bucket_usage(bucket).map_err(|e| unavailable(&e))?;
                 Ok(FriendReply::Usage {
-                    objects: listed.len() as u64,
-                    bytes: listed.iter().map(|(_, size)| size).sum(),
+                    objects: 0,
+                    bytes,
+                    quota: record.quota,
                 })
             }
         }
@@ -437,5 +457,43 @@ impl RepoFiles for FriendClient {
             FriendReply::Usage { .. } => Ok(()),
             other => Err(self.unexpected("CHECK", "", other)),
         }
+    }
+}
+
+/// What a friend invite token carries: who to call and the secret to
+/// show. `cooperf1-` and base32 of its postcard form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FriendToken {
+    /// The inviting cloud (the one that will keep the backups).
+    pub cloud: CloudId,
+    /// Its name for the invited cloud.
+    pub name: String,
+    pub secret: [u8; 32],
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Its peers and their mesh addresses.
+    pub peers: Vec<(PeerId, Vec<String>)>,
+}
+
+const TOKEN_PREFIX: &str = "cooperf1-";
+
+impl FriendToken {
+    pub fn encode(&self) -> String {
+        let bytes = postcard::to_allocvec(self).unwrap_or_default();
+        format!(
+            "{TOKEN_PREFIX}{}",
+            data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase()
+        )
+    }
+
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let rest = text.trim().strip_prefix(TOKEN_PREFIX).ok_or_else(|| {
+            format!("this is not a friend invite token (it must start with `{TOKEN_PREFIX}`)")
+        })?;
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(rest.to_uppercase().as_bytes())
+            .map_err(|_| "the friend invite token is damaged (not base32)".to_string())?;
+        postcard::from_bytes(&bytes)
+            .map_err(|_| "the friend invite token is damaged or from another coop version".into())
     }
 }

@@ -29,7 +29,8 @@ pub mod service;
 pub use repo::{Meter, MeterReading};
 pub use seal::{SealError, SealKey};
 pub use service::{
-    BackupView, Backups, Keep, NewBackup, RestoreSummary, RunSummary, Sealer, SnapshotView,
+    BackupView, Backups, FriendInvite, FriendView, Keep, NewBackup, RestoreSummary, RunSummary,
+    Sealer, SnapshotView,
 };
 
 /// Why a backup operation failed.
@@ -41,6 +42,8 @@ pub enum BackupError {
     Unknown(String),
     #[error("no bucket named `{0}`")]
     NoBucket(String),
+    #[error("no friend named `{0}`; list friends with `coop friend ls`")]
+    NoFriend(String),
     #[error("backup `{0}` is running on this peer already; wait for it to finish")]
     Busy(String),
     #[error("the target: {0}")]
@@ -70,7 +73,9 @@ impl BackupError {
     pub fn code(&self) -> &'static str {
         match self {
             BackupError::Invalid(_) => "invalid",
-            BackupError::Unknown(_) | BackupError::NoBucket(_) => "not_found",
+            BackupError::Unknown(_) | BackupError::NoBucket(_) | BackupError::NoFriend(_) => {
+                "not_found"
+            }
             BackupError::Busy(_) => "busy",
             BackupError::Target(_) => "target",
             BackupError::NoRepository(_) | BackupError::Occupied(_) => "repository",

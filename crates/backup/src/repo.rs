@@ -24,8 +24,8 @@ use coop_store::Stripes;
 
 use crate::BackupError;
 use crate::backend::{RepoFiles, S3Backend};
-use crate::friend::FriendClient;
 use crate::bucket::{BucketSource, ObjectAttributes, ObjectWriter};
+use crate::friend::FriendClient;
 use crate::s3::{S3Client, S3Location};
 
 /// Bytes read from the repository per step of a restored object.
@@ -157,7 +157,8 @@ impl Repo {
         runtime: Handle,
         meter: Arc<Meter>,
     ) -> Result<(Repository<()>, String, bool), BackupError> {
-        let (backend, location): (Arc<dyn rustic_core::WriteBackend>, String) = match &access.target {
+        let (backend, location): (Arc<dyn rustic_core::WriteBackend>, String) = match &access.target
+        {
             RepoTarget::S3(location) => {
                 let client = S3Client::new(location.clone())?;
                 (Arc::new(S3Backend::new(client, runtime)), location.url())

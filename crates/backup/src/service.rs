@@ -16,15 +16,17 @@ use utoipa::ToSchema;
 use coop_mesh::Mesh;
 use coop_state::{
     BackupRecord, BackupRun, BackupSource, BackupTarget, BucketRecord, Command, CommandError,
-    ControlPlane, KeepPolicy, RunOutcome, WriteError, valid_backup_name,
+    ControlPlane, FriendLink, KeepPolicy, RunOutcome, WriteError, valid_backup_name,
 };
 use coop_store::Stripes;
 use coop_types::{EventLog, EventView, PeerId};
 
-use crate::bucket::BucketSource;
-use crate::remote::{BackupProtocol, RemoteReply, RemoteRequest};
 use crate::backend::RepoFiles;
-use crate::friend::FriendClient;
+use crate::bucket::BucketSource;
+use crate::friend::{
+    FriendClient, FriendOp, FriendReply, FriendService, FriendToken, call_friend, peers_of,
+};
+use crate::remote::{BackupProtocol, RemoteReply, RemoteRequest};
 use crate::repo::{Meter, Repo, RepoAccess, RepoTarget};
 use crate::s3::{S3Client, S3Location};
 use crate::{BackupError, unix_now_ms};
@@ -175,6 +177,40 @@ enum Place {
     Path { peer: PeerId, path: String },
 }
 
+/// A friend invite, shown once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FriendInvite {
+    pub name: String,
+    /// The bucket set aside for the friend's backups.
+    pub bucket: String,
+    pub quota: Option<u64>,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Single use; `coop friend add NAME TOKEN` on the friend's cloud.
+    pub token: String,
+}
+
+/// A friend link, either way.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FriendView {
+    pub name: String,
+    /// `keeps-ours`: a friend that keeps this cloud's backups;
+    /// `ours-kept`: a cloud whose backups this one keeps.
+    pub role: String,
+    /// `invited` (not redeemed yet), `expired`, `linked`, `reachable`,
+    /// `unreachable`.
+    pub state: String,
+    /// The bucket that holds the backups (on the keeping side).
+    pub bucket: String,
+    pub used_bytes: Option<u64>,
+    pub quota_bytes: Option<u64>,
+    /// When this peer last heard from the friend (Unix milliseconds).
+    pub last_contact_ms: Option<u64>,
+}
+
+/// How long `friend ls` waits for a friend's answer.
+const FRIEND_ASK: Duration = Duration::from_secs(10);
+
 /// The backups of a cloud, as one peer serves them.
 #[derive(Clone)]
 pub struct Backups(Arc<Inner>);
@@ -189,6 +225,8 @@ struct Inner {
     events: Arc<EventLog>,
     /// What runs on this peer now, by backup name.
     running: Mutex<HashMap<String, Arc<Meter>>>,
+    /// When this peer last heard from each friend, by name.
+    contacts: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 /// Marks a backup running on this peer until dropped.
@@ -259,6 +297,7 @@ impl Backups {
             runtime,
             events,
             running: Mutex::default(),
+            contacts: Arc::default(),
         }))
     }
 
@@ -882,6 +921,249 @@ impl Backups {
                 "cannot reach peer {name}, which holds the path: {err}"
             ))),
         }
+    }
+
+    /// The service that keeps friends' backups here (`coop/friend/1`).
+    pub fn friend_service(&self) -> FriendService {
+        FriendService {
+            control: self.0.control.clone(),
+            stripes: self.0.stripes.clone(),
+            mesh: self.0.mesh.clone(),
+            contacts: self.0.contacts.clone(),
+        }
+    }
+
+    /// Invites another cloud to keep its backups here: a bucket of its own
+    /// (`friend-NAME`, with `quota`), and a single-use token.
+    pub async fn invite_friend(
+        &self,
+        name: &str,
+        quota: Option<u64>,
+        ttl_secs: u64,
+    ) -> Result<FriendInvite, BackupError> {
+        if !coop_state::valid_friend_name(name) {
+            return Err(BackupError::Invalid(format!(
+                "friend name `{name}`: use 1-63 characters of a-z, 0-9 and `-`, starting with a letter"
+            )));
+        }
+        self.0.control.read_barrier().await.map_err(store_err)?;
+        let store = self.0.control.store();
+        if store.friend(name).map_err(store_err)?.is_some() {
+            return Err(BackupError::Invalid(format!(
+                "a friend named `{name}` already exists"
+            )));
+        }
+        let bucket = format!("friend-{name}");
+        if !coop_state::valid_bucket_name(&bucket)
+            || store.bucket(&bucket).map_err(store_err)?.is_some()
+        {
+            return Err(BackupError::Invalid(format!(
+                "bucket `{bucket}` cannot be made for this friend (taken or too long); pick another name"
+            )));
+        }
+        let now = unix_now_ms() / 1000;
+        let record = BucketRecord {
+            name: bucket.clone(),
+            created_at: now,
+            policy: None,
+            zone_spread: false,
+            grants: Default::default(),
+            quota,
+        };
+        self.0
+            .control
+            .write(Command::CreateBucket(record))
+            .await
+            .map_err(write_err)?;
+        let secret: [u8; 32] = rand::random();
+        let expires_at = now + ttl_secs;
+        self.0
+            .control
+            .write(Command::CreateFriend(coop_state::FriendRecord {
+                name: name.to_owned(),
+                bucket: bucket.clone(),
+                secret_hash: *blake3::hash(&secret).as_bytes(),
+                expires_at,
+                created_at: now,
+                cloud: None,
+            }))
+            .await
+            .map_err(write_err)?;
+        let token = FriendToken {
+            cloud: self.0.mesh.admission().cloud(),
+            name: name.to_owned(),
+            secret,
+            expires_at,
+            peers: peers_of(&self.0.control, &self.0.mesh),
+        };
+        Ok(FriendInvite {
+            name: name.to_owned(),
+            bucket,
+            quota,
+            expires_at,
+            token: token.encode(),
+        })
+    }
+
+    /// Links the friend whose invite `token` is, under `name`: redeems the
+    /// invite with this peer's certificate (proving this cloud) and keeps
+    /// the link in the control plane.
+    pub async fn add_friend(&self, name: &str, token: &str) -> Result<FriendView, BackupError> {
+        if !coop_state::valid_friend_name(name) {
+            return Err(BackupError::Invalid(format!(
+                "friend name `{name}`: use 1-63 characters of a-z, 0-9 and `-`, starting with a letter"
+            )));
+        }
+        let token = FriendToken::decode(token).map_err(BackupError::Invalid)?;
+        if token.cloud == self.0.mesh.admission().cloud() {
+            return Err(BackupError::Invalid(
+                "that invite is from this cloud; a friend is another cloud".into(),
+            ));
+        }
+        self.0.control.read_barrier().await.map_err(store_err)?;
+        if self
+            .0
+            .control
+            .store()
+            .friend_link(name)
+            .map_err(store_err)?
+            .is_some()
+        {
+            return Err(BackupError::Invalid(format!(
+                "a friend named `{name}` already exists"
+            )));
+        }
+        let op = FriendOp::Redeem {
+            name: token.name.clone(),
+            secret: token.secret,
+        };
+        let place = format!("friend:{name}");
+        let (bucket, peers) = match call_friend(&self.0.mesh, &token.peers, op, &place).await? {
+            FriendReply::Redeemed { bucket, peers } => (bucket, peers),
+            FriendReply::Refused { message, .. } => {
+                return Err(BackupError::Invalid(format!(
+                    "the friend refused: {message}"
+                )));
+            }
+            other => {
+                return Err(BackupError::Remote(format!("unexpected answer {other:?}")));
+            }
+        };
+        let link = FriendLink {
+            name: name.to_owned(),
+            cloud: token.cloud,
+            remote_name: token.name,
+            bucket: bucket.clone(),
+            peers,
+            created_at: unix_now_ms() / 1000,
+        };
+        self.0
+            .control
+            .write(Command::AddFriendLink(link))
+            .await
+            .map_err(write_err)?;
+        self.note_contact(name);
+        Ok(FriendView {
+            name: name.to_owned(),
+            role: "keeps-ours".into(),
+            state: "reachable".into(),
+            bucket,
+            used_bytes: Some(0),
+            quota_bytes: None,
+            last_contact_ms: Some(unix_now_ms()),
+        })
+    }
+
+    fn note_contact(&self, name: &str) {
+        if let Ok(mut contacts) = self.0.contacts.lock() {
+            contacts.insert(name.to_owned(), unix_now_ms());
+        }
+    }
+
+    fn last_contact(&self, name: &str) -> Option<u64> {
+        self.0.contacts.lock().ok()?.get(name).copied()
+    }
+
+    /// Every friend link, both ways; friends that keep this cloud's
+    /// backups are asked how much they hold.
+    pub async fn friends(&self) -> Result<Vec<FriendView>, BackupError> {
+        self.0.control.read_barrier().await.map_err(store_err)?;
+        let store = self.0.control.store();
+        let now = unix_now_ms() / 1000;
+        let mut views = Vec::new();
+        for link in store.friend_links().map_err(store_err)? {
+            let client = FriendClient::new(self.0.mesh.clone(), link.clone());
+            let asked = tokio::time::timeout(FRIEND_ASK, client.call(FriendOp::Usage)).await;
+            let (state, used_bytes, quota_bytes) = match asked {
+                Ok(Ok(FriendReply::Usage { bytes, quota, .. })) => {
+                    self.note_contact(&link.name);
+                    ("reachable", Some(bytes), quota)
+                }
+                Ok(Ok(FriendReply::Refused { .. })) => ("refused", None, None),
+                _ => ("unreachable", None, None),
+            };
+            views.push(FriendView {
+                name: link.name.clone(),
+                role: "keeps-ours".into(),
+                state: state.into(),
+                bucket: link.bucket.clone(),
+                used_bytes,
+                quota_bytes,
+                last_contact_ms: self.last_contact(&link.name),
+            });
+        }
+        for friend in store.friends().map_err(store_err)? {
+            let state = match friend.cloud {
+                Some(_) => "linked",
+                None if friend.expires_at < now => "expired",
+                None => "invited",
+            };
+            let bucket = store.bucket(&friend.bucket).map_err(store_err)?;
+            views.push(FriendView {
+                name: friend.name.clone(),
+                role: "ours-kept".into(),
+                state: state.into(),
+                bucket: friend.bucket.clone(),
+                used_bytes: store.bucket_usage(&friend.bucket).ok(),
+                quota_bytes: bucket.and_then(|b| b.quota),
+                last_contact_ms: self.last_contact(&friend.name),
+            });
+        }
+        Ok(views)
+    }
+
+    /// Cuts a friend off, whichever way the link goes (both, if a cloud is
+    /// a friend both ways under one name). A friend keeping this cloud's
+    /// backups keeps the bucket until its operator removes it; a bucket
+    /// kept here for a friend stays too (`coop bucket rm` frees it).
+    pub async fn remove_friend(&self, name: &str) -> Result<(), BackupError> {
+        self.0.control.read_barrier().await.map_err(store_err)?;
+        let store = self.0.control.store();
+        let mut found = false;
+        if store.friend(name).map_err(store_err)?.is_some() {
+            self.0
+                .control
+                .write(Command::DeleteFriend {
+                    name: name.to_owned(),
+                })
+                .await
+                .map_err(write_err)?;
+            found = true;
+        }
+        if store.friend_link(name).map_err(store_err)?.is_some() {
+            self.0
+                .control
+                .write(Command::DeleteFriendLink {
+                    name: name.to_owned(),
+                })
+                .await
+                .map_err(write_err)?;
+            found = true;
+        }
+        if !found {
+            return Err(BackupError::NoFriend(name.to_owned()));
+        }
+        Ok(())
     }
 
     /// Runs every backup that is due, while this peer leads the control

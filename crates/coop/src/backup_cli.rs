@@ -37,18 +37,19 @@ pub enum BackupAction {
         /// runs the backup)
         #[arg(long, value_name = "SOURCE")]
         source: String,
-        /// Where the repository goes: s3://HOST[:PORT]/BUCKET[/PREFIX] (plain
+        /// Where the repository goes: friend:NAME (a friend linked with
+        /// `coop friend add`), s3://HOST[:PORT]/BUCKET[/PREFIX] (plain
         /// HTTP) or http(s)://HOST[:PORT]/BUCKET[/PREFIX]; the bucket must
         /// exist and must not hold another repository at that prefix
         #[arg(long, value_name = "TARGET")]
         to: String,
-        /// The target's S3 access key
+        /// The S3 target's access key
         #[arg(long, env = "COOP_BACKUP_ACCESS_KEY")]
-        access_key: String,
-        /// The target's S3 secret key (or COOP_BACKUP_SECRET_KEY, which
+        access_key: Option<String>,
+        /// The S3 target's secret key (or COOP_BACKUP_SECRET_KEY, which
         /// keeps it out of the shell's history)
         #[arg(long, env = "COOP_BACKUP_SECRET_KEY", hide_env_values = true)]
-        secret_key: String,
+        secret_key: Option<String>,
         /// Run on a schedule: 90m, 6h, 1d (at least 60s); without it, the
         /// backup runs only with `coop backup run`
         #[arg(long, value_name = "PERIOD", value_parser = crate::parse_duration_secs)]
@@ -306,7 +307,12 @@ pub async fn run(global: &GlobalArgs, action: BackupAction) -> Result<()> {
             let check: CheckView = follow(&client, &path, Some(body), "checking").await?;
             if global.json {
                 print_json(&check)?;
-            } else if check.ok {
+            } else {
+                for problem in &check.problems {
+                    println!("{problem}");
+                }
+            }
+            if !global.json && check.ok {
                 println!(
                     "backup {name}: the repository is healthy{}",
                     if read_data {
@@ -315,14 +321,10 @@ pub async fn run(global: &GlobalArgs, action: BackupAction) -> Result<()> {
                         " (index and trees; --read-data reads every pack)"
                     }
                 );
-            } else {
-                for problem in &check.problems {
-                    println!("{problem}");
-                }
             }
             if !check.ok {
                 bail!(
-                    "backup {name}: the check found {} problem(s)",
+                    "backup {name}: the check found errors ({} finding(s))",
                     check.problems.len()
                 );
             }

@@ -8,6 +8,7 @@ mod container_cli;
 mod env_cli;
 mod env_logs_cli;
 mod env_replica_cli;
+mod friend_cli;
 mod history_cli;
 mod network_cli;
 mod object_cli;
@@ -191,6 +192,16 @@ enum Command {
     Backup {
         #[command(subcommand)]
         action: backup_cli::BackupAction,
+    },
+    /// Friends: other clouds that keep this cloud's backups, or whose backups this one keeps
+    ///
+    /// A friend keeps only ciphertext, in a bucket of its own with a
+    /// quota, reached over the mesh through NATs and relays; it is not a
+    /// member and reaches nothing else.
+    #[command(verbatim_doc_comment)]
+    Friend {
+        #[command(subcommand)]
+        action: friend_cli::FriendAction,
     },
     /// Runs one container or holds its namespaces (the runtime starts it; not for people)
     #[command(hide = true)]
@@ -507,6 +518,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Env { action } => env_cli::run(&global, action).await,
         Command::Network { action } => network_cli::run(&global, action).await,
         Command::Backup { action } => backup_cli::run(&global, action).await,
+        Command::Friend { action } => friend_cli::run(&global, action).await,
         Command::Object { action } => object_cli::run(&global, action).await,
         Command::Shim { .. } => anyhow::bail!(
             "`coop shim` must be the first argument (it is started by the container runtime, not by people)"

@@ -1333,3 +1333,112 @@ fn a_bucket_quota_refuses_writes_past_it_until_raised() -> Result<()> {
     verify_objects(&key, &endpoint, "capped", &manifest)?;
     Ok(())
 }
+
+/// A friend cloud keeps a home cloud's backups over coop/friend/1: invite
+/// with a quota, link, back up and restore; a used or foreign token is
+/// refused, a backup past the quota fails with the quota's error and
+/// leaves the repository readable, and a friend cut off can no longer
+/// store or read.
+#[test]
+fn a_friend_cloud_keeps_backups_within_its_quota_until_cut_off() -> Result<()> {
+    coop_testkit::s3_python()?;
+    let mut friend = Cloud::new(BIN, "friend-keeper")?;
+    friend.found("k0", PeerOptions::default())?;
+    let mut home = Cloud::new(BIN, "friend-home")?;
+    home.found("o0", PeerOptions::default())?;
+    home.join("o1", PeerOptions::default())?;
+    let keeper = &friend.peers[0];
+
+    let invite = keeper.cli_json(&["friend", "invite", "home", "--quota", "6MiB"])?;
+    let token = invite["token"].as_str().context("token")?.to_owned();
+    assert_eq!(invite["bucket"], "friend-home", "{invite}");
+    // o1 holds no cloud key: its certificate still proves the cloud.
+    let o1 = &home.peers[1];
+    // Its own API token reaches its replica of the control plane first.
+    eventually(
+        Duration::from_secs(20),
+        "o1's API to take its token",
+        || Ok(o1.cli_json(&["friend", "ls"]).ok().map(|_| ())),
+    )?;
+    let linked = o1.cli_json(&["friend", "add", "keeper", &token])?;
+    assert_eq!(linked["bucket"], "friend-home", "{linked}");
+    // The token is single-use.
+    let again = home.peers[0].cli(&["friend", "add", "other", &token])?;
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already used"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let key = create_key(&home.peers[0], "docs", false)?;
+    home.peers[0].cli_json(&["bucket", "create", "docs", "--owner", &key.id])?;
+    let endpoint = home.peers[0].s3_url();
+    let (ok, small, stderr) = tool(
+        &key,
+        &endpoint,
+        "docs",
+        &["put", "--count", "40", "--meta", "--max-size", "200000"],
+    )?;
+    assert!(ok, "writing objects failed: {stderr}");
+    let manifest = base_manifest("friend", &small)?;
+    o1.cli_json(&[
+        "backup",
+        "create",
+        "offsite",
+        "--source",
+        "bucket:docs",
+        "--to",
+        "friend:keeper",
+    ])?;
+    let run = o1.cli_json(&["backup", "run", "offsite"])?;
+    assert_eq!(run["ok"], true, "{run}");
+    assert_eq!(run["files"], 40, "{run}");
+
+    let ls = o1.cli_json(&["friend", "ls"])?;
+    assert_eq!(ls[0]["state"], "reachable", "{ls}");
+    assert!(ls[0]["used_bytes"].as_u64().unwrap_or(0) > 0, "{ls}");
+    let kept = keeper.cli_json(&["friend", "ls"])?;
+    assert_eq!(kept[0]["state"], "linked", "{kept}");
+    assert_eq!(kept[0]["quota_bytes"], 6 << 20, "{kept}");
+
+    let restored = o1.cli_json(&["backup", "restore", "offsite", "--to", "bucket:back"])?;
+    assert_eq!(restored["files"], 40, "{restored}");
+    home.peers[0].cli_json(&["bucket", "allow", "back", "--key", &key.id, "--read"])?;
+    verify_restored(&key, &endpoint, "back", &manifest)?;
+
+    // Past the quota: the run fails with the quota's words, and the
+    // repository still reads.
+    let (ok, _, stderr) = tool(
+        &key,
+        &endpoint,
+        "docs",
+        &["put", "--count", "8", "--prefix", "big-", "--meta"],
+    )?;
+    assert!(ok, "writing objects failed: {stderr}");
+    let over = o1.cli(&["backup", "run", "offsite"])?;
+    let said = String::from_utf8_lossy(&over.stderr);
+    assert!(!over.status.success(), "a run past the quota succeeded");
+    assert!(said.contains("quota"), "{said}");
+    let check = o1.cli_json(&["backup", "check", "offsite"])?;
+    assert_eq!(check["ok"], true, "{check}");
+    let snaps = o1.cli_json(&["backup", "snapshots", "offsite"])?;
+    assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
+
+    // Cut off on the keeper's side: nothing more is stored or read.
+    keeper.cli_json(&["friend", "rm", "home"])?;
+    let denied = o1.cli(&["backup", "snapshots", "offsite"])?;
+    let said = String::from_utf8_lossy(&denied.stderr);
+    assert!(!denied.status.success(), "a friend cut off still reads");
+    assert!(said.contains("keeps no backups for yours"), "{said}");
+    Ok(())
+}
+
+/// Writes a put's manifest to a temporary file.
+fn base_manifest(label: &str, manifest: &Value) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("coop-{label}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, manifest.to_string())?;
+    Ok(path)
+}

@@ -29,6 +29,7 @@ pub(crate) const SERVED_PROTOCOLS: &[&[u8]] = &[
     coop_api::history::HISTORY_ALPN,
     coop_api::events::EVENTS_ALPN,
     coop_backup::remote::BACKUP_ALPN,
+    coop_mesh::FRIEND_ALPN,
 ];
 
 /// What the node's tasks share.
@@ -230,6 +231,7 @@ impl Node {
         own(Box::pin(backups.clone().schedule()));
         core.mesh
             .serve(coop_backup::remote::BackupService(backups.clone()));
+        core.mesh.serve(backups.friend_service());
         state = state.with_backups(backups);
         state = state.with_actions(actions);
         core.mesh.serve(state.history_service());

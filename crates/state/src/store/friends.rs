@@ -70,7 +70,8 @@ pub(super) fn apply(sm: &mut StrTable<'_>, command: Command) -> Applied {
             if get_value::<FriendRecord>(sm, &row)?.is_none() {
                 return Ok(Err(CommandError::FriendUnknown(name)));
             }
-            sm.remove(row.as_str()).map_err(db_err("removing a friend"))?;
+            sm.remove(row.as_str())
+                .map_err(db_err("removing a friend"))?;
         }
         Command::AddFriendLink(link) => {
             if !valid_friend_name(&link.name) {
